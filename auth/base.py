@@ -1,0 +1,82 @@
+"""What the registry asks of an access controller, and the anonymous controller used when auth is off.
+
+The registry maps every request to the accesses it needs (``Access``) and asks the configured
+controller for a ``Grant``; a controller refuses with ``AuthFailure``, which the registry turns into
+the spec's JSON error with the challenge header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One resource action, as in a token scope ``repository:team/app:pull``."""
+
+    type: str  # "repository" or "registry"
+    name: str  # repository name, or "catalog"
+    action: str  # "pull", "push", "delete" or "*"
+
+    @property
+    def scope(self) -> str:
+        return f"{self.type}:{self.name}:{self.action}"
+
+
+class AuthFailure(Exception):
+    """Refusal: status 401 (UNAUTHORIZED, with a challenge) or 403 (DENIED)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        challenge: str | None = None,
+        detail: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.challenge = challenge
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Grant:
+    """Who the caller is and what it may do beyond what it asked for (used to filter the catalog)."""
+
+    subject: str | None = None
+    accesses: frozenset[Access] = field(default_factory=frozenset)
+    everything: bool = False
+
+    def may(self, type_: str, name: str, action: str) -> bool:
+        if self.everything:
+            return True
+        return any(
+            a.type == type_ and a.name == name and a.action in (action, "*") for a in self.accesses
+        )
+
+
+class AccessController(Protocol):
+    """Decides requests; implementations live in this package (htpasswd, token)."""
+
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access]) -> Grant:
+        """Grant every access in ``wanted`` or raise AuthFailure. ``wanted`` may be empty (GET /v2/)."""
+        ...
+
+    async def may_list(self, grant: Grant, repository: str) -> bool:
+        """Whether the catalog may show ``repository`` to this caller."""
+        ...
+
+
+class AllowAll:
+    """No authentication: everything is allowed (Distribution with no ``auth`` section)."""
+
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access]) -> Grant:
+        return Grant(everything=True)
+
+    async def may_list(self, grant: Grant, repository: str) -> bool:
+        return True

@@ -1,0 +1,31 @@
+"""``GET /v2/_catalog``: repositories in lexical order, paged, filtered by what the caller may pull."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from registry.api.common import next_link, page_size, services
+
+DEFAULT_PAGE = 100
+
+
+async def list_repositories(request: Request) -> Response:
+    svc = services(request)
+    n = page_size(request, DEFAULT_PAGE)
+    assert n is not None
+    last = request.query_params.get("last") or None
+    grant = request.scope["moorage.grant"]
+    names: list[str] = []
+    more = False
+    cursor = last
+    while n and len(names) < n:
+        page, more = await svc.catalog.page(cursor, n - len(names))
+        if not page:
+            break
+        cursor = page[-1]
+        names.extend([name for name in page if await svc.access.may_list(grant, name)])
+        if not more:
+            break
+    headers = {"Link": next_link(request, cursor, n)} if more and cursor else {}
+    return JSONResponse({"repositories": names}, headers=headers)

@@ -1,0 +1,202 @@
+"""``GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>``."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry.api.common import digest_headers, not_modified, services
+from registry.errors import RegistryError
+from registry.manifests import INDEX_TYPES, MAX_MANIFEST_SIZE, ParsedManifest, detect_media_type, parse
+from registry.names import check_tag, digest_param, is_tag
+from registry.services import Services
+from registry.urls import location
+from storage.blobs import BlobUnknown
+from storage.digests import Digest, digest_bytes
+from storage.manifests import ManifestUnknown, TagUnknown
+
+DEFAULT_PLATFORM = ("linux", "amd64")
+
+
+async def resolve(svc: Services, name: str, reference: str) -> Digest:
+    if is_tag(reference):
+        try:
+            return await svc.tags.resolve(name, reference)
+        except TagUnknown:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
+    return digest_param(reference)
+
+
+async def get_manifest(request: Request) -> Response:
+    svc = services(request)
+    name, reference = request.path_params["name"], request.path_params["reference"]
+    digest = await resolve(svc, name, reference)
+    content = await load(svc, name, digest)
+    media_type = detect_media_type(content)
+    if is_tag(reference) and media_type in INDEX_TYPES and not accepts(request, media_type):
+        # a client that cannot read manifest lists gets the default platform's image, as from Distribution
+        fallback = await default_platform(svc, name, content, request)
+        if fallback is not None:
+            digest, content, media_type = fallback
+    headers = {**digest_headers(str(digest)), "Content-Type": media_type}
+    if not_modified(request, str(digest)):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Length"] = str(len(content))
+    body = b"" if request.method == "HEAD" else content
+    return Response(body, headers=headers)
+
+
+async def load(svc: Services, name: str, digest: Digest) -> bytes:
+    try:
+        return await svc.manifests.get(name, digest)
+    except ManifestUnknown:
+        raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
+
+
+def accepts(request: Request, media_type: str) -> bool:
+    """False only when the client lists the types it reads and this one is not among them."""
+    header = ",".join(request.headers.getlist("accept"))
+    listed = {part.split(";", 1)[0].strip().lower() for part in header.split(",") if part.strip()}
+    return not listed or media_type in listed or "*/*" in listed
+
+
+async def default_platform(
+    svc: Services, name: str, content: bytes, request: Request
+) -> tuple[Digest, bytes, str] | None:
+    for child in json.loads(content).get("manifests", []):
+        platform = child.get("platform") or {}
+        if (platform.get("os"), platform.get("architecture")) == DEFAULT_PLATFORM:
+            digest = digest_param(child.get("digest", ""))
+            child_content = await load(svc, name, digest)
+            child_type = detect_media_type(child_content)
+            if accepts(request, child_type):
+                return digest, child_content, child_type
+    return None
+
+
+async def put_manifest(request: Request) -> Response:
+    svc = services(request)
+    name, reference = request.path_params["name"], request.path_params["reference"]
+    content = await read_limited(request)
+    manifest = parse(content, request.headers.get("content-type"))
+    if is_tag(reference):
+        digest = digest_bytes(content)
+        tags = [reference]
+    else:
+        claimed = digest_param(reference)
+        digest = digest_bytes(content, claimed.algorithm)
+        if digest != claimed:
+            raise RegistryError("DIGEST_INVALID", detail={"expected": str(claimed), "computed": str(digest)})
+        tags = []
+    tags += [check_tag(t) for t in request.query_params.getlist("tag") if t not in tags]
+    if not svc.config.validation.disabled:
+        await verify_references(svc, name, manifest)
+    await svc.manifests.put(name, digest, content)
+    for tag in tags:
+        await svc.tags.tag(name, tag, digest)
+    headers = {
+        "Location": location(request, svc.config.http, f"v2/{name}/manifests/{digest}"),
+        "Docker-Content-Digest": str(digest),
+        "Content-Length": "0",
+    }
+    if manifest.subject is not None:
+        descriptor = referrer_descriptor(manifest, digest, len(content))
+        await svc.referrers.add(name, manifest.subject.digest, digest, descriptor)
+        headers["OCI-Subject"] = str(manifest.subject.digest)
+    if request.query_params.getlist("tag"):
+        headers["OCI-Tag"] = ", ".join(tags)
+    return Response(status_code=201, headers=headers)
+
+
+async def read_limited(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_SIZE:
+        raise RegistryError("SIZE_INVALID", "manifest too large", status=413,
+                            detail={"limit": MAX_MANIFEST_SIZE})
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_MANIFEST_SIZE:
+            raise RegistryError("SIZE_INVALID", "manifest too large", status=413,
+                                detail={"limit": MAX_MANIFEST_SIZE})
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def verify_references(svc: Services, name: str, manifest: ParsedManifest) -> None:
+    """Every blob and child manifest must be in the repository (foreign layers by URL policy)."""
+    for blob in manifest.blobs:
+        if blob.urls:
+            check_urls(svc, blob.urls)
+            continue
+        try:
+            await svc.blobs.stat_in_repository(name, blob.digest)
+        except BlobUnknown:
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"digest": str(blob.digest)}) from None
+    for child in manifest.children:
+        if await svc.manifests.exists(name, child.digest):
+            continue
+        try:
+            await svc.blobs.stat_in_repository(name, child.digest)
+        except BlobUnknown:
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"digest": str(child.digest)}) from None
+
+
+def check_urls(svc: Services, urls: tuple[str, ...]) -> None:
+    """Foreign layer URLs must match ``validation.manifests.urls.allow`` and no ``deny`` pattern."""
+    allow = svc.config.validation.manifest_urls_allow
+    deny = svc.config.validation.manifest_urls_deny
+    for url in urls:
+        ok = (
+            url.startswith(("http://", "https://"))
+            and any(re.search(p, url) for p in allow)
+            and not any(re.search(p, url) for p in deny)
+        )
+        if not ok:
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", "layer URL not allowed by validation.manifests.urls",
+                                detail={"url": url})
+
+
+def referrer_descriptor(manifest: ParsedManifest, digest: Digest, size: int) -> dict[str, Any]:
+    descriptor: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(digest), "size": size}
+    if manifest.artifact_type:
+        descriptor["artifactType"] = manifest.artifact_type
+    if manifest.annotations:
+        descriptor["annotations"] = manifest.annotations
+    return descriptor
+
+
+async def delete_manifest(request: Request) -> Response:
+    svc = services(request)
+    if not svc.config.storage.delete_enabled:
+        raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
+    name, reference = request.path_params["name"], request.path_params["reference"]
+    if is_tag(reference):
+        try:
+            await svc.tags.untag(name, reference)
+        except TagUnknown:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
+        return Response(status_code=202, headers={"Content-Length": "0"})
+    digest = digest_param(reference)
+    content = await load(svc, name, digest)
+    for tag in await svc.tags.tags_of(name, digest):
+        try:
+            await svc.tags.untag(name, tag)
+        except TagUnknown:
+            pass
+    try:
+        manifest = parse(content, detect_media_type(content))
+    except RegistryError:
+        manifest = None
+    if manifest is not None and manifest.subject is not None:
+        await svc.referrers.remove(name, manifest.subject.digest, digest)
+    try:
+        await svc.manifests.delete(name, digest)
+    except ManifestUnknown:
+        raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
+    return Response(status_code=202, headers={"Content-Length": "0"})

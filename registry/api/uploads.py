@@ -1,0 +1,168 @@
+"""Blob uploads: POST (start, monolithic, mount), PATCH (chunk or stream), PUT (finish), GET, DELETE."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry.api.common import services
+from registry.errors import RegistryError
+from registry.names import check_name, digest_param
+from registry.ranges import parse_content_range, upload_range
+from registry.urls import location
+from storage.blobs import BlobUnknown
+from storage.digests import HASHERS, Digest
+from storage.uploads import DigestMismatch, OffsetMismatch, SizeMismatch, UploadInfo, UploadUnknown
+
+CHUNK_MIN_LENGTH = "0"
+
+
+async def start_upload(request: Request) -> Response:
+    svc = services(request)
+    name = request.path_params["name"]
+    mount = request.query_params.get("mount")
+    if mount:
+        mounted = await try_mount(request, name, digest_param(mount))
+        if mounted is not None:
+            return mounted
+    digest_text = request.query_params.get("digest")
+    algorithm = request.query_params.get("digest-algorithm", "sha256")
+    if algorithm not in HASHERS:
+        raise RegistryError("DIGEST_INVALID", f"unsupported digest algorithm {algorithm!r}")
+    if digest_text:
+        digest = digest_param(digest_text)
+        upload = await svc.uploads.create(name, digest.algorithm)
+        return await finish(request, upload, digest, body(request))
+    upload = await svc.uploads.create(name, algorithm)
+    return Response(status_code=202, headers=upload_headers(request, upload))
+
+
+async def try_mount(request: Request, name: str, digest: Digest) -> Response | None:
+    """Link an existing blob instead of uploading it; None when it cannot (then a normal upload starts)."""
+    svc = services(request)
+    source = request.query_params.get("from")
+    try:
+        if source:
+            check_name(source)
+            await svc.blobs.stat_in_repository(source, digest)
+        else:
+            await svc.blobs.stat(digest)
+    except (BlobUnknown, RegistryError):
+        return None
+    await svc.blobs.link(name, digest)
+    return blob_created(request, name, digest)
+
+
+async def upload_status(request: Request) -> Response:
+    upload = await load(request)
+    return Response(status_code=204, headers=upload_headers(request, upload))
+
+
+async def patch_upload(request: Request) -> Response:
+    svc = services(request)
+    upload = await load(request)
+    start, length = chunk_bounds(request)
+    async with svc.uploads.lock(upload.name, upload.id):
+        try:
+            await svc.uploads.append(upload, request.stream(), start, length)
+        except OffsetMismatch as e:
+            upload.size = e.size
+            raise RegistryError(
+                "RANGE_INVALID", "chunk does not start where the upload ends",
+                detail={"offset": e.size}, headers=upload_headers(request, upload),
+            ) from None
+        except SizeMismatch as e:
+            raise RegistryError("SIZE_INVALID", str(e)) from None
+    return Response(status_code=202, headers=upload_headers(request, upload))
+
+
+async def complete_upload(request: Request) -> Response:
+    upload = await load(request)
+    digest_text = request.query_params.get("digest")
+    if not digest_text:
+        raise RegistryError("DIGEST_INVALID", "the digest query parameter is required")
+    digest = digest_param(digest_text)
+    start, _ = chunk_bounds(request)
+    if start is not None and start != upload.size:
+        raise RegistryError("RANGE_INVALID", "chunk does not start where the upload ends",
+                            headers=upload_headers(request, upload))
+    return await finish(request, upload, digest, body(request))
+
+
+async def cancel_upload(request: Request) -> Response:
+    svc = services(request)
+    upload = await load(request)
+    try:
+        await svc.uploads.cancel(upload.name, upload.id)
+    except UploadUnknown:
+        raise RegistryError("BLOB_UPLOAD_UNKNOWN") from None
+    return Response(status_code=204, headers={"Content-Length": "0"})
+
+
+async def finish(
+    request: Request, upload: UploadInfo, digest: Digest, chunks: AsyncIterator[bytes] | None
+) -> Response:
+    svc = services(request)
+    async with svc.uploads.lock(upload.name, upload.id):
+        try:
+            await svc.uploads.commit(upload, digest, chunks)
+        except DigestMismatch as e:
+            detail = {"expected": str(digest), "reason": str(e)}
+            raise RegistryError("DIGEST_INVALID", detail=detail) from None
+    return blob_created(request, upload.name, digest)
+
+
+async def load(request: Request) -> UploadInfo:
+    name, upload_id = request.path_params["name"], request.path_params["upload"]
+    try:
+        return await services(request).uploads.info(name, upload_id)
+    except UploadUnknown:
+        raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": request.path_params["upload"]}) from None
+
+
+def chunk_bounds(request: Request) -> tuple[int | None, int | None]:
+    """Start offset and length from Content-Range (absent for streamed PATCHes)."""
+    header = request.headers.get("content-range")
+    if not header:
+        return None, None
+    bounds = parse_content_range(header)
+    if bounds is None:
+        raise RegistryError("RANGE_INVALID", f"malformed Content-Range {header!r}")
+    start, end = bounds
+    length = end - start + 1
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) != length:
+        raise RegistryError("SIZE_INVALID", "Content-Length does not match Content-Range")
+    return start, length
+
+
+def body(request: Request) -> AsyncIterator[bytes] | None:
+    """The request body stream, or None when the request carries none."""
+    if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
+        return None
+    return request.stream()
+
+
+def upload_headers(request: Request, upload: UploadInfo) -> dict[str, str]:
+    svc = services(request)
+    return {
+        "Location": location(request, svc.config.http, f"v2/{upload.name}/blobs/uploads/{upload.id}"),
+        "Docker-Upload-UUID": upload.id,
+        "Range": upload_range(upload.size),
+        "OCI-Chunk-Min-Length": CHUNK_MIN_LENGTH,
+        "Content-Length": "0",
+    }
+
+
+def blob_created(request: Request, name: str, digest: Digest) -> Response:
+    svc = services(request)
+    return Response(
+        status_code=201,
+        headers={
+            "Location": location(request, svc.config.http, f"v2/{name}/blobs/{digest}"),
+            "Docker-Content-Digest": str(digest),
+            "Content-Length": "0",
+        },
+    )

@@ -1,0 +1,139 @@
+"""The ASGI application: /v2 dispatch, access control, the spec's errors and headers on every answer."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, Router
+from starlette.types import Message, Receive, Scope, Send
+
+from auth.base import AuthFailure
+from auth.factory import token_server_routes
+from registry import config as config_module
+from registry.config import Config, ConfigError
+from registry.errors import RegistryError, error_body, error_response
+from registry.names import check_name
+from registry.routes import WRITE_METHODS, match
+from registry.services import Services
+from storage import paths
+from storage.driver import PathNotFound
+
+log = logging.getLogger("moorage")
+API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
+
+
+class RegistryApp:
+    def __init__(self, config: Config, services: Services, extra_routes: list[BaseRoute]) -> None:
+        self.config = config
+        self.services = services
+        self.prefix = config.http.prefix
+        self.api_prefix = f"{self.prefix}v2"
+        routes = [*extra_routes, Route("/healthz", self.health, methods=["GET", "HEAD"])]
+        self.other = Router(routes=routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        elif scope["type"] == "http" and scope["path"].startswith(self.api_prefix):
+            await self.api(scope, receive, send)
+        else:
+            await self.other(scope, receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.services.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), API_VERSION_HEADER]
+            await send(message)
+
+        scope["moorage.services"] = self.services
+        request = Request(scope, receive)
+        try:
+            response = await self.dispatch(request)
+        except RegistryError as e:
+            response = error_response(e)
+        except AuthFailure as e:
+            await drain(request)
+            response = auth_failure_response(e)
+        except ClientDisconnect:
+            return
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            response = error_response(RegistryError("UNKNOWN", "internal server error"))
+        await response(scope, receive, send_with_version)
+
+    async def dispatch(self, request: Request) -> Response:
+        scope = request.scope
+        found = match(scope["path"][len(self.prefix) :])
+        if found is None:
+            raise RegistryError("UNSUPPORTED", "no such endpoint", status=404)
+        endpoint, params = found
+        method = scope["method"]
+        entry = endpoint.methods.get(method)
+        if entry is None:
+            raise RegistryError("UNSUPPORTED", f"method {method} not allowed here",
+                                headers={"Allow": ", ".join(endpoint.methods)})
+        if endpoint.named:
+            check_name(params["name"])
+        if method in WRITE_METHODS and self.config.storage.readonly:
+            raise RegistryError("UNSUPPORTED", "the registry is in read-only mode")
+        handler, rule = entry
+        scope["path_params"] = params
+        scope["moorage.grant"] = await self.services.access.authorize(request.headers, rule(request))
+        return await handler(request)
+
+    async def health(self, request: Request) -> Response:
+        """Liveness plus a storage check: the registry is useless when it cannot reach its storage."""
+        try:
+            await self.services.driver.stat(paths.ROOT)
+        except PathNotFound:
+            pass  # an empty registry is healthy
+        except Exception as e:  # noqa: BLE001 - any storage failure makes us unhealthy
+            return JSONResponse({"status": "unhealthy", "storage": str(e)}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+
+async def drain(request: Request) -> None:
+    """Read and discard a refused request's body so the client sees a clean answer, not a reset."""
+    try:
+        async for _ in request.stream():
+            pass
+    except (ClientDisconnect, RuntimeError):
+        pass
+
+
+def auth_failure_response(failure: AuthFailure) -> Response:
+    headers = {"WWW-Authenticate": failure.challenge} if failure.challenge else {}
+    return Response(
+        error_body(failure.code, failure.message, failure.detail),
+        status_code=failure.status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def create_app(config: Config, services: Services | None = None) -> RegistryApp:
+    if services is None:
+        services = Services.build(config)
+    try:
+        extra = token_server_routes(config.auth)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return RegistryApp(config, services, extra)
+
+
+def app_from_environment() -> RegistryApp:
+    """Factory for ASGI servers that import the app (several workers): config path in MOORAGE_CONFIG."""
+    return create_app(config_module.load(os.environ.get("MOORAGE_CONFIG") or None))

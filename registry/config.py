@@ -1,0 +1,278 @@
+"""Configuration: one YAML file with Distribution's keys, plus ``REGISTRY_*`` environment overrides.
+
+Sections this module does not interpret itself (``auth``, ``proxy``, storage driver parameters) are
+handed on as plain dictionaries to the package that owns them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "REGISTRY_"
+STORAGE_DRIVERS = ("filesystem", "s3")
+STORAGE_SECTIONS = ("delete", "maintenance", "redirect", "cache")
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+@dataclass(slots=True)
+class TLSConfig:
+    certificate: str | None = None
+    key: str | None = None
+    clientcas: list[str] = field(default_factory=list)
+    minimumtls: str = "tls1.2"
+
+
+@dataclass(slots=True)
+class HTTPConfig:
+    addr: str = "0.0.0.0:5000"
+    host: str | None = None
+    prefix: str = "/"
+    relativeurls: bool = False
+    trustedproxies: list[str] = field(default_factory=list)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    debug_addr: str | None = None
+    workers: int = 1
+    server: str = "uvicorn"
+
+
+@dataclass(slots=True)
+class StorageConfig:
+    driver: str = "filesystem"
+    parameters: dict[str, Any] = field(default_factory=lambda: {"rootdirectory": "./data"})
+    delete_enabled: bool = True
+    readonly: bool = False
+    redirect_disabled: bool = False
+    upload_purge_age: float = 7 * 24 * 3600.0
+
+
+@dataclass(slots=True)
+class ValidationConfig:
+    disabled: bool = False
+    manifest_urls_allow: list[str] = field(default_factory=list)
+    manifest_urls_deny: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Config:
+    log_level: str = "info"
+    accesslog: bool = True
+    http: HTTPConfig = field(default_factory=HTTPConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    auth: dict[str, Any] = field(default_factory=dict)
+    proxy: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (if any), apply environment overrides and validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from e
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        raw = loaded
+    apply_environment(raw, os.environ if environ is None else environ)
+    config = parse(raw)
+    config.source = str(path) if path is not None else None
+    return config
+
+
+def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """``REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=/x`` sets ``storage.filesystem.rootdirectory``."""
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("_")
+        try:
+            value = yaml.safe_load(environ[name])
+        except yaml.YAMLError:
+            value = environ[name]
+        node = raw
+        for key in keys[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[keys[-1]] = value
+
+
+def parse(raw: Mapping[str, Any]) -> Config:
+    config = Config()
+    section(raw, "", ("version", "log", "http", "storage", "validation", "auth", "proxy",
+                      "notifications", "redis", "health", "reporting", "compatibility", "loglevel"))
+    log = section(raw, "log", ("level", "formatter", "fields", "accesslog", "hooks"))
+    level = choice(log.get("level", raw.get("loglevel", "info")), "log.level", LOG_LEVELS)
+    config.log_level = "warning" if level == "warn" else level
+    accesslog = section(log, "log.accesslog", ("disabled",))
+    config.accesslog = not boolean(accesslog.get("disabled", False), "log.accesslog.disabled")
+    config.http = parse_http(section(raw, "http", None))
+    config.storage = parse_storage(section(raw, "storage", None))
+    config.validation = parse_validation(section(raw, "validation", None))
+    config.auth = dict(section(raw, "auth", None))
+    config.proxy = dict(section(raw, "proxy", None))
+    return config
+
+
+def parse_http(raw: Mapping[str, Any]) -> HTTPConfig:
+    http = HTTPConfig()
+    http.addr = string(raw.get("addr", http.addr), "http.addr")
+    if ":" not in http.addr:
+        raise ConfigError(f"http.addr: expected HOST:PORT, got {http.addr!r}")
+    host = raw.get("host")
+    http.host = string(host, "http.host").rstrip("/") if host else None
+    prefix = string(raw.get("prefix", "/"), "http.prefix")
+    http.prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
+    http.relativeurls = boolean(raw.get("relativeurls", False), "http.relativeurls")
+    http.trustedproxies = string_list(raw.get("trustedproxies", []), "http.trustedproxies")
+    http.workers = integer(raw.get("workers", 1), "http.workers", minimum=1)
+    http.server = choice(raw.get("server", "uvicorn"), "http.server", ("uvicorn", "granian"))
+    tls = section(raw, "http.tls", None)
+    http.tls = TLSConfig(
+        certificate=tls.get("certificate"),
+        key=tls.get("key"),
+        clientcas=string_list(tls.get("clientcas", []), "http.tls.clientcas"),
+        minimumtls=choice(tls.get("minimumtls", "tls1.2"), "http.tls.minimumtls",
+                          ("tls1.0", "tls1.1", "tls1.2", "tls1.3")),
+    )
+    if bool(http.tls.certificate) != bool(http.tls.key):
+        raise ConfigError("http.tls: certificate and key must be given together")
+    debug = section(raw, "http.debug", None)
+    http.debug_addr = string(debug["addr"], "http.debug.addr") if debug.get("addr") else None
+    return http
+
+
+def parse_storage(raw: Mapping[str, Any]) -> StorageConfig:
+    storage = StorageConfig()
+    drivers = [k for k in raw if k not in STORAGE_SECTIONS]
+    unknown = [k for k in drivers if k not in STORAGE_DRIVERS]
+    if unknown:
+        known = ", ".join(STORAGE_DRIVERS)
+        raise ConfigError(f"storage.{unknown[0]}: unknown storage driver (known: {known})")
+    if len(drivers) > 1:
+        raise ConfigError(f"storage: exactly one driver may be configured, got {', '.join(drivers)}")
+    if drivers:
+        storage.driver = drivers[0]
+        storage.parameters = dict(section(raw, f"storage.{storage.driver}", None))
+    if storage.driver == "filesystem":
+        root = storage.parameters.get("rootdirectory", "./data")
+        storage.parameters["rootdirectory"] = string(root, "storage.filesystem.rootdirectory")
+    delete = section(raw, "storage.delete", ("enabled",))
+    storage.delete_enabled = boolean(delete.get("enabled", True), "storage.delete.enabled")
+    maintenance = section(raw, "storage.maintenance", ("uploadpurging", "readonly", "readonlymode"))
+    readonly = section(maintenance, "storage.maintenance.readonly", ("enabled",))
+    storage.readonly = boolean(readonly.get("enabled", False), "storage.maintenance.readonly.enabled")
+    purging = section(maintenance, "storage.maintenance.uploadpurging",
+                      ("enabled", "age", "interval", "dryrun"))
+    if purging.get("age") is not None:
+        storage.upload_purge_age = duration(purging["age"], "storage.maintenance.uploadpurging.age")
+    redirect = section(raw, "storage.redirect", ("disable",))
+    storage.redirect_disabled = boolean(redirect.get("disable", False), "storage.redirect.disable")
+    return storage
+
+
+def parse_validation(raw: Mapping[str, Any]) -> ValidationConfig:
+    validation = ValidationConfig()
+    validation.disabled = boolean(raw.get("disabled", not raw.get("enabled", True)), "validation.disabled")
+    manifests = section(raw, "validation.manifests", ("urls",))
+    urls = section(manifests, "validation.manifests.urls", ("allow", "deny"))
+    validation.manifest_urls_allow = string_list(urls.get("allow", []), "validation.manifests.urls.allow")
+    validation.manifest_urls_deny = string_list(urls.get("deny", []), "validation.manifests.urls.deny")
+    return validation
+
+
+def section(raw: Mapping[str, Any], key: str, allowed: tuple[str, ...] | None) -> Mapping[str, Any]:
+    """The mapping at ``key`` (empty if absent); ``allowed`` lists the sub-keys accepted."""
+    value = raw if key == "" else raw.get(key.rsplit(".", 1)[-1])
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+    if allowed is not None:
+        for sub in value:
+            if sub not in allowed:
+                where = f"{key}.{sub}" if key else str(sub)
+                raise ConfigError(f"{where}: unknown key")
+    return value
+
+
+def string(value: Any, key: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"{key}: expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def string_list(value: Any, key: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of strings")
+    return [string(v, key) for v in value]
+
+
+def boolean(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+def integer(value: Any, key: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}: expected a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def choice(value: Any, key: str, options: tuple[str, ...]) -> str:
+    text = string(value, key).lower()
+    if text not in options:
+        raise ConfigError(f"{key}: expected one of {', '.join(options)}, got {value!r}")
+    return text
+
+
+DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(value: Any, key: str) -> float:
+    """Go-style durations (``168h``, ``90m``, ``1h30m``) or plain seconds, in seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = string(value, key).strip()
+    total, number = 0.0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = text[i : i + 2] if text[i : i + 2] in DURATION_UNITS else ch
+        if unit not in DURATION_UNITS or not number:
+            raise ConfigError(f"{key}: invalid duration {value!r}")
+        total += float(number) * DURATION_UNITS[unit]
+        number = ""
+        i += len(unit)
+    if number:
+        raise ConfigError(f"{key}: invalid duration {value!r} (missing unit)")
+    return total

@@ -1,0 +1,64 @@
+"""Manifest media types: one module per type, chosen by Content-Type or the document's own mediaType."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from registry.manifests import docker_manifest_list, docker_schema2, oci_index, oci_manifest
+from registry.manifests.descriptor import Descriptor, ParsedManifest, invalid
+
+MAX_MANIFEST_SIZE = 4 << 20
+SCHEMA1_TYPES = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
+PARSERS: dict[str, Callable[[dict[str, Any]], ParsedManifest]] = {
+    module.MEDIA_TYPE: module.parse
+    for module in (docker_schema2, docker_manifest_list, oci_manifest, oci_index)
+}
+INDEX_TYPES = (docker_manifest_list.MEDIA_TYPE, oci_index.MEDIA_TYPE)
+GENERIC_TYPES = ("", "application/json", "application/octet-stream")
+
+__all__ = ["Descriptor", "ParsedManifest", "parse", "detect_media_type", "MAX_MANIFEST_SIZE"]
+
+
+def parse(content: bytes, content_type: str | None) -> ParsedManifest:
+    """Validate a pushed manifest; the Content-Type decides its type, else its ``mediaType`` field."""
+    try:
+        doc = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise invalid(f"manifest is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise invalid("manifest must be a JSON object")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type in GENERIC_TYPES:
+        media_type = guess(doc)
+    if media_type in SCHEMA1_TYPES or doc.get("schemaVersion") == 1:
+        raise invalid("Docker schema 1 manifests are not supported; push schema 2 or OCI")
+    parser = PARSERS.get(media_type)
+    if parser is None:
+        raise invalid(f"unsupported manifest media type {media_type!r}")
+    return parser(doc)
+
+
+def guess(doc: dict[str, Any]) -> str:
+    """The type of a document given without a useful Content-Type (as Distribution does)."""
+    declared = doc.get("mediaType")
+    if isinstance(declared, str):
+        return declared
+    if doc.get("schemaVersion") == 1:
+        return SCHEMA1_TYPES[1]
+    if "manifests" in doc:
+        return oci_index.MEDIA_TYPE
+    return oci_manifest.MEDIA_TYPE
+
+
+def detect_media_type(content: bytes) -> str:
+    """The Content-Type to serve a stored manifest with."""
+    try:
+        doc = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return "application/octet-stream"
+    return guess(doc) if isinstance(doc, dict) else "application/octet-stream"

@@ -1,0 +1,29 @@
+"""OCI image index (multi-platform, index of indexes, or an artifact with ``subject``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from registry.manifests.descriptor import (
+    ParsedManifest,
+    check_annotations,
+    check_media_type_field,
+    check_schema_version,
+    descriptor_list,
+    optional_artifact_type,
+    optional_subject,
+)
+
+MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+
+
+def parse(doc: dict[str, Any]) -> ParsedManifest:
+    check_schema_version(doc)
+    check_media_type_field(doc, MEDIA_TYPE)
+    return ParsedManifest(
+        MEDIA_TYPE,
+        children=descriptor_list(doc, "manifests", required=True),
+        subject=optional_subject(doc),
+        artifact_type=optional_artifact_type(doc),
+        annotations=check_annotations(doc.get("annotations"), "annotations"),
+    )

@@ -1,0 +1,62 @@
+"""The stores and policies one registry instance works with, built once from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from auth.base import AccessController
+from auth.factory import build_access_controller
+from registry.config import Config, ConfigError
+from storage.blobs import BlobStore
+from storage.catalog import Catalog
+from storage.driver import StorageDriver
+from storage.factory import build_driver
+from storage.manifests import ManifestStore, TagStore
+from storage.referrers import ReferrersIndex
+from storage.uploads import UploadStore
+
+
+@dataclass(slots=True)
+class Services:
+    config: Config
+    driver: StorageDriver
+    blobs: BlobStore
+    uploads: UploadStore
+    manifests: ManifestStore
+    tags: TagStore
+    referrers: ReferrersIndex
+    catalog: Catalog
+    access: AccessController
+
+    @classmethod
+    def build(cls, config: Config, driver: StorageDriver | None = None) -> Services:
+        if driver is None:
+            try:
+                driver = build_driver(
+                    config.storage.driver,
+                    config.storage.parameters,
+                    redirect=not config.storage.redirect_disabled,
+                )
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        try:
+            access = build_access_controller(config.auth)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        blobs = BlobStore(driver)
+        manifests = ManifestStore(driver, blobs)
+        return cls(
+            config=config,
+            driver=driver,
+            blobs=blobs,
+            uploads=UploadStore(driver, blobs),
+            manifests=manifests,
+            tags=TagStore(driver),
+            referrers=ReferrersIndex(driver, manifests),
+            catalog=Catalog(driver),
+            access=access,
+        )
+
+    async def close(self) -> None:
+        await self.uploads.close()
+        await self.driver.close()

@@ -1,0 +1,62 @@
+"""Content digests (``sha256:<hex>``): parsing, and hashers whose state can be saved in storage."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+import rehashes
+
+HEX_LENGTH = {"sha256": 64, "sha512": 128}
+DIGEST_RE = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
+HEX_RE = re.compile(r"[a-f0-9]+")
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | memoryview) -> None: ...
+    def finalize(self) -> str: ...
+    def serialize(self) -> bytes: ...
+
+
+HASHERS = {"sha256": rehashes.PySha256, "sha512": rehashes.PySha512}
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    algorithm: str
+    hex: str
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+class InvalidDigest(ValueError):
+    """Malformed digest or unsupported algorithm."""
+
+
+def parse_digest(text: str) -> Digest:
+    """Parse and validate a digest: only sha256 and sha512 with lowercase hex of the right length."""
+    match = DIGEST_RE.fullmatch(text)
+    if match is None:
+        raise InvalidDigest(f"invalid digest {text!r}")
+    algorithm, hex_ = match.groups()
+    if algorithm not in HEX_LENGTH:
+        raise InvalidDigest(f"unsupported digest algorithm {algorithm!r}")
+    if len(hex_) != HEX_LENGTH[algorithm] or not HEX_RE.fullmatch(hex_):
+        raise InvalidDigest(f"invalid digest {text!r}")
+    return Digest(algorithm, hex_)
+
+
+def new_hasher(algorithm: str) -> Hasher:
+    return HASHERS[algorithm]()
+
+
+def restore_hasher(algorithm: str, state: bytes) -> Hasher:
+    return HASHERS[algorithm].deserialize(state)
+
+
+def digest_bytes(data: bytes, algorithm: str = "sha256") -> Digest:
+    hasher = new_hasher(algorithm)
+    hasher.update(data)
+    return Digest(algorithm, hasher.finalize())

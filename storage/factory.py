@@ -1,0 +1,18 @@
+"""Builds the storage driver named by the config's ``storage`` section."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage.driver import StorageDriver
+from storage.filesystem import FilesystemDriver
+
+
+def build_driver(kind: str, parameters: dict[str, Any], redirect: bool = True) -> StorageDriver:
+    """Raise ValueError naming the key when a parameter is wrong."""
+    if kind == "filesystem":
+        fsync = parameters.get("fsync", True)
+        if not isinstance(fsync, bool):
+            raise ValueError("storage.filesystem.fsync: expected true or false")
+        return FilesystemDriver(str(parameters["rootdirectory"]), fsync=fsync)
+    raise ValueError(f"storage.{kind}: driver not available")

@@ -1,0 +1,114 @@
+"""Manifest revisions and tags of a repository, stored as Distribution stores them."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from storage import paths
+from storage.blobs import BlobStore, BlobUnknown, read_link
+from storage.digests import Digest
+from storage.driver import PathNotFound, StorageDriver
+
+CACHE_ENTRIES = 4096
+CACHE_MAX_BYTES = 64 << 10
+
+
+class ManifestUnknown(Exception):
+    """No such manifest revision in the repository."""
+
+
+class TagUnknown(Exception):
+    """No such tag in the repository."""
+
+
+class ManifestStore:
+    """Manifest content lives in the blob store; ``_manifests/revisions`` links it to a repository."""
+
+    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+        self.driver = driver
+        self.blobs = blobs
+        # content is immutable per digest, so small manifests are cached; membership is always checked
+        self._content: OrderedDict[Digest, bytes] = OrderedDict()
+
+    async def exists(self, name: str, digest: Digest) -> bool:
+        return await read_link(self.driver, paths.revision_link(name, digest)) == digest
+
+    async def get(self, name: str, digest: Digest) -> bytes:
+        if not await self.exists(name, digest):
+            raise ManifestUnknown(str(digest))
+        cached = self._content.get(digest)
+        if cached is not None:
+            self._content.move_to_end(digest)
+            return cached
+        try:
+            content = await self.blobs.get(digest)
+        except BlobUnknown:
+            raise ManifestUnknown(str(digest)) from None
+        self._remember(digest, content)
+        return content
+
+    async def put(self, name: str, digest: Digest, content: bytes) -> None:
+        await self.blobs.put(digest, content)
+        await self.driver.put_content(paths.revision_link(name, digest), str(digest).encode())
+        self._remember(digest, content)
+
+    async def delete(self, name: str, digest: Digest) -> None:
+        try:
+            await self.driver.delete(paths.revision_dir(name, digest))
+        except PathNotFound:
+            raise ManifestUnknown(str(digest)) from None
+
+    def _remember(self, digest: Digest, content: bytes) -> None:
+        if len(content) > CACHE_MAX_BYTES:
+            return
+        self._content[digest] = content
+        if len(self._content) > CACHE_ENTRIES:
+            self._content.popitem(last=False)
+
+
+class TagStore:
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+
+    async def resolve(self, name: str, tag: str) -> Digest:
+        digest = await read_link(self.driver, paths.tag_current_link(name, tag))
+        if digest is None:
+            raise TagUnknown(tag)
+        return digest
+
+    async def tag(self, name: str, tag: str, digest: Digest) -> None:
+        """Point ``tag`` at ``digest``; the index entry first, as Distribution does."""
+        link = str(digest).encode()
+        await self.driver.put_content(paths.tag_index_link(name, tag, digest), link)
+        await self.driver.put_content(paths.tag_current_link(name, tag), link)
+
+    async def untag(self, name: str, tag: str) -> None:
+        try:
+            await self.driver.delete(paths.tag_dir(name, tag))
+        except PathNotFound:
+            raise TagUnknown(tag) from None
+
+    async def list(self, name: str) -> list[str]:
+        """Tags in lexical order; raises PathNotFound when the repository has no tags directory."""
+        return await self.driver.list(paths.tags_dir(name))
+
+    async def tags_of(self, name: str, digest: Digest) -> list[str]:
+        """Tags currently pointing at ``digest`` (a scan over the repository's tags)."""
+        try:
+            tags = await self.list(name)
+        except PathNotFound:
+            return []
+        found = []
+        for tag in tags:
+            if await read_link(self.driver, paths.tag_current_link(name, tag)) == digest:
+                found.append(tag)
+        return found
+
+
+async def repository_exists(driver: StorageDriver, name: str) -> bool:
+    try:
+        await driver.stat(paths.manifests_dir(name))
+    except PathNotFound:
+        return False
+    return True
+

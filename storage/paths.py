@@ -1,0 +1,110 @@
+"""The storage layout, identical to Distribution's (``registry/storage/paths.go``).
+
+This module is the only place that knows where things live, so that Moorage and Distribution can serve
+one data directory or bucket.  Moorage's own derived index (referrers) lives in ``_referrers`` below
+the repository, a directory Distribution's catalog walk skips like every ``_``-prefixed one.
+
+    /docker/registry/v2/
+      blobs/<alg>/<hex[:2]>/<hex>/data
+      repositories/<name>/
+        _layers/<alg>/<hex>/link
+        _manifests/revisions/<alg>/<hex>/link
+        _manifests/tags/<tag>/current/link
+        _manifests/tags/<tag>/index/<alg>/<hex>/link
+        _uploads/<id>/data | startedat | hashstates/<alg>/<offset>
+        _referrers/<subject alg>/<subject hex>/<alg>/<hex>/descriptor   (Moorage)
+"""
+
+from __future__ import annotations
+
+from storage.digests import Digest
+
+ROOT = "/docker/registry/v2"
+REPOSITORIES = f"{ROOT}/repositories"
+BLOBS = f"{ROOT}/blobs"
+# Distribution keeps Go-encoded hash states under hashstates/<alg>; ours are not compatible with its.
+HASHSTATE_SUFFIX = "-moorage"
+
+
+def blob_dir(digest: Digest) -> str:
+    return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
+
+
+def blob_data(digest: Digest) -> str:
+    return f"{blob_dir(digest)}/data"
+
+
+def repository(name: str) -> str:
+    return f"{REPOSITORIES}/{name}"
+
+
+def layer_link(name: str, digest: Digest) -> str:
+    return f"{REPOSITORIES}/{name}/_layers/{digest.algorithm}/{digest.hex}/link"
+
+
+def manifests_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests"
+
+
+def revisions_dir(name: str) -> str:
+    return f"{manifests_dir(name)}/revisions"
+
+
+def revision_dir(name: str, digest: Digest) -> str:
+    return f"{revisions_dir(name)}/{digest.algorithm}/{digest.hex}"
+
+
+def revision_link(name: str, digest: Digest) -> str:
+    return f"{revision_dir(name, digest)}/link"
+
+
+def tags_dir(name: str) -> str:
+    return f"{manifests_dir(name)}/tags"
+
+
+def tag_dir(name: str, tag: str) -> str:
+    return f"{tags_dir(name)}/{tag}"
+
+
+def tag_current_link(name: str, tag: str) -> str:
+    return f"{tag_dir(name, tag)}/current/link"
+
+
+def tag_index_link(name: str, tag: str, digest: Digest) -> str:
+    return f"{tag_dir(name, tag)}/index/{digest.algorithm}/{digest.hex}/link"
+
+
+def uploads_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads"
+
+
+def upload_dir(name: str, upload_id: str) -> str:
+    return f"{uploads_dir(name)}/{upload_id}"
+
+
+def upload_data(name: str, upload_id: str) -> str:
+    return f"{upload_dir(name, upload_id)}/data"
+
+
+def upload_started_at(name: str, upload_id: str) -> str:
+    return f"{upload_dir(name, upload_id)}/startedat"
+
+
+def upload_hashstates_dir(name: str, upload_id: str, algorithm: str) -> str:
+    return f"{upload_dir(name, upload_id)}/hashstates/{algorithm}{HASHSTATE_SUFFIX}"
+
+
+def upload_hashstate(name: str, upload_id: str, algorithm: str, offset: int) -> str:
+    return f"{upload_hashstates_dir(name, upload_id, algorithm)}/{offset}"
+
+
+def referrers_dir(name: str, subject: Digest) -> str:
+    return f"{REPOSITORIES}/{name}/_referrers/{subject.algorithm}/{subject.hex}"
+
+
+def referrer_dir(name: str, subject: Digest, referrer: Digest) -> str:
+    return f"{referrers_dir(name, subject)}/{referrer.algorithm}/{referrer.hex}"
+
+
+def referrer_descriptor(name: str, subject: Digest, referrer: Digest) -> str:
+    return f"{referrer_dir(name, subject, referrer)}/descriptor"
