@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 
@@ -19,10 +21,12 @@ from registry.names import check_name
 from registry.routes import WRITE_METHODS, match
 from registry.services import Services
 from storage import paths
-from storage.driver import PathNotFound
+from storage.driver import PathNotFound, StorageDriver
+from storage.purge import purge_uploads
 
 log = logging.getLogger("moorage")
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
+STORAGE_CHECK_TIMEOUT = 5.0
 
 
 class RegistryApp:
@@ -31,7 +35,11 @@ class RegistryApp:
         self.services = services
         self.prefix = config.http.prefix
         self.api_prefix = f"{self.prefix}v2"
-        routes = [*extra_routes, Route("/healthz", self.health, methods=["GET", "HEAD"])]
+        routes = [
+            *extra_routes,
+            Route("/healthz", self.liveness, methods=["GET", "HEAD"]),
+            Route("/readyz", self.readiness, methods=["GET", "HEAD"]),
+        ]
         self.other = Router(routes=routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -43,14 +51,32 @@ class RegistryApp:
             await self.other(scope, receive, send)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
+        purging: asyncio.Task[None] | None = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                storage = self.config.storage
+                if storage.upload_purge_enabled and not storage.readonly:
+                    purging = asyncio.create_task(self.purge_periodically())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if purging is not None:
+                    purging.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await purging
                 await self.services.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def purge_periodically(self) -> None:
+        storage = self.config.storage
+        while True:
+            try:
+                driver = self.services.driver
+                await purge_uploads(driver, storage.upload_purge_age, storage.upload_purge_dryrun)
+            except Exception:
+                log.exception("purging abandoned uploads failed")
+            await asyncio.sleep(storage.upload_purge_interval)
 
     async def api(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_version(message: Message) -> None:
@@ -94,15 +120,29 @@ class RegistryApp:
         scope["moorage.grant"] = await self.services.access.authorize(request.headers, rule(request))
         return await handler(request)
 
-    async def health(self, request: Request) -> Response:
-        """Liveness plus a storage check: the registry is useless when it cannot reach its storage."""
-        try:
-            await self.services.driver.stat(paths.ROOT)
-        except PathNotFound:
-            pass  # an empty registry is healthy
-        except Exception as e:  # noqa: BLE001 - any storage failure makes us unhealthy
-            return JSONResponse({"status": "unhealthy", "storage": str(e)}, status_code=503)
+    async def liveness(self, request: Request) -> Response:
+        """``/healthz``: the process answers; storage is not consulted (an outage must not restart it)."""
         return JSONResponse({"status": "ok"})
+
+    async def readiness(self, request: Request) -> Response:
+        """``/readyz``: ready to serve only while the storage answers."""
+        error = await storage_error(self.services.driver)
+        if error:
+            return JSONResponse({"status": "unavailable", "storage": error}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+
+async def storage_error(driver: StorageDriver, timeout: float = STORAGE_CHECK_TIMEOUT) -> str | None:
+    """None when the storage answers a stat of the registry root in time, else why not."""
+    try:
+        await asyncio.wait_for(driver.stat(paths.ROOT), timeout)
+    except PathNotFound:
+        return None  # an empty registry is healthy
+    except TimeoutError:
+        return f"storage did not answer within {timeout:g}s"
+    except Exception as e:  # noqa: BLE001 - any storage failure makes us unready
+        return str(e) or type(e).__name__
+    return None
 
 
 async def drain(request: Request) -> None:

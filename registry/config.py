@@ -43,6 +43,7 @@ class HTTPConfig:
     debug_addr: str | None = None
     workers: int = 1
     server: str = "uvicorn"
+    draintimeout: float = 30.0  # seconds requests in flight get to finish after SIGTERM
 
 
 @dataclass(slots=True)
@@ -52,7 +53,10 @@ class StorageConfig:
     delete_enabled: bool = True
     readonly: bool = False
     redirect_disabled: bool = False
+    upload_purge_enabled: bool = True
     upload_purge_age: float = 7 * 24 * 3600.0
+    upload_purge_interval: float = 24 * 3600.0
+    upload_purge_dryrun: bool = False
 
 
 @dataclass(slots=True)
@@ -147,6 +151,7 @@ def parse_http(raw: Mapping[str, Any]) -> HTTPConfig:
     http.trustedproxies = string_list(raw.get("trustedproxies", []), "http.trustedproxies")
     http.workers = integer(raw.get("workers", 1), "http.workers", minimum=1)
     http.server = choice(raw.get("server", "uvicorn"), "http.server", ("uvicorn", "granian"))
+    http.draintimeout = duration(raw.get("draintimeout", http.draintimeout), "http.draintimeout")
     tls = section(raw, "http.tls", None)
     http.tls = TLSConfig(
         certificate=tls.get("certificate"),
@@ -184,8 +189,15 @@ def parse_storage(raw: Mapping[str, Any]) -> StorageConfig:
     storage.readonly = boolean(readonly.get("enabled", False), "storage.maintenance.readonly.enabled")
     purging = section(maintenance, "storage.maintenance.uploadpurging",
                       ("enabled", "age", "interval", "dryrun"))
+    key = "storage.maintenance.uploadpurging"
+    storage.upload_purge_enabled = boolean(purging.get("enabled", True), f"{key}.enabled")
+    storage.upload_purge_dryrun = boolean(purging.get("dryrun", False), f"{key}.dryrun")
     if purging.get("age") is not None:
-        storage.upload_purge_age = duration(purging["age"], "storage.maintenance.uploadpurging.age")
+        storage.upload_purge_age = duration(purging["age"], f"{key}.age")
+    if purging.get("interval") is not None:
+        storage.upload_purge_interval = duration(purging["interval"], f"{key}.interval")
+        if storage.upload_purge_interval <= 0:
+            raise ConfigError(f"{key}.interval: must be positive")
     redirect = section(raw, "storage.redirect", ("disable",))
     storage.redirect_disabled = boolean(redirect.get("disable", False), "storage.redirect.disable")
     return storage

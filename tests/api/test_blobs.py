@@ -252,3 +252,27 @@ def test_unknown_endpoint_and_method(client: TestClient) -> None:
     r = client.post("/v2/team/app/tags/list")
     assert r.status_code == 405
     assert r.json()["errors"][0]["code"] == "UNSUPPORTED"
+
+
+def test_purge_removes_only_abandoned_uploads(tmp_path) -> None:
+    import asyncio
+    import os
+    import time
+
+    from storage.filesystem import FilesystemDriver
+    from storage.purge import purge_uploads
+
+    with make_client(tmp_path) as c:
+        old = start(c, "team/app")
+        fresh = start(c, "other/repo")
+    old_id = old.rsplit("/", 1)[1]
+    started = next(tmp_path.glob(f"docker/registry/v2/repositories/team/app/_uploads/{old_id}/startedat"))
+    week_ago = time.time() - 8 * 24 * 3600
+    os.utime(started, (week_ago, week_ago))
+    driver = FilesystemDriver(str(tmp_path))
+    assert asyncio.run(purge_uploads(driver, 7 * 24 * 3600, dry_run=True))
+    purged = asyncio.run(purge_uploads(driver, 7 * 24 * 3600))
+    assert [p.rsplit("/", 1)[1] for p in purged] == [old_id]
+    with make_client(tmp_path) as c:
+        assert c.get(old).status_code == 404
+        assert c.get(fresh).status_code == 204
