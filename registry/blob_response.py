@@ -22,6 +22,7 @@ class BlobResponse:
         headers: Mapping[str, str],
         *,
         path: str | None = None,
+        fd: int | None = None,
         stream: AsyncIterator[bytes] | None = None,
         offset: int = 0,
         length: int = 0,
@@ -30,43 +31,44 @@ class BlobResponse:
         self.status = status
         self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         self.path = path
+        self.fd = fd
         self.stream = stream
         self.offset = offset
         self.length = length
         self.whole = whole
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        if scope["method"] == "HEAD" or self.length == 0:
-            await send({"type": "http.response.body", "body": b""})
-            return
-        if self.path is not None:
-            if self.whole and "http.response.pathsend" in scope.get("extensions", {}):
-                await send({"type": "http.response.pathsend", "path": self.path})
+        try:
+            await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+            if scope["method"] == "HEAD" or self.length == 0:
+                await send({"type": "http.response.body", "body": b""})
                 return
-            await self._send_file(send)
-            return
+            if self.fd is not None:
+                if self.whole and "http.response.pathsend" in scope.get("extensions", {}):
+                    await send({"type": "http.response.pathsend", "path": self.path})
+                    return
+                await self._send_file(self.fd, send)
+                return
+        finally:
+            if self.fd is not None:
+                os.close(self.fd)
         assert self.stream is not None
         async for chunk in self.stream:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _send_file(self, send: Send) -> None:
+    async def _send_file(self, fd: int, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        fd = os.open(self.path, os.O_RDONLY)  # type: ignore[arg-type]
-        try:
-            position, remaining = self.offset, self.length
-            pending = loop.run_in_executor(None, os.pread, fd, min(BLOCK, remaining), position)
-            while remaining > 0:
-                chunk = await pending
-                if not chunk:
-                    break
-                position += len(chunk)
-                remaining -= len(chunk)
-                if remaining > 0:  # read the next block while this one is sent
-                    pending = loop.run_in_executor(None, os.pread, fd, min(BLOCK, remaining), position)
-                await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
-            if remaining > 0:
-                await send({"type": "http.response.body", "body": b""})
-        finally:
-            os.close(fd)
+        position, remaining = self.offset, self.length
+        pending = loop.run_in_executor(None, os.pread, fd, min(BLOCK, remaining), position)
+        while remaining > 0:
+            chunk = await pending
+            if not chunk:
+                break
+            position += len(chunk)
+            remaining -= len(chunk)
+            if remaining > 0:  # read the next block while this one is sent
+                pending = loop.run_in_executor(None, os.pread, fd, min(BLOCK, remaining), position)
+            await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+        if remaining > 0:
+            await send({"type": "http.response.body", "body": b""})

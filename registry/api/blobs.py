@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -46,7 +48,11 @@ async def get_blob(request: Request) -> Response | BlobResponse:
     headers["Content-Type"] = "application/octet-stream"
     path = svc.blobs.local_path(digest)
     if path is not None:
-        return BlobResponse(status, headers, path=path, offset=start, length=length, whole=status == 200)
+        try:
+            fd = os.open(path, os.O_RDONLY)  # opened before answering: a concurrent delete cannot break it
+        except FileNotFoundError:
+            raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+        return BlobResponse(status, headers, path=path, fd=fd, offset=start, length=length, whole=status == 200)
     stream = svc.blobs.reader(digest, start, length) if request.method == "GET" else None
     return BlobResponse(status, headers, stream=stream, offset=start, length=length)
 
