@@ -9,15 +9,18 @@ O(repositories).  Keys sort exactly like the full names, so "a" < "a-b" < "a/b" 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import OrderedDict
 
 from storage import paths
 from storage.driver import PathNotFound, StorageDriver
+
+KEY_CACHE_ENTRIES = 65536
 
 
 class Catalog:
     def __init__(self, driver: StorageDriver) -> None:
         self.driver = driver
-        self._keys: dict[str, tuple[list[str], list[str]]] = {}
+        self._keys: OrderedDict[str, tuple[list[str], list[str]]] = OrderedDict()
 
     async def page(self, last: str | None, limit: int) -> tuple[list[str], bool]:
         """Up to ``limit`` repositories after ``last``, and whether there are more."""
@@ -34,8 +37,7 @@ class Catalog:
             if len(found) >= want:
                 return
             if key.endswith("/"):
-                child = f"{paths.REPOSITORIES}/{key[:-1]}"
-                await self._visit(child, key, last, want, found)
+                await self._visit(f"{paths.REPOSITORIES}/{key[:-1]}", key, last, want, found)
             elif await self._is_repository(key):
                 found.append(key)
 
@@ -46,18 +48,19 @@ class Catalog:
             return []
         cached = self._keys.get(directory)
         if cached is not None and cached[0] is names:
+            self._keys.move_to_end(directory)
             return cached[1]
         keys = sorted(
             key for name in names if not name.startswith("_") for key in (prefix + name, prefix + name + "/")
         )
         self._keys[directory] = (names, keys)
-        if len(self._keys) > 4096:
-            self._keys.pop(next(iter(self._keys)))
+        if len(self._keys) > KEY_CACHE_ENTRIES:
+            self._keys.popitem(last=False)
         return keys
 
     async def _is_repository(self, name: str) -> bool:
+        """A repository has a ``_manifests`` directory; the listing is reused for its sub-tree key."""
         try:
-            info = await self.driver.stat(paths.manifests_dir(name))
+            return "_manifests" in await self.driver.list(paths.repository(name))
         except PathNotFound:
             return False
-        return info.is_dir
