@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 
@@ -17,6 +18,7 @@ from auth.factory import token_server_routes
 from registry import config as config_module
 from registry.config import Config, ConfigError
 from registry.errors import RegistryError, error_body, error_response
+from registry.mirror.handlers import mirror_route
 from registry.names import check_name
 from registry.routes import WRITE_METHODS, match
 from registry.services import Services
@@ -95,6 +97,10 @@ class RegistryApp:
             response = auth_failure_response(e)
         except ClientDisconnect:
             return
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                log.exception("storage error on %s %s", scope["method"], scope["path"])
+            response = error_response(storage_failure(e))
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             response = error_response(RegistryError("UNKNOWN", "internal server error"))
@@ -116,6 +122,8 @@ class RegistryApp:
         if method in WRITE_METHODS and self.config.storage.readonly:
             raise RegistryError("UNSUPPORTED", "the registry is in read-only mode")
         handler, rule = entry
+        if endpoint.named and self.services.mirror is not None:
+            handler = mirror_route(self.services.mirror, request, params, handler)
         scope["path_params"] = params
         scope["moorage.grant"] = await self.services.access.authorize(request.headers, rule(request))
         return await handler(request)
@@ -143,6 +151,13 @@ async def storage_error(driver: StorageDriver, timeout: float = STORAGE_CHECK_TI
     except Exception as e:  # noqa: BLE001 - any storage failure makes us unready
         return str(e) or type(e).__name__
     return None
+
+
+def storage_failure(error: OSError) -> RegistryError:
+    """A full disk is the operator's to fix: say so (507) rather than a bare 500."""
+    if error.errno == errno.ENOSPC:
+        return RegistryError("UNKNOWN", "no space left on the registry's storage", status=507)
+    return RegistryError("UNKNOWN", "storage error")
 
 
 async def drain(request: Request) -> None:
