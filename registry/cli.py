@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from auth import cli as auth_cli
 from registry import config as config_module
 from registry.config import Config, ConfigError
 
@@ -17,6 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the registry")
     serve.add_argument("config", nargs="?", help="YAML config file (Distribution's keys); optional")
     serve.set_defaults(run=run_serve)
+    rebuild = commands.add_parser(
+        "rebuild-index", help="re-create the referrers index from the stored manifests (after Distribution wrote)"
+    )
+    rebuild.add_argument("config", nargs="?", help="YAML config file")
+    rebuild.set_defaults(run=run_rebuild_index)
+    auth_cli.add_commands(commands)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
 
@@ -44,6 +51,26 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"moorage: config error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def run_rebuild_index(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from registry.manifests import describe_referrer
+    from registry.services import Services
+    from storage.referrers import rebuild_referrers
+
+    config = load_config(args.config)
+
+    async def rebuild() -> int:
+        services = Services.build(config)
+        try:
+            return await rebuild_referrers(services.driver, services.manifests, describe_referrer)
+        finally:
+            await services.close()
+
+    print(f"referrers index: {asyncio.run(rebuild())} entries written")
     return 0
 
 

@@ -1,13 +1,37 @@
-"""Runs the app under an ASGI server: uvicorn (default) or granian, with Distribution's http.* keys."""
+"""Runs the app under an ASGI server, uvicorn (default) or granian, with Distribution's http.* keys.
+
+* ``http.tls``: served TLS; ``clientcas`` makes it mutual TLS (a client certificate signed by one
+  of them is required); ``minimumtls`` is the lowest protocol version accepted.
+* ``http.debug.addr``: a second listener (plain HTTP, keep it private) with Distribution's
+  ``/debug/health``, served from a thread of the main process whatever the server.
+* ``http.draintimeout``: on SIGTERM the listener closes at once, requests in flight (uploads) get
+  this long to finish, then they are cut and the process exits.
+"""
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import logging
+import math
 import ssl
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from registry.app import create_app
-from registry.config import Config
+from registry.app import create_app, storage_error
+from registry.config import Config, ConfigError, TLSConfig
+from storage.factory import build_driver
+
+log = logging.getLogger("moorage")
 
 TLS_VERSIONS = {
     "tls1.0": ssl.TLSVersion.TLSv1,
@@ -15,21 +39,45 @@ TLS_VERSIONS = {
     "tls1.2": ssl.TLSVersion.TLSv1_2,
     "tls1.3": ssl.TLSVersion.TLSv1_3,
 }
+APP_FACTORY = "registry.app:app_from_environment"
+LOOPBACK_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
 
 
 def split_addr(addr: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` (an empty host means every IPv4 address)."""
     host, _, port = addr.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def serve(config: Config) -> None:
+    """Serve until SIGTERM/SIGINT, then drain; blocks."""
     host, port = split_addr(config.http.addr)
-    tls = config.http.tls
+    warn_plain_http_credentials(config, host)
+    debug = DebugServer(config) if config.http.debug_addr else None
+    if debug:
+        debug.start()
+    try:
+        if config.http.server == "granian":
+            serve_granian(config, host, port)
+        else:
+            serve_uvicorn(config, host, port)
+    finally:
+        if debug:
+            debug.stop()
+
+
+# ------------------------------------------------------------------------------------------- uvicorn
+
+
+def serve_uvicorn(config: Config, host: str, port: int) -> None:
+    http = config.http
     options: dict[str, object] = {}
-    if tls.certificate:
-        options.update(ssl_certfile=tls.certificate, ssl_keyfile=tls.key)
-        if tls.clientcas:
-            options.update(ssl_ca_certs=tls.clientcas[0], ssl_cert_reqs=ssl.CERT_REQUIRED)
+    if http.tls.certificate:
+        options.update(
+            ssl_certfile=http.tls.certificate,
+            ssl_keyfile=http.tls.key,
+            ssl_context_factory=functools.partial(uvicorn_ssl_context, http.tls),
+        )
     common = dict(
         host=host,
         port=port,
@@ -38,9 +86,179 @@ def serve(config: Config) -> None:
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=75,
+        timeout_graceful_shutdown=math.ceil(http.draintimeout),
         **options,
     )
-    if config.http.workers > 1:
-        uvicorn.run("registry.app:app_from_environment", factory=True, workers=config.http.workers, **common)
+    if http.workers > 1:
+        uvicorn.run(APP_FACTORY, factory=True, workers=http.workers, **common)
     else:
         uvicorn.run(create_app(config), **common)
+
+
+def uvicorn_ssl_context(tls: TLSConfig, _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
+                        ) -> ssl.SSLContext:
+    """uvicorn's ``ssl_context_factory`` (a module-level partial: pickled into each worker)."""
+    return ssl_context(tls)
+
+
+def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    """The server context of ``http.tls``: certificate chain, minimum version, client CAs (mTLS)."""
+    assert tls.certificate and tls.key
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = TLS_VERSIONS[tls.minimumtls]
+    if context.minimum_version < ssl.TLSVersion.TLSv1_2:
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL refuses TLS 1.0/1.1 at its default level
+    try:
+        context.load_cert_chain(tls.certificate, tls.key)
+        for ca in tls.clientcas:
+            context.load_verify_locations(cafile=ca)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"http.tls: cannot load certificate, key or client CAs: {e}") from e
+    if tls.clientcas:
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+# ------------------------------------------------------------------------------------------- granian
+
+
+def serve_granian(config: Config, host: str, port: int) -> None:
+    """granian runs the app factory in worker processes (the app offers them ``http.response.pathsend``)."""
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces, SSLProtocols
+        from granian.log import LogLevels
+    except ImportError as e:
+        raise ConfigError("http.server: granian is not installed (pip install 'moorage[granian]')") from e
+    http = config.http
+    options: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="moorage-granian-") as scratch:
+        if http.tls.certificate:
+            ssl_context(http.tls)  # the same errors as under uvicorn, before granian forks
+            minimum = http.tls.minimumtls
+            if minimum not in ("tls1.2", "tls1.3"):
+                log.warning("http.tls.minimumtls %s: granian speaks TLS 1.2 and 1.3 only; using tls1.2",
+                            minimum)
+                minimum = "tls1.2"
+            options.update(
+                ssl_cert=Path(http.tls.certificate),
+                ssl_key=Path(http.tls.key or ""),
+                ssl_protocol_min=SSLProtocols(minimum),
+            )
+            if http.tls.clientcas:
+                options.update(ssl_ca=ca_bundle(http.tls.clientcas, Path(scratch)), ssl_client_verify=True)
+        Granian(
+            APP_FACTORY,
+            factory=True,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            workers=http.workers,
+            log_level=LogLevels(config.log_level),
+            log_access=config.accesslog,
+            workers_kill_timeout=math.ceil(http.draintimeout) or None,
+            **options,
+        ).serve()
+
+
+def ca_bundle(cafiles: list[str], scratch: Path) -> Path:
+    """granian takes one CA file: several ``clientcas`` are concatenated into ``scratch``."""
+    if len(cafiles) == 1:
+        return Path(cafiles[0])
+    bundle = scratch / "clientcas.pem"
+    bundle.write_text("\n".join(Path(ca).read_text() for ca in cafiles))
+    return bundle
+
+
+# ------------------------------------------------------------------------------------- debug server
+
+
+class DebugServer:
+    """``http.debug.addr``: Distribution's ``/debug/health`` (200 ``{}``, or 503 with the failing
+    checks), plus ``/healthz`` and ``/readyz``, served by uvicorn in a thread with its own loop."""
+
+    def __init__(self, config: Config) -> None:
+        assert config.http.debug_addr
+        host, port = split_addr(config.http.debug_addr)
+        self.config = config
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app(), host=host, port=port, log_config=None, access_log=False,
+                           lifespan="on", server_header=False)
+        )
+        self.thread = threading.Thread(target=self.server.run, name="moorage-debug", daemon=True)
+
+    def app(self) -> Starlette:
+        storage = self.config.storage
+        check_name = f"storagedriver_{storage.driver}"
+        drivers = []
+
+        @asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            drivers.append(build_driver(storage.driver, storage.parameters,
+                                        redirect=not storage.redirect_disabled))
+            yield
+            await drivers[0].close()
+
+        async def health(_request: Request) -> Response:
+            error = await storage_error(drivers[0])
+            return JSONResponse({check_name: error} if error else {}, status_code=503 if error else 200)
+
+        async def readiness(_request: Request) -> Response:
+            error = await storage_error(drivers[0])
+            body = {"status": "unavailable", "storage": error} if error else {"status": "ok"}
+            return JSONResponse(body, status_code=503 if error else 200)
+
+        async def liveness(_request: Request) -> Response:
+            return JSONResponse({"status": "ok"})
+
+        return Starlette(
+            routes=[
+                Route("/debug/health", health, methods=["GET", "HEAD"]),
+                Route("/healthz", liveness, methods=["GET", "HEAD"]),
+                Route("/readyz", readiness, methods=["GET", "HEAD"]),
+            ],
+            lifespan=lifespan,
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+        while not self.server.started and self.thread.is_alive():
+            threading.Event().wait(0.02)
+        if not self.server.started:
+            raise ConfigError(f"http.debug.addr: cannot listen on {self.config.http.debug_addr}")
+        log.info("debug server on http://%s (/debug/health)", self.config.http.debug_addr)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+# ------------------------------------------------------------------------------------------ warnings
+
+
+def warn_plain_http_credentials(config: Config, host: str) -> None:
+    """Basic or token auth over plain HTTP reachable from other hosts sends secrets in clear."""
+    http = config.http
+    if not ({"htpasswd", "token", "tokenserver"} & set(config.auth)) or http.tls.certificate:
+        return
+    if is_loopback(host):
+        return
+    if http.trustedproxies or (http.host or "").startswith("https://"):
+        return  # a TLS-terminating proxy in front is declared
+    log.warning(
+        "auth (%s) over plain HTTP on %s: passwords and tokens cross the network unencrypted. "
+        "Configure http.tls, or put a TLS-terminating proxy in front (http.trustedproxies, "
+        "http.host: https://...), or bind to loopback.",
+        "/".join(sorted({"htpasswd", "token"} & set(config.auth))) or "token",
+        config.http.addr,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+

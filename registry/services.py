@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from auth.base import AccessController
 from auth.factory import build_access_controller
 from registry.config import Config, ConfigError
+from registry.mirror.cache import Mirror
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
 from storage.driver import StorageDriver
@@ -27,6 +28,7 @@ class Services:
     referrers: ReferrersIndex
     catalog: Catalog
     access: AccessController
+    mirror: Mirror | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
 
     @classmethod
     def build(cls, config: Config, driver: StorageDriver | None = None) -> Services:
@@ -45,18 +47,23 @@ class Services:
             raise ConfigError(str(e)) from None
         blobs = BlobStore(driver)
         manifests = ManifestStore(driver, blobs)
+        uploads = UploadStore(driver, blobs)
+        tags = TagStore(driver)
         return cls(
             config=config,
             driver=driver,
             blobs=blobs,
-            uploads=UploadStore(driver, blobs),
+            uploads=uploads,
             manifests=manifests,
-            tags=TagStore(driver),
+            tags=tags,
             referrers=ReferrersIndex(driver, manifests),
             catalog=Catalog(driver),
             access=access,
+            mirror=Mirror.build(config.proxy, driver, blobs, uploads, manifests, tags),
         )
 
     async def close(self) -> None:
+        if self.mirror is not None:
+            await self.mirror.close()
         await self.uploads.close()
         await self.driver.close()

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from registry.api.common import digest_headers, not_modified, services
 from registry.errors import RegistryError
-from registry.manifests import INDEX_TYPES, MAX_MANIFEST_SIZE, ParsedManifest, detect_media_type, parse
+from registry.manifests import (
+    INDEX_TYPES,
+    MAX_MANIFEST_SIZE,
+    ParsedManifest,
+    detect_media_type,
+    parse,
+    referrer_descriptor,
+)
 from registry.names import check_tag, digest_param, is_tag
 from registry.services import Services
 from registry.urls import location
@@ -160,15 +166,6 @@ def check_urls(svc: Services, urls: tuple[str, ...]) -> None:
         if not ok:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", "layer URL not allowed by validation.manifests.urls",
                                 detail={"url": url})
-
-
-def referrer_descriptor(manifest: ParsedManifest, digest: Digest, size: int) -> dict[str, Any]:
-    descriptor: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(digest), "size": size}
-    if manifest.artifact_type:
-        descriptor["artifactType"] = manifest.artifact_type
-    if manifest.annotations:
-        descriptor["annotations"] = manifest.annotations
-    return descriptor
 
 
 async def delete_manifest(request: Request) -> Response:

@@ -6,8 +6,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from registry.errors import RegistryError
 from registry.manifests import docker_manifest_list, docker_schema2, oci_index, oci_manifest
 from registry.manifests.descriptor import Descriptor, ParsedManifest, invalid
+from storage.digests import Digest
 
 MAX_MANIFEST_SIZE = 4 << 20
 SCHEMA1_TYPES = (
@@ -21,7 +23,7 @@ PARSERS: dict[str, Callable[[dict[str, Any]], ParsedManifest]] = {
 INDEX_TYPES = (docker_manifest_list.MEDIA_TYPE, oci_index.MEDIA_TYPE)
 GENERIC_TYPES = ("", "application/json", "application/octet-stream")
 
-__all__ = ["Descriptor", "ParsedManifest", "parse", "detect_media_type", "MAX_MANIFEST_SIZE"]
+__all__ = ["Descriptor", "ParsedManifest", "parse", "detect_media_type", "referrer_descriptor", "MAX_MANIFEST_SIZE"]
 
 
 def parse(content: bytes, content_type: str | None) -> ParsedManifest:
@@ -62,3 +64,24 @@ def detect_media_type(content: bytes) -> str:
     except (ValueError, UnicodeDecodeError):
         return "application/octet-stream"
     return guess(doc) if isinstance(doc, dict) else "application/octet-stream"
+
+
+def referrer_descriptor(manifest: ParsedManifest, digest: Digest, size: int) -> dict[str, Any]:
+    """How a manifest with a ``subject`` appears in its subject's referrers list."""
+    descriptor: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(digest), "size": size}
+    if manifest.artifact_type:
+        descriptor["artifactType"] = manifest.artifact_type
+    if manifest.annotations:
+        descriptor["annotations"] = manifest.annotations
+    return descriptor
+
+
+def describe_referrer(content: bytes, digest: Digest) -> tuple[Digest, dict[str, Any]] | None:
+    """A stored manifest's subject and referrer descriptor; None without a subject (or when unreadable)."""
+    try:
+        manifest = parse(content, detect_media_type(content))
+    except RegistryError:
+        return None
+    if manifest.subject is None:
+        return None
+    return manifest.subject.digest, referrer_descriptor(manifest, digest, len(content))

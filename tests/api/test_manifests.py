@@ -252,3 +252,31 @@ def test_foreign_layers_follow_url_policy(tmp_path) -> None:
             body["layers"].append(foreign)
             r = put_manifest(c, "win/app", "v1", json.dumps(body).encode(), DOCKER_MANIFEST)
             assert r.status_code == status, (validation, r.text)
+
+
+def test_referrers_index_is_rebuilt_from_manifests(tmp_path) -> None:
+    import asyncio
+    import shutil
+
+    from registry.manifests import describe_referrer
+    from storage.blobs import BlobStore
+    from storage.filesystem import FilesystemDriver
+    from storage.manifests import ManifestStore
+    from storage.referrers import rebuild_referrers
+
+    with make_client(tmp_path) as c:
+        subject = image_manifest(c, "team/app")
+        put_manifest(c, "team/app", "v1", subject)
+        artifact = image_manifest(c, "team/app", [b"sbom"], subject={
+            "mediaType": OCI_MANIFEST, "digest": sha256(subject), "size": len(subject)},
+            artifactType="application/vnd.example.sbom")
+        put_manifest(c, "team/app", sha256(artifact), artifact)
+    # as if another program (Distribution) had written the manifests: no index at all
+    shutil.rmtree(tmp_path / "docker/registry/v2/repositories/team/app/_referrers")
+    driver = FilesystemDriver(str(tmp_path))
+    blobs = BlobStore(driver)
+    written = asyncio.run(rebuild_referrers(driver, ManifestStore(driver, blobs), describe_referrer))
+    assert written == 1
+    with make_client(tmp_path) as c:
+        listed = c.get(f"/v2/team/app/referrers/{sha256(subject)}").json()["manifests"]
+        assert [(d["digest"], d["artifactType"]) for d in listed] == [(sha256(artifact), "application/vnd.example.sbom")]
