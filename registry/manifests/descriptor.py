@@ -107,3 +107,10 @@ def optional_artifact_type(doc: dict[str, Any]) -> str | None:
     if not isinstance(value, str) or not MEDIA_TYPE_RE.fullmatch(value):
         raise invalid("artifactType: malformed media type")
     return value
+
+
+def config_and_layers(doc: dict[str, Any]) -> list[Descriptor]:
+    """An image manifest's blobs: the config first, then the layers."""
+    if "config" not in doc:
+        raise invalid("config: missing")
+    return [descriptor(doc["config"], "config"), *descriptor_list(doc, "layers", required=True)]

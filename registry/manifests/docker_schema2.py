@@ -8,9 +8,7 @@ from registry.manifests.descriptor import (
     ParsedManifest,
     check_media_type_field,
     check_schema_version,
-    descriptor,
-    descriptor_list,
-    invalid,
+    config_and_layers,
 )
 
 MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -19,8 +17,4 @@ MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 def parse(doc: dict[str, Any]) -> ParsedManifest:
     check_schema_version(doc)
     check_media_type_field(doc, MEDIA_TYPE)
-    if "config" not in doc:
-        raise invalid("config: missing")
-    config = descriptor(doc["config"], "config")
-    layers = descriptor_list(doc, "layers", required=True)
-    return ParsedManifest(MEDIA_TYPE, blobs=[config, *layers])
+    return ParsedManifest(MEDIA_TYPE, blobs=config_and_layers(doc))

@@ -9,9 +9,7 @@ from registry.manifests.descriptor import (
     check_annotations,
     check_media_type_field,
     check_schema_version,
-    descriptor,
-    descriptor_list,
-    invalid,
+    config_and_layers,
     optional_artifact_type,
     optional_subject,
 )
@@ -22,15 +20,11 @@ MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 def parse(doc: dict[str, Any]) -> ParsedManifest:
     check_schema_version(doc)
     check_media_type_field(doc, MEDIA_TYPE)
-    if "config" not in doc:
-        raise invalid("config: missing")
-    config = descriptor(doc["config"], "config")
-    layers = descriptor_list(doc, "layers", required=True)
-    artifact_type = optional_artifact_type(doc) or config.media_type
+    blobs = config_and_layers(doc)
     return ParsedManifest(
         MEDIA_TYPE,
-        blobs=[config, *layers],
+        blobs=blobs,
         subject=optional_subject(doc),
-        artifact_type=artifact_type,
+        artifact_type=optional_artifact_type(doc) or blobs[0].media_type,  # the spec's fallback: config type
         annotations=check_annotations(doc.get("annotations"), "annotations"),
     )
