@@ -14,18 +14,21 @@ import functools
 import ipaddress
 import logging
 import math
+import signal
 import ssl
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from uvicorn.supervisors import Multiprocess
 
 from registry.app import create_app, storage_error
 from registry.config import Config, ConfigError, TLSConfig
@@ -56,6 +59,8 @@ def serve(config: Config) -> None:
     debug = DebugServer(config) if config.http.debug_addr else None
     if debug:
         debug.start()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, exit_quietly)
     try:
         if config.http.server == "granian":
             serve_granian(config, host, port)
@@ -64,6 +69,12 @@ def serve(config: Config) -> None:
     finally:
         if debug:
             debug.stop()
+
+
+def exit_quietly(_signum: int, _frame: object) -> None:
+    """SIGTERM/SIGINT before the server installs its own handlers, or re-raised by uvicorn once it has
+    drained (it restores this handler first): a clean exit, status 0."""
+    raise SystemExit(0)
 
 
 # ------------------------------------------------------------------------------------------- uvicorn
@@ -78,7 +89,7 @@ def serve_uvicorn(config: Config, host: str, port: int) -> None:
             ssl_keyfile=http.tls.key,
             ssl_context_factory=functools.partial(uvicorn_ssl_context, http.tls),
         )
-    common = dict(
+    common: dict[str, Any] = dict(
         host=host,
         port=port,
         access_log=config.accesslog,
@@ -90,9 +101,20 @@ def serve_uvicorn(config: Config, host: str, port: int) -> None:
         **options,
     )
     if http.workers > 1:
-        uvicorn.run(APP_FACTORY, factory=True, workers=http.workers, **common)
+        workers = uvicorn.Config(APP_FACTORY, factory=True, workers=http.workers, **common)
+        DrainingMultiprocess(workers, sockets=[workers.bind_socket()]).run()
     else:
         uvicorn.run(create_app(config), **common)
+
+
+class DrainingMultiprocess(Multiprocess):
+    """uvicorn's worker supervisor, closing its own copy of the listening socket before it stops the
+    workers: while they drain, new connections are refused instead of queueing unanswered."""
+
+    def terminate_all(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
 
 
 def uvicorn_ssl_context(tls: TLSConfig, _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
@@ -156,7 +178,7 @@ def serve_granian(config: Config, host: str, port: int) -> None:
             workers=http.workers,
             log_level=LogLevels(config.log_level),
             log_access=config.accesslog,
-            workers_kill_timeout=math.ceil(http.draintimeout) or None,
+            workers_kill_timeout=max(1, math.ceil(http.draintimeout)),  # 0 would mean: wait forever
             **options,
         ).serve()
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from storage.driver import StorageDriver
 from storage.filesystem import FilesystemDriver
+from storage.s3 import S3Driver
 
 
 def build_driver(kind: str, parameters: dict[str, Any], redirect: bool = True) -> StorageDriver:
@@ -15,4 +16,6 @@ def build_driver(kind: str, parameters: dict[str, Any], redirect: bool = True) -
         if not isinstance(fsync, bool):
             raise ValueError("storage.filesystem.fsync: expected true or false")
         return FilesystemDriver(str(parameters["rootdirectory"]), fsync=fsync)
+    if kind == "s3":
+        return S3Driver.from_parameters(parameters, redirect=redirect)
     raise ValueError(f"storage.{kind}: driver not available")

@@ -40,6 +40,9 @@ async def resolve(svc: Services, name: str, reference: str) -> Digest:
 async def get_manifest(request: Request) -> Response:
     svc = services(request)
     name, reference = request.path_params["name"], request.path_params["reference"]
+    if not is_tag(reference) and ":" not in reference:
+        # neither a tag nor a digest, so nothing can be stored under it: the spec's 404 for a missing manifest
+        raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": reference})
     digest = await resolve(svc, name, reference)
     content = await load(svc, name, digest)
     media_type = detect_media_type(content)

@@ -71,7 +71,7 @@ async def patch_upload(request: Request) -> Response:
             upload.size = e.size
             raise RegistryError(
                 "RANGE_INVALID", "chunk does not start where the upload ends",
-                detail={"offset": e.size}, headers=upload_headers(request, upload),
+                detail={"offset": e.size}, headers=error_upload_headers(request, upload),
             ) from None
         except SizeMismatch as e:
             raise RegistryError("SIZE_INVALID", str(e)) from None
@@ -87,7 +87,7 @@ async def complete_upload(request: Request) -> Response:
     start, _ = chunk_bounds(request)
     if start is not None and start != upload.size:
         raise RegistryError("RANGE_INVALID", "chunk does not start where the upload ends",
-                            headers=upload_headers(request, upload))
+                            headers=error_upload_headers(request, upload))
     return await finish(request, upload, digest, body(request))
 
 
@@ -154,6 +154,13 @@ def upload_headers(request: Request, upload: UploadInfo) -> dict[str, str]:
         "OCI-Chunk-Min-Length": CHUNK_MIN_LENGTH,
         "Content-Length": "0",
     }
+
+
+def error_upload_headers(request: Request, upload: UploadInfo) -> dict[str, str]:
+    """The upload's headers for an error response: without Content-Length, which the JSON body sets."""
+    headers = upload_headers(request, upload)
+    del headers["Content-Length"]
+    return headers
 
 
 def blob_created(request: Request, name: str, digest: Digest) -> Response:

@@ -21,9 +21,6 @@ class SingleFlight:
     def __init__(self) -> None:
         self._tasks: dict[Hashable, asyncio.Task[Any]] = {}
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
     def joined(self, key: Hashable) -> bool:
         return key in self._tasks
 
@@ -66,11 +63,10 @@ class BlobSpool:
 
     async def tee(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """Pass ``chunks`` on, appending each to the spool first so that readers see it at once."""
+        loop = asyncio.get_running_loop()
         async for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                assert self._fd is not None
-                view = view[os.write(self._fd, view) :]  # page cache: cheaper inline than a thread hop
+            assert self._fd is not None
+            await loop.run_in_executor(None, write_all, self._fd, chunk)  # off the event loop's core
             self.written += len(chunk)
             self._notify()
             yield chunk
@@ -125,3 +121,9 @@ class BlobSpool:
                 yield chunk
         finally:
             os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

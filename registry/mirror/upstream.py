@@ -76,7 +76,10 @@ class UpstreamClient:
                 raise UpstreamNotFound(f"{method} {url}: 404")
             if not 200 <= response.status_code < 300:
                 raise UpstreamError(f"{method} {url}: HTTP {response.status_code}", response.status_code)
-            yield response
+            try:
+                yield response
+            except httpx.HTTPError as e:  # the body broke off: the upstream failed, not us
+                raise UpstreamError(f"{method} {url}: {e!r}") from e
         finally:
             await response.aclose()
 
@@ -153,5 +156,5 @@ class UpstreamClient:
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise UpstreamError(f"token request to {realm}: malformed answer ({e!r})", 401) from e
         self._tokens[scope] = (token, time.monotonic() + lifetime * TOKEN_MARGIN)
-        log.debug("upstream %s: token for %s, valid %.0fs", self.upstream.url, scope, lifetime)
+        log.info("mirror: new token for %s from %s, valid %.0fs", scope, realm, lifetime)
         return str(token)

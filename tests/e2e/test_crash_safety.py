@@ -81,8 +81,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs, so the disk fills up mid-upload."""
     mountpoint = tmp_path / "small"
     mountpoint.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)], capture_output=True, text=True
+    )
     if p.returncode != 0:
         if IN_CI:
             pytest.fail(f"cannot mount a tmpfs for the full-disk test: {p.stderr.strip()}")

@@ -1,0 +1,64 @@
+"""HTTP Basic against an htpasswd file, with the access rules applied on top.
+
+Unlike Distribution's htpasswd mode, rules can let anonymous callers pull or restrict pushes.
+``GET /v2/`` (no accesses) still needs valid credentials, so ``docker login`` checks the password.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Mapping
+
+from auth.base import Access, Grant
+from auth.challenge import denied, header, unauthorized
+from auth.htpasswd import Htpasswd
+from auth.rules import AccessRules
+
+log = logging.getLogger("moorage.auth")
+EMPTY_BASIC = "Basic Og=="  # ":", as containers/image sends it before it has credentials: anonymous
+
+
+def basic_credentials(value: str | None) -> tuple[str, str] | None:
+    """``user, password`` from an ``Authorization: Basic`` value; None when absent or not Basic."""
+    if not value:
+        return None
+    scheme, _, encoded = value.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep and user else None
+
+
+class BasicController:
+    def __init__(self, realm: str, htpasswd: Htpasswd, rules: AccessRules) -> None:
+        self.challenge = header("Basic", realm=realm)
+        self.htpasswd = htpasswd
+        self.rules = rules
+
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access]) -> Grant:
+        authorization = (headers.get("authorization") or "").strip()
+        user: str | None = None
+        if authorization and authorization != EMPTY_BASIC:
+            credentials = basic_credentials(authorization)
+            if credentials is None or not await self.htpasswd.check(*credentials):
+                log.info("basic auth refused: invalid credentials for user %r", credentials and credentials[0])
+                raise unauthorized(self.challenge, wanted, "invalid username or password")
+            user = credentials[0]
+        if user is None and not wanted:
+            raise unauthorized(self.challenge, wanted)
+        missing = [a for a in wanted if not self._allowed(user, a)]
+        if missing:
+            raise unauthorized(self.challenge, missing) if user is None else denied(missing)
+        return Grant(subject=user, accesses=frozenset(wanted), everything=self.rules.is_admin(user))
+
+    async def may_list(self, grant: Grant, repository: str) -> bool:
+        return grant.everything or "pull" in self.rules.actions(grant.subject, "repository", repository)
+
+    def _allowed(self, user: str | None, access: Access) -> bool:
+        return access.action in self.rules.actions(user, access.type, access.name)

@@ -1,0 +1,60 @@
+"""Bearer tokens (Distribution's ``auth.token``): every request carries a JWT whose ``access``
+claim must cover what the request needs; otherwise 401 with a challenge naming the scope."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from auth.base import Access, AuthFailure, Grant
+from auth.challenge import header, unauthorized
+from auth.rules import AccessRules
+from auth.scopes import format_scopes
+from auth.verifier import TokenError, TokenVerifier
+
+log = logging.getLogger("moorage.auth")
+
+
+class BearerController:
+    def __init__(
+        self, realm: str, service: str, verifier: TokenVerifier, rules: AccessRules | None = None,
+        autoredirect_path: str | None = None,
+    ) -> None:
+        self.realm, self.service = realm, service
+        self.verifier = verifier
+        self.rules = rules
+        self.autoredirect_path = autoredirect_path
+
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access]) -> Grant:
+        scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise self._refuse(headers, wanted, None)
+        try:
+            verified = self.verifier.verify(token)
+        except TokenError as e:
+            log.info("bearer token refused: %s", e)
+            raise self._refuse(headers, wanted, "invalid_token") from None
+        missing = [a for a in wanted if not covers(verified.accesses, a)]
+        if missing:
+            raise self._refuse(headers, wanted, "insufficient_scope")
+        return Grant(subject=verified.subject, accesses=verified.accesses)
+
+    async def may_list(self, grant: Grant, repository: str) -> bool:
+        """With local rules (built-in token server) the catalog shows what the subject may pull."""
+        if self.rules is None:
+            return True
+        return "pull" in self.rules.actions(grant.subject, "repository", repository)
+
+    def _refuse(self, headers: Mapping[str, str], wanted: list[Access], error: str | None) -> AuthFailure:
+        realm = self.realm
+        if self.autoredirect_path is not None and headers.get("host"):
+            realm = f"https://{headers['host']}{self.autoredirect_path}"
+        challenge = header(
+            "Bearer", realm=realm, service=self.service, scope=format_scopes(wanted) or None, error=error
+        )
+        return unauthorized(challenge, wanted)
+
+
+def covers(granted: frozenset[Access], wanted: Access) -> bool:
+    return wanted in granted or Access(wanted.type, wanted.name, "*") in granted

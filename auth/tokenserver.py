@@ -1,0 +1,158 @@
+"""The built-in token server (Docker token spec and its OAuth2 variant).
+
+``GET`` takes Basic credentials (or none, for anonymous access), ``service``, repeated ``scope``,
+``account``, ``offline_token`` and ``client_id``. ``POST`` takes an OAuth2 form with
+``grant_type=password`` or ``grant_type=refresh_token``. The token grants the intersection of the
+requested scopes and the access rules; a partial (even empty) grant is not an error.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any
+
+import jwt
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from auth.basic import EMPTY_BASIC, basic_credentials
+from auth.challenge import header
+from auth.htpasswd import Htpasswd
+from auth.issuer import TokenIssuer
+from auth.rules import AccessRules
+from auth.scopes import parse_scope
+
+log = logging.getLogger("moorage.auth")
+
+MAX_SCOPES = 100
+MAX_FORM_BYTES = 64 * 1024
+
+
+async def read_form(request: Request) -> dict[str, list[str]] | None:
+    """The urlencoded POST body, every value of each field; None if it is too large or not a form."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=200)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    fields: dict[str, list[str]] = {}
+    for name, value in pairs:
+        fields.setdefault(name, []).append(value)
+    return fields
+
+
+class TokenServer:
+    def __init__(self, issuer: TokenIssuer, htpasswd: Htpasswd, rules: AccessRules) -> None:
+        self.issuer, self.htpasswd, self.rules = issuer, htpasswd, rules
+        self.challenge = header("Basic", realm=issuer.service)
+
+    def routes(self, path: str) -> list[BaseRoute]:
+        return [Route(path, self.endpoint, methods=["GET", "POST"], name="moorage-token")]
+
+    async def endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.post(request)
+        return await self.get(request)
+
+    async def get(self, request: Request) -> Response:
+        params = request.query_params
+        if (bad := self._service_mismatch(params.get("service"))) is not None:
+            return bad
+        user: str | None = None
+        authorization = (request.headers.get("authorization") or "").strip()
+        if authorization and authorization != EMPTY_BASIC:
+            credentials = basic_credentials(authorization)
+            if credentials is None or not await self.htpasswd.check(*credentials):
+                log.info("token refused: invalid credentials for user %r", credentials and credentials[0])
+                return self._unauthorized("invalid username or password")
+            user = credentials[0]
+            account = params.get("account")
+            if account and account != user:
+                return self._unauthorized("account does not match the credentials")
+        offline = params.get("offline_token", "").lower() == "true"
+        body = self._grant(user, params.getlist("scope"))
+        if offline and user is not None:
+            body["refresh_token"] = self.issuer.refresh_token(user, self.htpasswd.tag(user) or "")
+        log.info("token issued to %s (client %r)", user or "anonymous", params.get("client_id", "-"))
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    async def post(self, request: Request) -> Response:
+        form = await read_form(request)
+        if form is None:
+            return self._oauth_error(400, "invalid_request", "expected a small urlencoded form")
+        fields = {name: values[0] for name, values in form.items()}
+        if (bad := self._service_mismatch(fields.get("service"))) is not None:
+            return bad
+        grant_type = fields.get("grant_type")
+        scopes = form.get("scope", [])
+        if grant_type == "password":
+            user, password = fields.get("username", ""), fields.get("password", "")
+            if not user or not await self.htpasswd.check(user, password):
+                log.info("token refused: invalid credentials for user %r", user)
+                return self._oauth_error(401, "invalid_grant", "invalid username or password")
+            body = self._grant(user, scopes)
+            if fields.get("access_type") == "offline":
+                body["refresh_token"] = self.issuer.refresh_token(user, self.htpasswd.tag(user) or "")
+        elif grant_type == "refresh_token":
+            try:
+                user, tag = self.issuer.read_refresh_token(fields.get("refresh_token", ""))
+            except jwt.PyJWTError:
+                return self._oauth_error(401, "invalid_grant", "invalid or expired refresh token")
+            if self.htpasswd.tag(user) != tag:
+                return self._oauth_error(401, "invalid_grant", "refresh token revoked")
+            body = self._grant(user, scopes)
+        else:
+            message = "grant_type must be password or refresh_token"
+            return self._oauth_error(400, "unsupported_grant_type", message)
+        log.info("token issued to %s (client %r, %s grant)", user, fields.get("client_id", "-"), grant_type)
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    def _grant(self, user: str | None, scope_params: Iterable[str]) -> dict[str, Any]:
+        access = self.access(user, [s for p in scope_params for s in p.split()][:MAX_SCOPES])
+        signed = self.issuer.access_token(user, access)
+        issued = datetime.datetime.fromtimestamp(signed.issued_at, datetime.UTC)
+        return {
+            "token": signed.token, "access_token": signed.token, "expires_in": signed.expires_in,
+            "issued_at": issued.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    def access(self, user: str | None, scopes: list[str]) -> list[dict[str, Any]]:
+        """Intersect each requested scope with the rules; unknown or malformed scopes give nothing."""
+        granted: dict[tuple[str, str], list[str]] = {}
+        for scope in scopes:
+            parsed = parse_scope(scope)
+            if parsed is None:
+                continue
+            type_, name, actions = parsed
+            allowed = self.rules.grant(user, type_, name, set(actions))
+            have = granted.setdefault((type_, name), [])
+            have.extend(a for a in actions if a in allowed and a not in have)
+        return [{"type": t, "name": n, "actions": acts} for (t, n), acts in granted.items() if acts]
+
+    def _service_mismatch(self, service: str | None) -> Response | None:
+        if service is None or service == self.issuer.service:
+            return None
+        body = {"errors": [{"code": "INVALID_REQUEST", "message": f"unknown service {service!r}"}],
+                "error": "invalid_request", "error_description": "unknown service"}
+        return JSONResponse(body, status_code=400)
+
+    def _unauthorized(self, message: str) -> Response:
+        body = {"errors": [{"code": "UNAUTHORIZED", "message": message, "detail": None}]}
+        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": self.challenge})
+
+    def _oauth_error(self, status: int, error: str, description: str) -> Response:
+        body = {"error": error, "error_description": description,
+                "errors": [{"code": "UNAUTHORIZED" if status == 401 else "INVALID_REQUEST",
+                            "message": description}]}
+        headers = {"WWW-Authenticate": self.challenge} if status == 401 else None
+        return JSONResponse(body, status_code=status, headers=headers)

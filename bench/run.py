@@ -1,0 +1,173 @@
+"""CLI: ``python -m bench [--quick] [--only SECTION,...] [--moorage-cmd CMD] [--json out.json]``.
+
+Starts Distribution 2.8.2 (``docker-registry serve``) and Moorage (``moorage serve``) with temporary
+filesystem storage on loopback ports 15400-15499, runs every selected case on both back to back (alternating
+which goes first) and prints one table with both figures and Moorage's advantage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import blobs, listing, manifests
+from bench.core import Bench, Settings
+from bench.payload import Payloads
+from bench.report import A, B, Measure, table, targets_table, write_json
+from bench.servers import Server, free_port
+
+MIB = 1 << 20
+SECTIONS: dict[str, Callable[[Bench], None]] = {
+    "v2": manifests.section_v2,
+    "manifest": manifests.section_manifest,
+    "tags": listing.section_tags,
+    "catalog": listing.section_catalog,
+    "range": blobs.section_range,
+    "pull": blobs.section_pull,
+    "push": blobs.section_push,
+}
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    wrk = None if args.no_wrk else shutil.which("wrk")
+    if args.quick:
+        return Settings(quick=True, seconds=args.seconds or 0.5, reps=args.reps, push_sizes=[MIB, 8 * MIB],
+                        pull_sizes=[8 * MIB], push_conc=[1, 4], pull_conc=[1, 4], range_conc=[4],
+                        manifest_conc=[1, 16], v2_conc=64, chunk=2 * MIB, tags=200, repos=200, repos_big=400,
+                        populate_conc=16, wrk=wrk, wrk_threads=args.wrk_threads)
+    return Settings(quick=False, seconds=args.seconds or 3.0, reps=args.reps,
+                    push_sizes=[MIB, 64 * MIB, 512 * MIB], pull_sizes=[64 * MIB, 512 * MIB], push_conc=[1, 8],
+                    pull_conc=[1, 8, 32], range_conc=[1, 8], manifest_conc=[1, 16, 64], v2_conc=64,
+                    chunk=args.chunk_mib * MIB, tags=5000, repos=5000, repos_big=10000, populate_conc=16,
+                    wrk=wrk, wrk_threads=args.wrk_threads)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes and short cases (smoke test)")
+    p.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)}")
+    p.add_argument("--moorage-cmd", default="", help="command that serves Moorage; the config path is appended "
+                   "(default: 'moorage serve')")
+    p.add_argument("--moorage-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra dotted config key for Moorage only, e.g. http.server=granian")
+    p.add_argument("--distribution-cmd", default="docker-registry serve")
+    p.add_argument("--json", type=Path, help="also write results as JSON")
+    p.add_argument("--seconds", type=float, default=0.0, help="minimum duration of each case (3, quick 0.5)")
+    p.add_argument("--reps", type=int, default=1, help="repetitions per case and server (median kept)")
+    p.add_argument("--chunk-mib", type=int, default=16, help="PATCH size for chunked pushes")
+    p.add_argument("--wrk-threads", type=int, default=2)
+    p.add_argument("--no-wrk", action="store_true", help="do not cross-check with wrk even if installed")
+    p.add_argument("--workdir", type=Path, help="parent of the temporary storage (default: system temp)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary storage and logs")
+    return p.parse_args(argv)
+
+
+def moorage_cmd(arg: str) -> list[str]:
+    if arg:
+        return shlex.split(arg)
+    exe = shutil.which("moorage")
+    if exe is None:
+        raise SystemExit("moorage is not on PATH: pip install -e . (or pass --moorage-cmd)")
+    return [exe, "serve"]
+
+
+def _sigterm(_signo: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    chosen = [x.strip() for x in args.only.split(",") if x.strip()] or list(SECTIONS)
+    unknown = [x for x in chosen if x not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
+    chosen = [x for x in SECTIONS if x in chosen]
+    s = settings(args)
+    extra = dict(kv.split("=", 1) for kv in args.moorage_set)
+    signal.signal(signal.SIGTERM, _sigterm)
+
+    work = Path(tempfile.mkdtemp(prefix="moorage-bench-", dir=args.workdir))
+    taken: set[int] = set()
+    servers = {
+        A: Server(A, shlex.split(args.distribution_cmd), work / A, free_port(15401, taken)),
+        B: Server(B, moorage_cmd(args.moorage_cmd), work / B, free_port(15402, taken), extra),
+    }
+    started = dt.datetime.now(dt.UTC)
+    print(f"moorage bench {started:%Y-%m-%d %H:%M:%S}Z  sections={','.join(chosen)}  storage={work}", flush=True)
+    b: Bench | None = None
+    try:
+        for srv in servers.values():
+            srv.start()
+            print(f"  started {srv.name}: {' '.join(srv.cmd)} (pid {srv.pid}, port {srv.port})", flush=True)
+        t0 = time.perf_counter()
+        sizes = sorted({*s.push_sizes, *s.pull_sizes, min(64 * MIB, max(s.pull_sizes))})
+        b = Bench(servers, s, Payloads(sizes, started.strftime("%H%M%S")))
+        print(f"  payloads ready in {time.perf_counter() - t0:.1f}s", flush=True)
+        peaks = {name: srv.peak_rss() for name, srv in servers.items()}
+        if {"v2", "manifest"} & set(chosen):
+            manifests.client_ceiling(b, free_port(15403, taken))
+        for name in chosen:
+            print(f"[{name}]", flush=True)
+            for srv in servers.values():
+                srv.reset_peak()
+            try:
+                SECTIONS[name](b)
+            except Exception as exc:  # noqa: BLE001 - keep the other sections
+                traceback.print_exc()
+                b.notes.append(f"section {name} failed: {type(exc).__name__}: {exc}")
+            for srv in servers.values():
+                if not srv.alive():
+                    b.notes.append(f"{srv.name} died during {name}:\n{srv.tail()}")
+            sec_peak = {n: srv.peak_rss() for n, srv in servers.items()}
+            for n, v in sec_peak.items():
+                peaks[n] = max(peaks[n], v)
+            b.info_row(name, "peak RSS in section", "MiB", {n: Measure(v) for n, v in sec_peak.items()})
+        _summary(b, peaks)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    finally:
+        for srv in servers.values():
+            srv.stop()
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    if b is None:
+        return 1
+    print()
+    print("M adv. = Moorage's advantage: Moorage/Distribution for rates, Distribution/Moorage for seconds and MiB.")
+    print("cpu = server CPU (user+sys, children included) per GB moved or per request.  "
+          "client cpu = load client's CPU / wall (100% = one core).")
+    print(table(b.rows))
+    print()
+    print(targets_table(b.rows))
+    for note in b.notes:
+        print("note: " + note)
+    if args.json:
+        meta = {"started": started.isoformat(), "sections": chosen, "settings": dataclasses.asdict(s),
+                "commands": {n: srv.cmd for n, srv in servers.items()}, "moorage_set": extra, "notes": b.notes}
+        write_json(args.json, meta, b.rows)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _summary(b: Bench, peaks: dict[str, float]) -> None:
+    for kind in ("push", "pull"):
+        vals = {}
+        for name in (A, B):
+            tot = b.totals.get(f"{kind}:{name}")
+            if tot and tot["work"]:
+                vals[name] = Measure(tot["cpu"] / (tot["work"] / 1e9), note=f"{tot['work'] / 1e9:.1f} GB")
+        if vals:
+            b.info_row("summary", f"server CPU per GB {kind}", "s/GB", vals)
+    b.info_row("summary", "peak RSS whole run", "MiB", {n: Measure(v) for n, v in peaks.items()})

@@ -1,0 +1,166 @@
+"""Start and stop the two registries under test as subprocesses with temporary filesystem storage."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import procstat
+
+HOST = "127.0.0.1"
+PORT_RANGE = range(15400, 15500)
+
+
+def free_port(start: int, taken: set[int]) -> int:
+    """First port >= start in 15400-15499 that nobody listens on and we did not hand out."""
+    for port in range(max(start, PORT_RANGE.start), PORT_RANGE.stop):
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError("no free port in 15400-15499")
+
+
+def _set_dotted(tree: dict, dotted: str, value: object) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        tree = tree.setdefault(k, {})
+    tree[keys[-1]] = value
+
+
+def _yaml(value: object, indent: int = 0) -> str:
+    """Tiny YAML writer for nested dicts of scalars (keeps the bench free of a yaml dependency)."""
+    pad = "  " * indent
+    out = []
+    for k, v in value.items():  # type: ignore[union-attr]
+        if isinstance(v, dict):
+            out.append(f"{pad}{k}:\n{_yaml(v, indent + 1)}")
+        elif isinstance(v, bool):
+            out.append(f"{pad}{k}: {'true' if v else 'false'}")
+        elif isinstance(v, int | float):
+            out.append(f"{pad}{k}: {v}")
+        else:
+            out.append(f'{pad}{k}: "{v}"')
+    return "\n".join(out)
+
+
+def config_yaml(port: int, root: Path, extra: dict[str, str] | None = None) -> str:
+    """Distribution-style config.yml used for both servers (Moorage accepts the same keys)."""
+    cfg: dict = {
+        "version": "0.1",
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
+        "http": {"addr": f"{HOST}:{port}"},
+    }
+    for key, val in (extra or {}).items():
+        parsed: object = val
+        if val.lower() in ("true", "false"):
+            parsed = val.lower() == "true"
+        elif val.isdigit():
+            parsed = int(val)
+        _set_dotted(cfg, key, parsed)
+    return _yaml(cfg) + "\n"
+
+
+@dataclass
+class Server:
+    """One registry process: ``cmd`` gets the config path appended."""
+
+    name: str
+    cmd: list[str]
+    workdir: Path
+    port: int
+    extra: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def root(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "server.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        cfg = self.workdir / "config.yml"
+        cfg.write_text(config_yaml(self.port, self.root, self.extra))
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [*self.cmd, str(cfg)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            if self._answers():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer GET /v2/ within {timeout}s:\n{self.tail()}")
+
+    def _answers(self) -> bool:
+        try:
+            c = http.client.HTTPConnection(HOST, self.port, timeout=2)
+            c.request("GET", "/v2/")
+            status = c.getresponse().status
+            c.close()
+            return status in (200, 401)
+        except OSError:
+            return False
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu(self) -> float:
+        return procstat.cpu_seconds(self.pid) if self.alive() else 0.0
+
+    def peak_rss(self) -> float:
+        return procstat.peak_rss_mib(self.pid) if self.alive() else 0.0
+
+    def reset_peak(self) -> None:
+        if self.alive():
+            procstat.reset_peak(self.pid)
+
+    def stop(self) -> None:
+        """SIGTERM the process group we created, SIGKILL after 10 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def drop_blob(self, digest: str) -> None:
+        """Delete a pushed blob's data from disk (Distribution layout) to keep the run's disk use bounded."""
+        alg, hexd = digest.split(":", 1)
+        shutil.rmtree(self.root / "docker/registry/v2/blobs" / alg / hexd[:2] / hexd, ignore_errors=True)

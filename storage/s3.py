@@ -1,0 +1,492 @@
+"""S3 driver: Distribution's s3-aws bucket layout, so both registries can serve one bucket.
+
+A path maps to the key ``rootdirectory + path`` (slashes trimmed), exactly like Distribution's
+``s3Path``; a directory is any prefix that some key continues with ``/``.  Every boto3 call runs on a
+bounded thread pool, never on the event loop, so one slow S3 request stalls nothing else.
+
+Writers keep no state between requests: ``close`` leaves the bytes written so far as the object itself
+(a PutObject, or a completed multipart upload), and ``writer(append=True)`` - in any process - continues
+from that object: a new multipart upload whose first parts are server-side copies of it, or, when it is
+smaller than S3's 5 MiB minimum part, its bytes read back and sent again as the start of the next part.
+Client chunks are therefore never held in memory between requests, and a replica can die at any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from storage.driver import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
+from storage.s3_config import MAX_PART, MIN_PART, S3Parameters
+
+T = TypeVar("T")
+READ_CHUNK = 1 << 20
+MAX_PARTS = 10_000
+PRESIGN_EXPIRY = 20 * 60
+DELETE_BATCH = 1000  # DeleteObjects' limit
+NOT_FOUND = frozenset({"NoSuchKey", "NotFound", "404"})
+# Distribution's storagedriver.PathRegexp
+PATH_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+CONTENT_TYPE = "application/octet-stream"
+
+
+class S3Error(StorageError):
+    """An S3 request failed; ``code`` is S3's error code (e.g. ``InvalidRange``)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class S3Driver(StorageDriver):
+    name = "s3"
+
+    def __init__(self, params: S3Parameters, redirect: bool = True) -> None:
+        self.params = params
+        self.bucket = params.bucket
+        self.redirect = redirect
+        self._root = params.rootdirectory.rstrip("/")
+        self._object_args = params.object_args()
+        self._pool = ThreadPoolExecutor(max_workers=params.maxthreads, thread_name_prefix="s3")
+        self.client = params.client()
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+        self.client.meta.events.register("before-send.s3", self._count_request)
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any], redirect: bool = True) -> S3Driver:
+        """Build from the ``storage.s3`` section; ``redirect=False`` for ``storage.redirect.disable``."""
+        return cls(S3Parameters.parse(params), redirect=redirect)
+
+    # --- request accounting -------------------------------------------------------------------------
+
+    def _count_request(self, event_name: str, **_: object) -> None:
+        """Count HTTP requests (retries included) per S3 operation: the bill is per request."""
+        with self._counts_lock:
+            self._counts[event_name.rsplit(".", 1)[-1]] += 1
+
+    def request_counts(self, reset: bool = False) -> dict[str, int]:
+        """S3 requests sent so far, by operation name (e.g. ``{"HeadObject": 3}``)."""
+        with self._counts_lock:
+            counts = dict(self._counts)
+            if reset:
+                self._counts.clear()
+        return counts
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def key(self, path: str) -> str:
+        """The object key of a driver path (Distribution's ``s3Path``); refuses malformed paths."""
+        if path != "/" and (not PATH_RE.match(path) or any(p in (".", "..") for p in path.split("/"))):
+            raise ValueError(f"invalid storage path {path!r}")
+        return (self._root + path).lstrip("/")
+
+    def _dir_prefix(self, path: str) -> str:
+        """The prefix all keys below directory ``path`` share ("" for the bucket root)."""
+        return self.key(path) + "/" if path != "/" else (self._root + "/").lstrip("/")
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, functools.partial(fn, *args, **kwargs)
+        )
+
+    def _call(self, path: str, operation: str, **kwargs: Any) -> Any:
+        """One S3 request (in a pool thread), with S3 errors turned into the driver's errors."""
+        try:
+            return getattr(self.client, operation)(Bucket=self.bucket, **kwargs)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if code in NOT_FOUND:
+                raise PathNotFound(path) from None
+            raise S3Error(f"s3 {operation} {path}: {e}", code) from e
+        except BotoCoreError as e:
+            raise S3Error(f"s3 {operation} {path}: {e}") from e
+
+    def _list_pages(self, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        token: dict[str, str] = {}
+        while True:
+            page = self._call(path, "list_objects_v2", **kwargs, **token)
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    # --- whole objects -------------------------------------------------------------------------------
+
+    async def get_content(self, path: str) -> bytes:
+        return await self._run(self._get_sync, path, self.key(path), None)
+
+    def _get_sync(self, path: str, key: str, byte_range: str | None) -> bytes:
+        response = self._call(path, "get_object", Key=key, **({"Range": byte_range} if byte_range else {}))
+        with response["Body"] as body:
+            return body.read()
+
+    async def put_content(self, path: str, content: bytes) -> None:
+        # a PutObject is atomic: readers see the old or the new object
+        await self._run(self._put_sync, path, self.key(path), content)
+
+    def _put_sync(self, path: str, key: str, content: bytes | bytearray) -> None:
+        self._call(path, "put_object", Key=key, Body=bytes(content), ContentType=CONTENT_TYPE,
+                   **self._object_args)
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    async def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        key = self.key(path)
+        if offset < 0:
+            raise InvalidOffset(path, offset)
+        if length == 0:
+            info = await self.stat(path)
+            if info.is_dir:
+                raise PathNotFound(path)
+            if offset > info.size:
+                raise InvalidOffset(path, offset)
+            return
+        body = await self._run(self._open_sync, path, key, offset, length)
+        if body is None:
+            return
+        try:
+            while True:
+                chunk = await self._run(self._read_sync, path, body)
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            body.close()
+
+    @staticmethod
+    def _read_sync(path: str, body: Any) -> bytes:
+        try:
+            return body.read(READ_CHUNK)  # type: ignore[no-any-return]
+        except BotoCoreError as e:  # the connection broke or stalled mid-body
+            raise S3Error(f"s3 get_object {path}: {e}") from e
+
+    def _open_sync(self, path: str, key: str, offset: int, length: int | None) -> Any:
+        """The streaming body of a (Range) GET; None when ``offset`` is exactly the object's end."""
+        kwargs: dict[str, str] = {}
+        if offset or length is not None:
+            kwargs["Range"] = f"bytes={offset}-" + ("" if length is None else str(offset + length - 1))
+        try:
+            return self._call(path, "get_object", Key=key, **kwargs)["Body"]
+        except S3Error as e:
+            if e.code != "InvalidRange":
+                raise
+        # 416: the range starts at or after the end; only the first is a valid (empty) read
+        size = self._call(path, "head_object", Key=key)["ContentLength"]
+        if offset > size:
+            raise InvalidOffset(path, offset)
+        return None
+
+    # --- metadata ------------------------------------------------------------------------------------
+
+    async def stat(self, path: str) -> FileInfo:
+        return await self._run(self._stat_sync, path)
+
+    def _stat_sync(self, path: str) -> FileInfo:
+        key = self.key(path)
+        if path != "/":
+            try:
+                head = self._call(path, "head_object", Key=key)
+                return FileInfo(path, head["ContentLength"], head["LastModified"].timestamp(), False)
+            except PathNotFound:
+                pass
+        page = self._call(path, "list_objects_v2", Prefix=self._dir_prefix(path), MaxKeys=1)
+        contents = page.get("Contents")
+        if not contents:
+            raise PathNotFound(path)
+        return FileInfo(path, 0, contents[0]["LastModified"].timestamp(), True)
+
+    async def list(self, path: str) -> list[str]:
+        return await self._run(self._list_sync, path)
+
+    def _list_sync(self, path: str) -> list[str]:
+        prefix = self._dir_prefix(path)
+        names: list[str] = []
+        for page in self._list_pages(path, Prefix=prefix, Delimiter="/"):
+            names.extend(obj["Key"][len(prefix) :] for obj in page.get("Contents", ()))
+            names.extend(p["Prefix"][len(prefix) : -1] for p in page.get("CommonPrefixes", ()))
+        names = sorted(n for n in names if n)
+        if not names and path != "/":
+            raise PathNotFound(path)
+        return names
+
+    async def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        # one flat listing (1 request per 1,000 keys) instead of a list + stat per entry
+        for info in await self._run(self._walk_sync, path):
+            yield info
+
+    def _walk_sync(self, path: str) -> list[FileInfo]:
+        prefix = self._dir_prefix(path)
+        root = _Tree()
+        for page in self._list_pages(path, Prefix=prefix):
+            for obj in page.get("Contents", ()):
+                parts = [p for p in obj["Key"][len(prefix) :].split("/") if p]
+                if parts and not obj["Key"].endswith("/"):  # "dir/" markers some tools create are no files
+                    root.add(parts, obj["Size"], obj["LastModified"].timestamp())
+        if not root.files and not root.dirs and path != "/":
+            raise PathNotFound(path)
+        return list(root.infos(path.rstrip("/")))
+
+    # --- moving and deleting -------------------------------------------------------------------------
+
+    async def move(self, source: str, dest: str) -> None:
+        src, dst = self.key(source), self.key(dest)
+        size = (await self._run(self._call, source, "head_object", Key=src))["ContentLength"]
+        if src == dst:
+            return  # S3 refuses to copy an object onto itself, and deleting the source would lose it
+        if size <= self.params.multipartcopythresholdsize:
+            await self._run(
+                self._call, source, "copy_object", Key=dst, CopySource={"Bucket": self.bucket, "Key": src},
+                **self._object_args,
+            )
+        else:
+            upload_id = (await self._run(self._call, dest, "create_multipart_upload", Key=dst,
+                                         ContentType=CONTENT_TYPE, **self._object_args))["UploadId"]
+            try:
+                chunk = max(self.params.multipartcopychunksize, -(-size // MAX_PARTS))
+                parts = await self._copy_parts(source, src, dst, upload_id, size, chunk, 1)
+                await self._run(self._call, dest, "complete_multipart_upload", Key=dst, UploadId=upload_id,
+                                MultipartUpload={"Parts": parts})
+            except BaseException:
+                await self._abort(dest, dst, upload_id)
+                raise
+        await self._run(self._call, source, "delete_object", Key=src)
+
+    async def _copy_parts(
+        self, path: str, src: str, dst: str, upload_id: str, size: int, chunk: int, first: int
+    ) -> list[dict[str, Any]]:
+        """UploadPartCopy ``src`` into parts ``first``.. of ``chunk`` bytes, a bounded number at a time."""
+        limit = asyncio.Semaphore(self.params.multipartcopymaxconcurrency)
+
+        async def copy(number: int, start: int) -> dict[str, Any]:
+            async with limit:
+                result = await self._run(
+                    self._call, path, "upload_part_copy", Key=dst, UploadId=upload_id, PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": src},
+                    CopySourceRange=f"bytes={start}-{min(start + chunk, size) - 1}",
+                )
+            return {"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]}
+
+        starts = range(0, size, chunk)
+        return list(await asyncio.gather(*(copy(first + i, start) for i, start in enumerate(starts))))
+
+    async def _abort(self, path: str, key: str, upload_id: str) -> None:
+        try:
+            await self._run(self._call, path, "abort_multipart_upload", Key=key, UploadId=upload_id)
+        except StorageError:
+            pass  # the original error matters more; a bucket lifecycle rule reaps what is left
+
+    async def delete(self, path: str) -> None:
+        await self._run(self._delete_sync, path)
+
+    def _delete_sync(self, path: str) -> None:
+        key = self.key(path)
+        below = self._dir_prefix(path)
+        keys: list[str] = []
+        # Prefix=key also lists siblings such as "key-x": keep only the key itself and what is below it
+        for page in self._list_pages(path, Prefix=key if path != "/" else below):
+            keys.extend(o["Key"] for o in page.get("Contents", ())
+                        if o["Key"] == key or o["Key"].startswith(below))
+        if not keys:
+            raise PathNotFound(path)
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch = [{"Key": k} for k in keys[i : i + DELETE_BATCH]]
+            result = self._call(path, "delete_objects", Delete={"Objects": batch, "Quiet": True})
+            if result.get("Errors"):
+                error = result["Errors"][0]
+                message = f"s3 delete_objects {error.get('Key')}: {error.get('Message')}"
+                raise S3Error(message, error.get("Code", ""))
+        if keys != [key]:
+            # a directory: abort multipart uploads a crashed writer left below it (abandoned upload sessions)
+            for upload in self._call(path, "list_multipart_uploads", Prefix=below).get("Uploads", ()):
+                try:
+                    self._call(path, "abort_multipart_upload", Key=upload["Key"], UploadId=upload["UploadId"])
+                except StorageError:
+                    pass  # finished or aborted meanwhile
+
+    # --- the rest ------------------------------------------------------------------------------------
+
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
+        key = self.key(path)
+        size = 0
+        if append:
+            try:
+                size = (await self._run(self._call, path, "head_object", Key=key))["ContentLength"]
+            except PathNotFound:
+                pass
+        return S3Writer(self, path, key, size, truncate=not append)
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        operation = {"GET": "get_object", "HEAD": "head_object"}.get(method.upper())
+        if not self.redirect or operation is None:
+            return None
+        # presigning sends nothing, but resolving credentials may (instance metadata): keep it off the loop
+        return await self._run(
+            self.client.generate_presigned_url, operation, {"Bucket": self.bucket, "Key": self.key(path)},
+            PRESIGN_EXPIRY,
+        )
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._pool.shutdown, True)
+        self.client.close()
+
+
+class _Tree:
+    """Keys of a flat listing arranged as directories, to walk them depth first in sorted order."""
+
+    __slots__ = ("dirs", "files", "modified")
+
+    def __init__(self) -> None:
+        self.dirs: dict[str, _Tree] = {}
+        self.files: dict[str, tuple[int, float]] = {}
+        self.modified = 0.0
+
+    def add(self, parts: list[str], size: int, modified: float) -> None:
+        node = self
+        for part in parts[:-1]:
+            node = node.dirs.setdefault(part, _Tree())
+            node.modified = max(node.modified, modified)
+        node.files[parts[-1]] = (size, modified)
+
+    def infos(self, base: str) -> Iterator[FileInfo]:
+        for name in sorted(self.dirs.keys() | self.files.keys()):
+            child = f"{base}/{name}"
+            if name in self.files:
+                size, modified = self.files[name]
+                yield FileInfo(child, size, modified, False)
+            if name in self.dirs:
+                sub = self.dirs[name]
+                yield FileInfo(child, 0, sub.modified, True)
+                yield from sub.infos(child)
+
+
+class S3Writer(FileWriter):
+    """Streams into one multipart upload per writer; ``close`` and ``commit`` both complete it.
+
+    Up to ``uploadconcurrency`` parts are sent at once while the caller keeps writing: one connection
+    rarely saturates an S3 server.  The parts in flight are the only bytes held in memory.
+    """
+
+    def __init__(self, driver: S3Driver, path: str, key: str, existing: int, truncate: bool) -> None:
+        self._driver = driver
+        self._path = path
+        self._key = key
+        self._existing = existing  # bytes of the current object that the new object must start with
+        self._size = existing
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._next_part = 1
+        self._inflight: set[asyncio.Future[None]] = set()
+        self._changed = truncate  # a truncating writer replaces the object even when nothing is written
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def write(self, data: bytes | memoryview) -> None:
+        if self._done:
+            raise ValueError("writer is closed")
+        if not data:
+            return
+        if 0 < self._existing < MIN_PART:
+            # too small to be copied as a part: read it back and send it again with the new bytes
+            self._buffer += await self._driver._run(
+                self._driver._get_sync, self._path, self._key, f"bytes=0-{self._existing - 1}"
+            )
+            self._existing = 0
+        self._buffer += data
+        self._size += len(data)
+        self._changed = True
+        chunk = self._driver.params.chunksize
+        while len(self._buffer) >= chunk:
+            part = bytes(self._buffer[:chunk])
+            del self._buffer[:chunk]
+            await self._send_part(part)
+
+    async def _send_part(self, data: bytes) -> None:
+        """Start uploading a part; waits only while ``uploadconcurrency`` parts are in flight."""
+        d = self._driver
+        if self._upload_id is None:
+            self._upload_id = (await d._run(d._call, self._path, "create_multipart_upload", Key=self._key,
+                                            ContentType=CONTENT_TYPE, **d._object_args))["UploadId"]
+            if self._existing:
+                # the object so far becomes the first part(s): copied inside S3, at most 5 GiB a part
+                count = -(-self._existing // MAX_PART)
+                self._parts = await d._copy_parts(self._path, self._key, self._key, self._upload_id,
+                                                  self._existing, -(-self._existing // count), 1)
+                self._next_part = count + 1
+                self._existing = 0
+        while len(self._inflight) >= d.params.uploadconcurrency:
+            await self._wait(asyncio.FIRST_COMPLETED)
+        number = self._next_part
+        if number > MAX_PARTS:
+            raise StorageError(f"{self._path}: more than {MAX_PARTS} parts in one write session")
+        self._next_part += 1
+        self._inflight.add(asyncio.ensure_future(self._upload_part(number, data)))
+
+    async def _upload_part(self, number: int, data: bytes) -> None:
+        d = self._driver
+        result = await d._run(d._call, self._path, "upload_part", Key=self._key, UploadId=self._upload_id,
+                              PartNumber=number, Body=data)
+        self._parts.append({"PartNumber": number, "ETag": result["ETag"]})
+
+    async def _wait(self, when: str = asyncio.ALL_COMPLETED) -> None:
+        """Wait for part uploads; the first failure is raised (after every part has stopped)."""
+        if not self._inflight:
+            return
+        done, self._inflight = await asyncio.wait(self._inflight, return_when=when)
+        for future in done:
+            if future.exception() is not None:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+                self._inflight = set()
+                raise future.exception()  # type: ignore[misc]
+
+    async def commit(self) -> None:
+        await self._finish()
+
+    async def close(self) -> None:
+        await self._finish()
+
+    async def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        d = self._driver
+        if not self._changed:
+            return
+        if self._upload_id is None and not self._existing:
+            await d._run(d._put_sync, self._path, self._key, self._buffer)
+            return
+        try:
+            if self._buffer or self._upload_id is None:
+                await self._send_part(bytes(self._buffer))  # the last part may be small
+            self._buffer.clear()
+            await self._wait()
+            parts = sorted(self._parts, key=lambda p: p["PartNumber"])
+            await d._run(d._call, self._path, "complete_multipart_upload", Key=self._key,
+                         UploadId=self._upload_id, MultipartUpload={"Parts": parts})
+        except BaseException:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+            if self._upload_id is not None:
+                await d._abort(self._path, self._key, self._upload_id)
+            raise
+
+    async def cancel(self) -> None:
+        self._done = True
+        self._buffer.clear()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._inflight = set()
+        d = self._driver
+        if self._upload_id is not None:
+            await d._abort(self._path, self._key, self._upload_id)
+        await d._run(d._call, self._path, "delete_object", Key=self._key)

@@ -1,0 +1,226 @@
+"""Mirror tests: an upstream Moorage and the mirror, both real HTTP servers on loopback (ports 15500-15599).
+
+``serve(app)`` runs an ASGI app under uvicorn in a thread; the upstream is wrapped in ``Recorder``,
+which counts its requests and can fail them on demand (down, 429), so tests can assert how many
+requests reached the upstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from registry.app import RegistryApp, create_app
+from registry.config import parse
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+ACCEPT = f"{OCI_INDEX}, {OCI_MANIFEST}"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def free_port() -> int:
+    """A free loopback port in the range these tests may use."""
+    for port in random.sample(range(15500, 15600), 100):  # random: other runs pick ports too
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 15500-15599")
+
+
+class Recorder:
+    """ASGI middleware: records (method, path) of every request; answers ``fail`` instead when set."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.requests: list[tuple[str, str]] = []
+        self.fail: int | None = None  # e.g. 503 or 429
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.requests.append((scope["method"], scope["path"]))
+            if self.fail is not None:
+                await send({"type": "http.response.start", "status": self.fail, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await self.app(scope, receive, send)
+
+    def count(self, method: str, contains: str = "") -> int:
+        return sum(1 for m, p in self.requests if m == method and contains in p)
+
+    def clear(self) -> None:
+        self.requests.clear()
+
+
+@dataclass
+class Server:
+    """An ASGI app served by uvicorn in a thread; ``stop()`` and ``start()`` it to simulate outages."""
+
+    app: ASGIApp
+    port: int = field(default_factory=free_port)
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        """Serve on ``port``; when another run took it meanwhile (and it was never ours), on another."""
+        for _ in range(5):
+            config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                    lifespan="on", timeout_graceful_shutdown=2)
+            self.server = uvicorn.Server(config)
+            self.thread = threading.Thread(target=self.server.run, daemon=True)
+            self.thread.start()
+            deadline = time.monotonic() + 10
+            while not self.server.started and self.thread.is_alive():
+                assert time.monotonic() < deadline, f"server on {self.port} did not start"
+                time.sleep(0.01)
+            if self.server.started:
+                return self
+            self.port = free_port()
+        raise RuntimeError("could not start a server on a free port")
+
+    def stop(self) -> None:
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(10)
+            self.server = self.thread = None
+
+
+def moorage(root: Path, **sections: Any) -> RegistryApp:
+    return create_app(parse({"storage": {"filesystem": {"rootdirectory": str(root)}}, **sections}))
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[[ASGIApp], Server]]:
+    started: list[Server] = []
+
+    def start(app: ASGIApp) -> Server:
+        server = Server(app).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@dataclass
+class Upstream:
+    server: Server
+    recorder: Recorder
+    root: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture
+def upstream(servers: Callable[[ASGIApp], Server], tmp_path: Path) -> Upstream:
+    """A second Moorage on loopback, recording the requests it gets."""
+    recorder = Recorder(moorage(tmp_path / "upstream"))
+    return Upstream(servers(recorder), recorder, tmp_path / "upstream")
+
+
+@dataclass
+class Mirror:
+    server: Server
+    app: RegistryApp
+    root: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def settle(self, timeout: float = 10) -> None:
+        """Wait until the blob downloads still being verified and stored are done."""
+        mirror = self.app.services.mirror
+        assert mirror is not None
+        deadline = time.monotonic() + timeout
+        while mirror.downloads_in_flight:
+            assert time.monotonic() < deadline, "downloads did not finish"
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def start_mirror(servers: Callable[[ASGIApp], Server], tmp_path: Path) -> Callable[..., Mirror]:
+    """Start a Moorage whose ``proxy`` section is given."""
+    count = 0
+
+    def start(proxy: dict[str, Any], **sections: Any) -> Mirror:
+        nonlocal count
+        count += 1
+        root = tmp_path / f"mirror-{count}"
+        app = moorage(root, proxy=proxy, **sections)
+        return Mirror(servers(app), app, root)
+
+    return start
+
+
+def push_blob(base: str, name: str, data: bytes) -> str:
+    digest = sha256(data)
+    r = httpx.post(f"{base}/v2/{name}/blobs/uploads/?digest={digest}", content=data, timeout=60)
+    assert r.status_code == 201, r.text
+    return digest
+
+
+def push_image(base: str, name: str, tag: str | None, layers: list[bytes], arch: str = "amd64") -> tuple[str, bytes]:
+    """Push config, layers and an OCI manifest; returns (manifest digest, manifest bytes)."""
+    config = json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers"}}).encode()
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": push_blob(base, name, config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": push_blob(base, name, layer), "size": len(layer)} for layer in layers],
+    }
+    body = json.dumps(doc).encode()
+    digest = sha256(body)
+    r = httpx.put(f"{base}/v2/{name}/manifests/{tag or digest}", content=body,
+                  headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 201, r.text
+    return digest, body
+
+
+def push_index(base: str, name: str, tag: str, children: dict[str, tuple[str, bytes]]) -> tuple[str, bytes]:
+    """Push an OCI index over already pushed manifests (arch -> (digest, bytes))."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": d, "size": len(b),
+                       "platform": {"os": "linux", "architecture": arch}} for arch, (d, b) in children.items()],
+    }
+    body = json.dumps(doc).encode()
+    r = httpx.put(f"{base}/v2/{name}/manifests/{tag}", content=body, headers={"Content-Type": OCI_INDEX})
+    assert r.status_code == 201, r.text
+    return sha256(body), body
