@@ -63,8 +63,11 @@ class Grant:
 class AccessController(Protocol):
     """Decides requests; implementations live in this package (htpasswd, token)."""
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access]) -> Grant:
-        """Grant every access in ``wanted`` or raise AuthFailure. ``wanted`` may be empty (GET /v2/)."""
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: str = "") -> Grant:
+        """Grant every access in ``wanted`` or raise AuthFailure. ``wanted`` may be empty (GET /v2/).
+
+        ``origin`` is ``scheme://host`` as the client reached the registry (proxies and ``http.host``
+        taken into account), for challenges that point back at this server."""
         ...
 
     async def may_list(self, grant: Grant, repository: str) -> bool:
@@ -75,7 +78,7 @@ class AccessController(Protocol):
 class AllowAll:
     """No authentication: everything is allowed (Distribution with no ``auth`` section)."""
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access]) -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: str = "") -> Grant:
         return Grant(everything=True)
 
     async def may_list(self, grant: Grant, repository: str) -> bool:

@@ -41,7 +41,7 @@ class BasicController:
         self.htpasswd = htpasswd
         self.rules = rules
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access]) -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: str = "") -> Grant:
         authorization = (headers.get("authorization") or "").strip()
         user: str | None = None
         if authorization and authorization != EMPTY_BASIC:

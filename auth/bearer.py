@@ -25,19 +25,19 @@ class BearerController:
         self.rules = rules
         self.autoredirect_path = autoredirect_path
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access]) -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: str = "") -> Grant:
         scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise self._refuse(headers, wanted, None)
+            raise self._refuse(origin, wanted, None)
         try:
             verified = self.verifier.verify(token)
         except TokenError as e:
             log.info("bearer token refused: %s", e)
-            raise self._refuse(headers, wanted, "invalid_token") from None
+            raise self._refuse(origin, wanted, "invalid_token") from None
         missing = [a for a in wanted if not covers(verified.accesses, a)]
         if missing:
-            raise self._refuse(headers, wanted, "insufficient_scope")
+            raise self._refuse(origin, wanted, "insufficient_scope")
         return Grant(subject=verified.subject, accesses=verified.accesses)
 
     async def may_list(self, grant: Grant, repository: str) -> bool:
@@ -46,10 +46,10 @@ class BearerController:
             return True
         return "pull" in self.rules.actions(grant.subject, "repository", repository)
 
-    def _refuse(self, headers: Mapping[str, str], wanted: list[Access], error: str | None) -> AuthFailure:
+    def _refuse(self, origin: str, wanted: list[Access], error: str | None) -> AuthFailure:
         realm = self.realm
-        if self.autoredirect_path is not None and headers.get("host"):
-            realm = f"https://{headers['host']}{self.autoredirect_path}"
+        if self.autoredirect_path is not None and origin:
+            realm = f"{origin}{self.autoredirect_path}"
         challenge = header(
             "Bearer", realm=realm, service=self.service, scope=format_scopes(wanted) or None, error=error
         )

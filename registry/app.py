@@ -22,6 +22,7 @@ from registry.mirror.handlers import mirror_route
 from registry.names import check_name
 from registry.routes import WRITE_METHODS, match
 from registry.services import Services
+from registry.urls import origin
 from storage import paths
 from storage.driver import PathNotFound, StorageDriver
 from storage.purge import purge_uploads
@@ -37,9 +38,11 @@ class RegistryApp:
         self.services = services
         self.prefix = config.http.prefix
         self.api_prefix = f"{self.prefix}v2"
+        self.extra_headers = [(k.lower().encode(), v.encode()) for k, v in config.http.headers]
         routes = [
             *extra_routes,
-            Route("/healthz", self.liveness, methods=["GET", "HEAD"]),
+            Route("/livez", self.liveness, methods=["GET", "HEAD"]),
+            Route("/healthz", self.readiness, methods=["GET", "HEAD"]),
             Route("/readyz", self.readiness, methods=["GET", "HEAD"]),
         ]
         self.other = Router(routes=routes)
@@ -83,7 +86,7 @@ class RegistryApp:
     async def api(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_version(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), API_VERSION_HEADER]
+                message["headers"] = [*message.get("headers", []), API_VERSION_HEADER, *self.extra_headers]
             await send(message)
 
         scope["moorage.services"] = self.services
@@ -125,15 +128,16 @@ class RegistryApp:
         if endpoint.named and self.services.mirror is not None:
             handler = mirror_route(self.services.mirror, request, params, handler)
         scope["path_params"] = params
-        scope["moorage.grant"] = await self.services.access.authorize(request.headers, rule(request))
+        scope["moorage.grant"] = await self.services.access.authorize(
+            request.headers, rule(request), origin(request, self.config.http))
         return await handler(request)
 
     async def liveness(self, request: Request) -> Response:
-        """``/healthz``: the process answers; storage is not consulted (an outage must not restart it)."""
+        """``/livez``: the process answers; storage is not consulted (an outage must not restart it)."""
         return JSONResponse({"status": "ok"})
 
     async def readiness(self, request: Request) -> Response:
-        """``/readyz``: ready to serve only while the storage answers."""
+        """``/healthz`` and ``/readyz``: healthy and ready to serve only while the storage answers."""
         error = await storage_error(self.services.driver)
         if error:
             return JSONResponse({"status": "unavailable", "storage": error}, status_code=503)

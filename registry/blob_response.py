@@ -1,6 +1,6 @@
 """Streaming a stored blob (or part of it) with few thread hops and large sends.
 
-A local file is read with ``os.pread`` in 1 MiB blocks on the driver's pool, or handed to the ASGI
+A local file is read with ``os.pread`` in 4 MiB blocks on the driver's pool, or handed to the ASGI
 server whole with ``http.response.pathsend`` where the server offers it (granian).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from starlette.types import Receive, Scope, Send
 
-BLOCK = 1 << 20
+BLOCK = 4 << 20  # large reads: fewer pool hops and sends per byte (pull throughput)
 
 
 class BlobResponse:

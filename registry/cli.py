@@ -44,6 +44,8 @@ def run_serve(args: argparse.Namespace) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if config.log_level != "debug":  # one line per upstream request of the mirror is noise
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.config:
         os.environ["MOORAGE_CONFIG"] = os.path.abspath(args.config)
     try:
@@ -57,7 +59,6 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_rebuild_index(args: argparse.Namespace) -> int:
     import asyncio
 
-    from registry.manifests import describe_referrer
     from registry.services import Services
     from storage.referrers import rebuild_referrers
 
@@ -66,7 +67,7 @@ def run_rebuild_index(args: argparse.Namespace) -> int:
     async def rebuild() -> int:
         services = Services.build(config)
         try:
-            return await rebuild_referrers(services.driver, services.manifests, describe_referrer)
+            return await rebuild_referrers(services.referrers)
         finally:
             await services.close()
 

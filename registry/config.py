@@ -7,6 +7,7 @@ handed on as plain dictionaries to the package that owns them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import yaml
 
 ENV_PREFIX = "REGISTRY_"
 STORAGE_DRIVERS = ("filesystem", "s3")
+FILESYSTEM_KEYS = ("rootdirectory", "maxthreads", "fsync")
 STORAGE_SECTIONS = ("delete", "maintenance", "redirect", "cache")
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 
@@ -44,6 +46,7 @@ class HTTPConfig:
     workers: int = 1
     server: str = "uvicorn"
     draintimeout: float = 30.0  # seconds requests in flight get to finish after SIGTERM
+    headers: list[tuple[str, str]] = field(default_factory=list)  # added to every /v2 response
 
 
 @dataclass(slots=True)
@@ -62,8 +65,9 @@ class StorageConfig:
 @dataclass(slots=True)
 class ValidationConfig:
     disabled: bool = False
-    manifest_urls_allow: list[str] = field(default_factory=list)
-    manifest_urls_deny: list[str] = field(default_factory=list)
+    # Foreign-layer URL patterns: None allows any http(s) URL (what OCI's conformance suite pushes)
+    manifest_urls_allow: list[re.Pattern[str]] | None = None
+    manifest_urls_deny: list[re.Pattern[str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -138,8 +142,15 @@ def parse(raw: Mapping[str, Any]) -> Config:
     return config
 
 
+HTTP_KEYS = ("addr", "net", "host", "prefix", "secret", "relativeurls", "draintimeout", "tls", "debug",
+             "headers", "http2", "h2c", "trustedproxies", "workers", "server")
+
+
 def parse_http(raw: Mapping[str, Any]) -> HTTPConfig:
     http = HTTPConfig()
+    section({"http": raw}, "http", HTTP_KEYS)
+    choice(raw.get("net", "tcp"), "http.net", ("tcp",))  # Distribution's unix sockets are not served
+    http.headers = parse_headers(section(raw, "http.headers", None))
     http.addr = string(raw.get("addr", http.addr), "http.addr")
     if ":" not in http.addr:
         raise ConfigError(f"http.addr: expected HOST:PORT, got {http.addr!r}")
@@ -152,7 +163,7 @@ def parse_http(raw: Mapping[str, Any]) -> HTTPConfig:
     http.workers = integer(raw.get("workers", 1), "http.workers", minimum=1)
     http.server = choice(raw.get("server", "uvicorn"), "http.server", ("uvicorn", "granian"))
     http.draintimeout = duration(raw.get("draintimeout", http.draintimeout), "http.draintimeout")
-    tls = section(raw, "http.tls", None)
+    tls = section(raw, "http.tls", ("certificate", "key", "clientcas", "minimumtls"))
     http.tls = TLSConfig(
         certificate=tls.get("certificate"),
         key=tls.get("key"),
@@ -162,9 +173,23 @@ def parse_http(raw: Mapping[str, Any]) -> HTTPConfig:
     )
     if bool(http.tls.certificate) != bool(http.tls.key):
         raise ConfigError("http.tls: certificate and key must be given together")
-    debug = section(raw, "http.debug", None)
+    debug = section(raw, "http.debug", ("addr",))
     http.debug_addr = string(debug["addr"], "http.debug.addr") if debug.get("addr") else None
     return http
+
+
+def parse_headers(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Distribution's ``http.headers``: name -> list of values, e.g. ``X-Content-Type-Options: [nosniff]``."""
+    headers = []
+    for name, values in raw.items():
+        key = f"http.headers.{name}"
+        if not isinstance(name, str) or not name.isascii() or not name.replace("-", "").isalnum():
+            raise ConfigError(f"{key}: not a valid header name")
+        for value in string_list(values, key):
+            if "\r" in value or "\n" in value:
+                raise ConfigError(f"{key}: a value may not contain line breaks")
+            headers.append((name, value))
+    return headers
 
 
 def parse_storage(raw: Mapping[str, Any]) -> StorageConfig:
@@ -178,13 +203,14 @@ def parse_storage(raw: Mapping[str, Any]) -> StorageConfig:
         raise ConfigError(f"storage: exactly one driver may be configured, got {', '.join(drivers)}")
     if drivers:
         storage.driver = drivers[0]
-        storage.parameters = dict(section(raw, f"storage.{storage.driver}", None))
+        allowed = FILESYSTEM_KEYS if storage.driver == "filesystem" else None  # s3: checked by its driver
+        storage.parameters = dict(section(raw, f"storage.{storage.driver}", allowed))
     if storage.driver == "filesystem":
         root = storage.parameters.get("rootdirectory", "./data")
         storage.parameters["rootdirectory"] = string(root, "storage.filesystem.rootdirectory")
     delete = section(raw, "storage.delete", ("enabled",))
     storage.delete_enabled = boolean(delete.get("enabled", True), "storage.delete.enabled")
-    maintenance = section(raw, "storage.maintenance", ("uploadpurging", "readonly", "readonlymode"))
+    maintenance = section(raw, "storage.maintenance", ("uploadpurging", "readonly"))
     readonly = section(maintenance, "storage.maintenance.readonly", ("enabled",))
     storage.readonly = boolean(readonly.get("enabled", False), "storage.maintenance.readonly.enabled")
     purging = section(maintenance, "storage.maintenance.uploadpurging",
@@ -205,12 +231,24 @@ def parse_storage(raw: Mapping[str, Any]) -> StorageConfig:
 
 def parse_validation(raw: Mapping[str, Any]) -> ValidationConfig:
     validation = ValidationConfig()
+    section({"validation": raw}, "validation", ("disabled", "enabled", "manifests"))
     validation.disabled = boolean(raw.get("disabled", not raw.get("enabled", True)), "validation.disabled")
     manifests = section(raw, "validation.manifests", ("urls",))
     urls = section(manifests, "validation.manifests.urls", ("allow", "deny"))
-    validation.manifest_urls_allow = string_list(urls.get("allow", []), "validation.manifests.urls.allow")
-    validation.manifest_urls_deny = string_list(urls.get("deny", []), "validation.manifests.urls.deny")
+    if "allow" in urls:
+        validation.manifest_urls_allow = patterns(urls["allow"], "validation.manifests.urls.allow")
+    validation.manifest_urls_deny = patterns(urls.get("deny", []), "validation.manifests.urls.deny")
     return validation
+
+
+def patterns(value: Any, key: str) -> list[re.Pattern[str]]:
+    compiled = []
+    for text in string_list(value, key):
+        try:
+            compiled.append(re.compile(text))
+        except re.error as e:
+            raise ConfigError(f"{key}: invalid regular expression {text!r}: {e}") from None
+    return compiled
 
 
 def section(raw: Mapping[str, Any], key: str, allowed: tuple[str, ...] | None) -> Mapping[str, Any]:

@@ -58,9 +58,11 @@ def error_body(code: str, message: str, detail: object = None) -> bytes:
 
 
 def error_response(error: RegistryError) -> Response:
+    # The JSON body sets its own length; a Content-Length carried over from success headers would lie.
+    headers = {k: v for k, v in error.headers.items() if k.lower() != "content-length"}
     return Response(
         error_body(error.code, error.message, error.detail),
         status_code=error.status,
-        headers=error.headers,
+        headers=headers,
         media_type="application/json",
     )

@@ -197,7 +197,7 @@ def ca_bundle(cafiles: list[str], scratch: Path) -> Path:
 
 class DebugServer:
     """``http.debug.addr``: Distribution's ``/debug/health`` (200 ``{}``, or 503 with the failing
-    checks), plus ``/healthz`` and ``/readyz``, served by uvicorn in a thread with its own loop."""
+    checks), plus ``/livez``, ``/healthz`` and ``/readyz``, served by uvicorn in a thread with its own loop."""
 
     def __init__(self, config: Config) -> None:
         assert config.http.debug_addr
@@ -236,7 +236,8 @@ class DebugServer:
         return Starlette(
             routes=[
                 Route("/debug/health", health, methods=["GET", "HEAD"]),
-                Route("/healthz", liveness, methods=["GET", "HEAD"]),
+                Route("/livez", liveness, methods=["GET", "HEAD"]),
+                Route("/healthz", readiness, methods=["GET", "HEAD"]),
                 Route("/readyz", readiness, methods=["GET", "HEAD"]),
             ],
             lifespan=lifespan,

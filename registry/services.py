@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from auth.base import AccessController
 from auth.factory import build_access_controller
 from registry.config import Config, ConfigError
+from registry.manifests import describe_referrer
 from registry.mirror.cache import Mirror
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
@@ -56,7 +57,7 @@ class Services:
             uploads=uploads,
             manifests=manifests,
             tags=tags,
-            referrers=ReferrersIndex(driver, manifests),
+            referrers=ReferrersIndex(driver, manifests, describe_referrer),
             catalog=Catalog(driver),
             access=access,
             mirror=Mirror.build(config.proxy, driver, blobs, uploads, manifests, tags),

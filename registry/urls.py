@@ -14,6 +14,11 @@ def base_url(request: Request, http: HTTPConfig) -> str:
     """``scheme://host`` the client used; "" when relative URLs are configured."""
     if http.relativeurls:
         return ""
+    return origin(request, http)
+
+
+def origin(request: Request, http: HTTPConfig) -> str:
+    """``scheme://host`` the client used, even with relative URLs (a token realm must be absolute)."""
     if http.host:
         return http.host
     scheme = request.url.scheme

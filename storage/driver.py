@@ -41,6 +41,20 @@ class FileInfo:
     is_dir: bool
 
 
+@dataclass(frozen=True, slots=True)
+class KeyPage:
+    """One page of an ordered key listing (``StorageDriver.list_keys``).
+
+    ``names`` are relative to the listed directory, in byte order; a name that ends with the delimiter
+    stands for every key that continues it.  ``next_start`` is where the following page starts: past the
+    last name and everything it stands for.
+    """
+
+    names: list[str]
+    truncated: bool
+    next_start: str
+
+
 class FileWriter(abc.ABC):
     """A streaming writer; bytes become visible at ``path`` only after ``commit``/``close``."""
 
@@ -104,14 +118,62 @@ class StorageDriver(abc.ABC):
         """Delete an object or a whole directory tree. Raises PathNotFound."""
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
-        """Every file and directory below ``path``, depth first, children in sorted order."""
+        """Every file and directory below ``path``, depth first, children in sorted order.
+
+        Raises PathNotFound when ``path`` does not exist; entries removed while the walk runs are left out.
+        """
         for name in await self.list(path):
             child = f"{path.rstrip('/')}/{name}"
-            info = await self.stat(child)
+            try:
+                info = await self.stat(child)
+            except PathNotFound:
+                continue
             yield info
             if info.is_dir:
-                async for sub in self.walk(child):
-                    yield sub
+                try:
+                    async for sub in self.walk(child):
+                        yield sub
+                except PathNotFound:
+                    continue
+
+    async def list_nested(self, path: str, depth: int) -> list[str]:
+        """Relative paths (``a/b`` for depth 2) of the entries ``depth`` levels below ``path``, sorted
+        component by component (as a walk visits them).
+
+        Files above that depth are left out.  Raises PathNotFound when ``path`` does not exist.  Drivers
+        with a flat key space answer in one listing (S3: a request per 1,000 keys, not per directory).
+        """
+        names = await self.list(path)
+        if depth <= 1:
+            return names
+        found: list[str] = []
+        for name in names:
+            try:
+                below = await self.list_nested(f"{path.rstrip('/')}/{name}", depth - 1)
+            except PathNotFound:
+                continue  # a file, or removed meanwhile
+            found += [f"{name}/{sub}" for sub in below]
+        return found
+
+    async def list_keys(self, path: str, start_after: str = "", delimiter: str = "",
+                        limit: int = 1000) -> KeyPage | None:
+        """One page of up to ``limit`` keys below ``path`` (relative names) after ``start_after``, in byte
+        order, grouped at ``delimiter`` as S3's ListObjectsV2 does; [] when there are none.
+
+        None where the backend keeps no key order (the filesystem): callers then list directory by
+        directory.
+        """
+        return None
+
+    async def delete_file(self, path: str) -> None:
+        """Delete one object if it is there; no error when it is not.  Never given a directory.
+
+        Cheaper than ``delete`` where that must first find out what ``path`` is (S3: one request).
+        """
+        try:
+            await self.delete(path)
+        except PathNotFound:
+            pass
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A URL the client may fetch the object from directly, or None to stream it through us."""

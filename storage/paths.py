@@ -13,6 +13,7 @@ the repository, a directory Distribution's catalog walk skips like every ``_``-p
         _manifests/tags/<tag>/index/<alg>/<hex>/link
         _uploads/<id>/data | startedat | hashstates/<alg>/<offset>
         _referrers/<subject alg>/<subject hex>/<alg>/<hex>/descriptor   (Moorage)
+        _referrers/_scanned                                              (Moorage)
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ def upload_hashstate(name: str, upload_id: str, algorithm: str, offset: int) -> 
 
 def referrers_dir(name: str, subject: Digest) -> str:
     return f"{REPOSITORIES}/{name}/_referrers/{subject.algorithm}/{subject.hex}"
+
+
+def referrers_scanned(name: str) -> str:
+    """The revisions whose ``subject`` has been indexed, one digest a line (written when catching up)."""
+    return f"{REPOSITORIES}/{name}/_referrers/_scanned"
 
 
 def referrer_dir(name: str, subject: Digest, referrer: Digest) -> str:

@@ -2,7 +2,9 @@
 
 It is derived data (every entry can be recomputed from the manifests' ``subject`` fields): entries are
 written on manifest PUT, removed on DELETE, and checked against the revision links on every read so a
-manifest deleted behind our back (by Distribution on the same storage) never shows up.
+manifest deleted behind our back (by Distribution on the same storage) never shows up.  Manifests
+written behind our back are caught up on read: the revisions not yet listed in ``_scanned`` are parsed
+once and indexed, so Distribution's pushes show up without a rebuild.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ from storage.digests import Digest, InvalidDigest, parse_digest
 from storage.driver import PathNotFound, StorageDriver
 from storage.manifests import ManifestStore, ManifestUnknown
 
+Describe = Callable[[bytes, Digest], "tuple[Digest, dict[str, Any]] | None"]
+
 
 class ReferrersIndex:
-    def __init__(self, driver: StorageDriver, manifests: ManifestStore) -> None:
+    """``describe`` returns a stored manifest's subject and referrer descriptor, or None without one."""
+
+    def __init__(self, driver: StorageDriver, manifests: ManifestStore, describe: Describe) -> None:
         self.driver = driver
         self.manifests = manifests
+        self.describe = describe
 
     async def add(self, name: str, subject: Digest, referrer: Digest, descriptor: dict[str, Any]) -> None:
         content = json.dumps(descriptor, separators=(",", ":")).encode()
@@ -34,18 +41,11 @@ class ReferrersIndex:
 
     async def list(self, name: str, subject: Digest) -> list[dict[str, Any]]:
         """Descriptors of live referrers, ordered by digest."""
+        await self.catch_up(name)
         base = paths.referrers_dir(name, subject)
         found: list[dict[str, Any]] = []
-        try:
-            algorithms = await self.driver.list(base)
-        except PathNotFound:
-            return found
-        for algorithm in algorithms:
-            try:
-                hexes = await self.driver.list(f"{base}/{algorithm}")
-            except PathNotFound:
-                continue
-            for hex_ in hexes:
+        for algorithm in await _names(self.driver, base):
+            for hex_ in await _names(self.driver, f"{base}/{algorithm}"):
                 try:
                     referrer = parse_digest(f"{algorithm}:{hex_}")
                 except InvalidDigest:
@@ -59,44 +59,62 @@ class ReferrersIndex:
                     continue
         return found
 
+    async def catch_up(self, name: str, rescan: bool = False) -> int:
+        """Index the repository's revisions not scanned before (all of them with ``rescan``).
 
-Describe = Callable[[bytes, Digest], "tuple[Digest, dict[str, Any]] | None"]
+        Concurrent catch-ups are harmless: each writes entries and a ``_scanned`` list that only name
+        revisions it parsed itself. Returns the number of entries written.
+        """
+        revisions = await self._revisions(name)
+        scanned = set() if rescan else await self._scanned(name)
+        pending = sorted(revisions - scanned)
+        if not pending:
+            return 0
+        written = 0
+        for text in pending:
+            digest = parse_digest(text)
+            try:
+                described = self.describe(await self.manifests.get(name, digest), digest)
+            except ManifestUnknown:
+                continue
+            if described is not None:
+                subject, descriptor = described
+                await self.add(name, subject, digest, descriptor)
+                written += 1
+        await self.driver.put_content(paths.referrers_scanned(name), "\n".join(sorted(revisions)).encode())
+        return written
+
+    async def _revisions(self, name: str) -> set[str]:
+        found: set[str] = set()
+        base = paths.revisions_dir(name)
+        for algorithm in await _names(self.driver, base):
+            for hex_ in await _names(self.driver, f"{base}/{algorithm}"):
+                try:
+                    found.add(str(parse_digest(f"{algorithm}:{hex_}")))
+                except InvalidDigest:
+                    continue
+        return found
+
+    async def _scanned(self, name: str) -> set[str]:
+        try:
+            return set((await self.driver.get_content(paths.referrers_scanned(name))).decode().split())
+        except PathNotFound:
+            return set()
 
 
-async def rebuild_referrers(driver: StorageDriver, manifests: ManifestStore, describe: Describe) -> int:
-    """Re-create every index entry from the stored manifests (e.g. after Distribution wrote some).
+async def rebuild_referrers(index: ReferrersIndex) -> int:
+    """Re-index every repository from its stored manifests (e.g. after Distribution wrote some).
 
-    ``describe`` returns a manifest's subject and its referrer descriptor, or None when it has no
-    subject. Returns the number of entries written.
+    Returns the number of entries written.
     """
-    index = ReferrersIndex(driver, manifests)
     written = 0
     pending = [""]
     while pending:
         prefix = pending.pop()
-        try:
-            children = await driver.list(f"{paths.REPOSITORIES}/{prefix}".rstrip("/"))
-        except PathNotFound:
-            continue
+        children = await _names(index.driver, f"{paths.REPOSITORIES}/{prefix}".rstrip("/"))
         if "_manifests" in children and prefix:
-            written += await _rebuild_repository(index, prefix.rstrip("/"), describe)
+            written += await index.catch_up(prefix.rstrip("/"), rescan=True)
         pending += [f"{prefix}{child}/" for child in children if not child.startswith("_")]
-    return written
-
-
-async def _rebuild_repository(index: ReferrersIndex, name: str, describe: Describe) -> int:
-    written = 0
-    for algorithm in await _names(index.driver, paths.revisions_dir(name)):
-        for hex_ in await _names(index.driver, f"{paths.revisions_dir(name)}/{algorithm}"):
-            try:
-                digest = parse_digest(f"{algorithm}:{hex_}")
-                described = describe(await index.manifests.get(name, digest), digest)
-            except (InvalidDigest, ManifestUnknown):
-                continue
-            if described is not None:
-                subject, descriptor = described
-                await index.add(name, subject, digest, descriptor)
-                written += 1
     return written
 
 

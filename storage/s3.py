@@ -24,7 +24,15 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage.driver import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
+from storage.driver import (
+    FileInfo,
+    FileWriter,
+    InvalidOffset,
+    KeyPage,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+)
 from storage.s3_config import MAX_PART, MIN_PART, S3Parameters
 
 T = TypeVar("T")
@@ -218,6 +226,49 @@ class S3Driver(StorageDriver):
             raise PathNotFound(path)
         return names
 
+    async def list_nested(self, path: str, depth: int) -> list[str]:
+        # one flat listing (1 request per 1,000 keys) instead of one per directory
+        return await self._run(self._list_nested_sync, path, depth)
+
+    def _list_nested_sync(self, path: str, depth: int) -> list[str]:
+        prefix = self._dir_prefix(path)
+        depth = max(depth, 1)
+        found: set[str] = set()
+        empty = True
+        for page in self._list_pages(path, Prefix=prefix):
+            for obj in page.get("Contents", ()):
+                parts = obj["Key"][len(prefix) :].split("/")
+                if parts[0]:
+                    empty = False
+                if len(parts) >= depth and all(parts[:depth]):
+                    found.add("/".join(parts[:depth]))
+        if empty and path != "/":
+            raise PathNotFound(path)
+        return sorted(found, key=lambda name: name.split("/"))
+
+    async def list_keys(self, path: str, start_after: str = "", delimiter: str = "",
+                        limit: int = 1000) -> KeyPage:
+        return await self._run(self._list_keys_sync, path, start_after, delimiter, limit)
+
+    def _list_keys_sync(self, path: str, start_after: str, delimiter: str, limit: int) -> KeyPage:
+        prefix = self._dir_prefix(path)
+        kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": limit}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        if start_after:
+            kwargs["StartAfter"] = prefix + start_after
+        page = self._call(path, "list_objects_v2", **kwargs)
+        names = [obj["Key"][len(prefix) :] for obj in page.get("Contents", ())]
+        names += [p["Prefix"][len(prefix) :] for p in page.get("CommonPrefixes", ())]
+        names.sort()
+        next_start = start_after
+        if names:
+            last = names[-1]
+            # past a group: StartAfter=<group> would return the keys it stands for again
+            next_start = last[:-1] + chr(ord(last[-1]) + 1) if delimiter and last.endswith(delimiter) else last
+        truncated = bool(page.get("IsTruncated")) and next_start > start_after
+        return KeyPage([n for n in names if n], truncated, next_start)
+
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         # one flat listing (1 request per 1,000 keys) instead of a list + stat per entry
         for info in await self._run(self._walk_sync, path):
@@ -311,6 +362,10 @@ class S3Driver(StorageDriver):
                     self._call(path, "abort_multipart_upload", Key=upload["Key"], UploadId=upload["UploadId"])
                 except StorageError:
                     pass  # finished or aborted meanwhile
+
+    async def delete_file(self, path: str) -> None:
+        # DeleteObject succeeds whether or not the key exists: no listing first
+        await self._run(self._call, path, "delete_object", Key=self.key(path))
 
     # --- the rest ------------------------------------------------------------------------------------
 

@@ -1,9 +1,15 @@
 """Blob upload sessions whose whole state lives in storage.
 
 An upload is ``_uploads/<id>/data`` plus ``startedat`` and, after every request, the serialized hash
-state at the data's length.  Any process can continue an upload: when the saved hash state does not
-match the data (a crash mid-request), the data is hashed again from storage.  A blob is moved under
-its digest only after the digest of the received bytes was verified.
+state at the data's length (``hashstates/<alg>-moorage/<offset>``).  Any process can continue an
+upload: when no saved hash state matches the data's length (a crash mid-request), the data is hashed
+again from storage.  A blob is moved under its digest only after the digest of the received bytes was
+verified.
+
+Each request reads the session with one walk of its directory (on S3 one listing): whether it exists,
+the data's length, the algorithm and the saved states.  A new sha256 session saves no state (the state
+at offset 0 is the empty hash); one of another algorithm saves its state at 0, which names the
+algorithm.  Saving a state deletes the states the session was read with, by name.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ class SizeMismatch(Exception):
     """Fewer or more bytes arrived than the client declared."""
 
 
+DEFAULT_ALGORITHM = "sha256"
+
+
 @dataclass(slots=True)
 class UploadInfo:
     name: str
@@ -52,6 +61,8 @@ class UploadInfo:
     size: int
     started_at: float
     algorithm: str
+    # the saved hash states as (algorithm, offset) when the session was read; None when unknown
+    states: frozenset[tuple[str, int]] | None = None
 
 
 class UploadStore:
@@ -61,27 +72,31 @@ class UploadStore:
         self._pool = ThreadPoolExecutor(max_workers=hash_threads, thread_name_prefix="hash")
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    async def create(self, name: str, algorithm: str = "sha256") -> UploadInfo:
+    async def create(self, name: str, algorithm: str = DEFAULT_ALGORITHM) -> UploadInfo:
         upload_id = str(uuid.uuid4())
         now = time.time()
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         await self.driver.put_content(paths.upload_started_at(name, upload_id), stamp.encode())
-        hasher = new_hasher(algorithm)
-        await self._save_state(name, upload_id, algorithm, 0, hasher)
-        return UploadInfo(name, upload_id, 0, now, algorithm)
+        upload = UploadInfo(name, upload_id, 0, now, algorithm, frozenset())
+        await self._save_state(upload, algorithm, new_hasher(algorithm))
+        return upload
 
     async def info(self, name: str, upload_id: str) -> UploadInfo:
         if len(upload_id) != UPLOAD_ID_LENGTH or not all(c in "0123456789abcdef-" for c in upload_id):
             raise UploadUnknown(upload_id)
+        base = paths.upload_dir(name, upload_id)
         try:
-            started = await self.driver.stat(paths.upload_started_at(name, upload_id))
+            entries = {entry.path[len(base) + 1 :]: entry async for entry in self.driver.walk(base)}
         except PathNotFound:
             raise UploadUnknown(upload_id) from None
-        try:
-            size = (await self.driver.stat(paths.upload_data(name, upload_id))).size
-        except PathNotFound:
-            size = 0
-        return UploadInfo(name, upload_id, size, started.modified, await self._algorithm(name, upload_id))
+        started = entries.get("startedat")
+        if started is None or started.is_dir:
+            raise UploadUnknown(upload_id)
+        data = entries.get("data")
+        size = data.size if data is not None and not data.is_dir else 0
+        states = frozenset(state for path, entry in entries.items()
+                           if not entry.is_dir and (state := _parse_state(path)) is not None)
+        return UploadInfo(name, upload_id, size, started.modified, _algorithm(states, size), states)
 
     def lock(self, name: str, upload_id: str) -> asyncio.Lock:
         """Serialize requests on one upload within this process (clients send one at a time)."""
@@ -107,7 +122,7 @@ class UploadStore:
         if start is not None and start != upload.size:
             raise OffsetMismatch(upload.size)
         writer = await self.driver.writer(paths.upload_data(upload.name, upload.id), append=True)
-        upload.size = writer.size
+        self._observe(upload, writer.size)
         if start is not None and start != writer.size:
             await writer.close()
             raise OffsetMismatch(writer.size)
@@ -120,26 +135,29 @@ class UploadStore:
         upload.size += received
         if expected_length is not None and received != expected_length:
             raise SizeMismatch(f"declared {expected_length} bytes, received {received}")
-        await self._save_state(upload.name, upload.id, upload.algorithm, upload.size, hasher)
+        await self._save_state(upload, upload.algorithm, hasher)
         return upload.size
 
     async def commit(self, upload: UploadInfo, digest: Digest, chunks: AsyncIterator[bytes] | None) -> int:
         """Append the final chunk, verify the digest, publish the blob; returns its size."""
         data_path = paths.upload_data(upload.name, upload.id)
         writer = await self.driver.writer(data_path, append=True)
-        upload.size = writer.size
+        self._observe(upload, writer.size)
         try:
             hasher = await self._hasher(upload, digest.algorithm)
             if chunks is not None:
                 upload.size += await self._pump(chunks, writer, hasher)
-            await writer.commit()
+            await writer.commit()  # also makes the bytes of earlier requests durable (filesystem)
         except BaseException:
             await writer.close()
             raise
+        if upload.size == 0:
+            # an empty blob: a writer that wrote nothing need not have created the object (S3)
+            await self.driver.put_content(data_path, b"")
         actual = await self._run(hasher.finalize)
         if actual != digest.hex:
-            # keep the session as it was so that the client can retry with the right digest
-            await self._save_state(upload.name, upload.id, digest.algorithm, upload.size, None)
+            # keep the session resumable: the client may retry with the right digest
+            await self._save_state(upload, digest.algorithm, hasher)
             raise DigestMismatch(f"computed {digest.algorithm}:{actual}")
         if await self.blobs.exists(digest):
             await self.driver.delete(data_path)
@@ -193,47 +211,77 @@ class UploadStore:
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
+    @staticmethod
+    def _observe(upload: UploadInfo, size: int) -> None:
+        """The data's length as a writer found it; another length than read means someone else wrote."""
+        if size != upload.size:
+            upload.size = size
+            upload.states = None
+
     async def _hasher(self, upload: UploadInfo, algorithm: str | None = None) -> Hasher:
         """The hash of the data so far: the saved state, or a re-hash of the stored data."""
         algorithm = algorithm or upload.algorithm
-        state_path = paths.upload_hashstate(upload.name, upload.id, algorithm, upload.size)
-        try:
-            return restore_hasher(algorithm, await self.driver.get_content(state_path))
-        except (PathNotFound, ValueError):
-            pass
+        if upload.size == 0:
+            return new_hasher(algorithm)
+        if upload.states is None or (algorithm, upload.size) in upload.states:
+            state_path = paths.upload_hashstate(upload.name, upload.id, algorithm, upload.size)
+            try:
+                return restore_hasher(algorithm, await self.driver.get_content(state_path))
+            except (PathNotFound, ValueError):
+                pass
         hasher = new_hasher(algorithm)
-        if upload.size:
-            async for chunk in self.driver.reader(paths.upload_data(upload.name, upload.id), 0, upload.size):
-                await self._run(hasher.update, chunk)
+        async for chunk in self.driver.reader(paths.upload_data(upload.name, upload.id), 0, upload.size):
+            await self._run(hasher.update, chunk)
         return hasher
 
-    async def _save_state(
-        self, name: str, upload_id: str, algorithm: str, size: int, hasher: Hasher | None
-    ) -> None:
-        """Keep only the hash state at ``size`` (none when ``hasher`` is None)."""
-        directory = paths.upload_hashstates_dir(name, upload_id, algorithm)
-        if hasher is not None:
-            await self.driver.put_content(f"{directory}/{size}", hasher.serialize())
-        try:
-            stale = [n for n in await self.driver.list(directory) if n != str(size) or hasher is None]
-        except PathNotFound:
-            stale = []
-        for entry in stale:
-            try:
-                await self.driver.delete(f"{directory}/{entry}")
-            except PathNotFound:
-                pass
+    async def _save_state(self, upload: UploadInfo, algorithm: str, hasher: Hasher) -> None:
+        """Save the hash state at the upload's size, then delete the other states of ``algorithm``.
 
-    async def _algorithm(self, name: str, upload_id: str) -> str:
+        The new state is written first, so that a crash in between leaves at worst a stale state (it
+        never matches the data's length, and goes with the session).
+        """
+        size = upload.size
+        if size or algorithm != DEFAULT_ALGORITHM:  # a sha256 session without state starts empty
+            await self.driver.put_content(
+                paths.upload_hashstate(upload.name, upload.id, algorithm, size), hasher.serialize()
+            )
+        states = upload.states
+        if states is None:
+            states = await self._list_states(upload, algorithm)
+        stale = [offset for alg, offset in states if alg == algorithm and offset != size]
+        await asyncio.gather(*(
+            self.driver.delete_file(paths.upload_hashstate(upload.name, upload.id, algorithm, offset))
+            for offset in stale
+        ))
+        upload.states = frozenset(
+            {(alg, offset) for alg, offset in states if alg != algorithm} | {(algorithm, size)}
+        )
+
+    async def _list_states(self, upload: UploadInfo, algorithm: str) -> frozenset[tuple[str, int]]:
+        directory = paths.upload_hashstates_dir(upload.name, upload.id, algorithm)
         try:
-            entries = await self.driver.list(f"{paths.upload_dir(name, upload_id)}/hashstates")
+            names = await self.driver.list(directory)
         except PathNotFound:
-            return "sha256"
-        for entry in entries:
-            algorithm = entry.removesuffix(paths.HASHSTATE_SUFFIX)
-            if entry.endswith(paths.HASHSTATE_SUFFIX) and algorithm in HASHERS:
-                return algorithm
-        return "sha256"
+            return frozenset()
+        return frozenset((algorithm, int(n)) for n in names if n.isdigit())
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False)
+
+
+def _parse_state(path: str) -> tuple[str, int] | None:
+    """(algorithm, offset) of ``hashstates/<alg>-moorage/<offset>``; None for anything else."""
+    parts = path.split("/")
+    if len(parts) != 3 or parts[0] != "hashstates" or not parts[2].isdigit():
+        return None
+    algorithm = parts[1].removesuffix(paths.HASHSTATE_SUFFIX)
+    if algorithm == parts[1] or algorithm not in HASHERS:
+        return None  # e.g. Distribution's Go hash states
+    return algorithm, int(parts[2])
+
+
+def _algorithm(states: frozenset[tuple[str, int]], size: int) -> str:
+    """The session's algorithm: that of the state at the data's length, else of the newest state."""
+    if not states:
+        return DEFAULT_ALGORITHM
+    return min(states, key=lambda state: (state[1] != size, -state[1], state[0]))[0]

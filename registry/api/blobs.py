@@ -66,4 +66,4 @@ async def delete_blob(request: Request) -> Response:
         await svc.blobs.unlink(request.path_params["name"], digest)
     except BlobUnknown:
         raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
-    return Response(status_code=202, headers={"Docker-Content-Digest": str(digest), "Content-Length": "0"})
+    return Response(status_code=202, headers={"Docker-Content-Digest": str(digest)})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -110,7 +110,6 @@ async def put_manifest(request: Request) -> Response:
     headers = {
         "Location": location(request, svc.config.http, f"v2/{name}/manifests/{digest}"),
         "Docker-Content-Digest": str(digest),
-        "Content-Length": "0",
     }
     if manifest.subject is not None:
         descriptor = referrer_descriptor(manifest, digest, len(content))
@@ -157,14 +156,16 @@ async def verify_references(svc: Services, name: str, manifest: ParsedManifest) 
 
 
 def check_urls(svc: Services, urls: tuple[str, ...]) -> None:
-    """Foreign layer URLs must match ``validation.manifests.urls.allow`` and no ``deny`` pattern."""
+    """Foreign layer URLs are http(s) without fragment, match an ``allow`` pattern when some are
+    configured (any URL otherwise) and no ``deny`` pattern."""
     allow = svc.config.validation.manifest_urls_allow
     deny = svc.config.validation.manifest_urls_deny
     for url in urls:
+        parsed = urlsplit(url)
         ok = (
-            url.startswith(("http://", "https://"))
-            and any(re.search(p, url) for p in allow)
-            and not any(re.search(p, url) for p in deny)
+            parsed.scheme in ("http", "https") and bool(parsed.netloc) and not parsed.fragment
+            and (allow is None or any(p.search(url) for p in allow))
+            and not any(p.search(url) for p in deny)
         )
         if not ok:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", "layer URL not allowed by validation.manifests.urls",
@@ -181,7 +182,7 @@ async def delete_manifest(request: Request) -> Response:
             await svc.tags.untag(name, reference)
         except TagUnknown:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
-        return Response(status_code=202, headers={"Content-Length": "0"})
+        return Response(status_code=202)
     digest = digest_param(reference)
     content = await load(svc, name, digest)
     for tag in await svc.tags.tags_of(name, digest):
@@ -199,4 +200,4 @@ async def delete_manifest(request: Request) -> Response:
         await svc.manifests.delete(name, digest)
     except ManifestUnknown:
         raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
-    return Response(status_code=202, headers={"Content-Length": "0"})
+    return Response(status_code=202)

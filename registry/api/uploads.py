@@ -40,15 +40,21 @@ async def start_upload(request: Request) -> Response:
 
 
 async def try_mount(request: Request, name: str, digest: Digest) -> Response | None:
-    """Link an existing blob instead of uploading it; None when it cannot (then a normal upload starts)."""
+    """Link an existing blob instead of uploading it; None when it cannot (then a normal upload starts).
+
+    Without ``from`` any blob in the registry qualifies, but only for a caller who may read everything
+    (auth off, or an admin): otherwise knowing a digest would grant access to a private layer.
+    """
     svc = services(request)
     source = request.query_params.get("from")
     try:
         if source:
             check_name(source)
             await svc.blobs.stat_in_repository(source, digest)
-        else:
+        elif request.scope["moorage.grant"].everything:
             await svc.blobs.stat(digest)
+        else:
+            return None
     except (BlobUnknown, RegistryError):
         return None
     await svc.blobs.link(name, digest)
@@ -71,7 +77,7 @@ async def patch_upload(request: Request) -> Response:
             upload.size = e.size
             raise RegistryError(
                 "RANGE_INVALID", "chunk does not start where the upload ends",
-                detail={"offset": e.size}, headers=error_upload_headers(request, upload),
+                detail={"offset": e.size}, headers=upload_headers(request, upload),
             ) from None
         except SizeMismatch as e:
             raise RegistryError("SIZE_INVALID", str(e)) from None
@@ -87,7 +93,7 @@ async def complete_upload(request: Request) -> Response:
     start, _ = chunk_bounds(request)
     if start is not None and start != upload.size:
         raise RegistryError("RANGE_INVALID", "chunk does not start where the upload ends",
-                            headers=error_upload_headers(request, upload))
+                            headers=upload_headers(request, upload))
     return await finish(request, upload, digest, body(request))
 
 
@@ -98,7 +104,7 @@ async def cancel_upload(request: Request) -> Response:
         await svc.uploads.cancel(upload.name, upload.id)
     except UploadUnknown:
         raise RegistryError("BLOB_UPLOAD_UNKNOWN") from None
-    return Response(status_code=204, headers={"Content-Length": "0"})
+    return Response(status_code=204)
 
 
 async def finish(
@@ -152,15 +158,7 @@ def upload_headers(request: Request, upload: UploadInfo) -> dict[str, str]:
         "Docker-Upload-UUID": upload.id,
         "Range": upload_range(upload.size),
         "OCI-Chunk-Min-Length": CHUNK_MIN_LENGTH,
-        "Content-Length": "0",
     }
-
-
-def error_upload_headers(request: Request, upload: UploadInfo) -> dict[str, str]:
-    """The upload's headers for an error response: without Content-Length, which the JSON body sets."""
-    headers = upload_headers(request, upload)
-    del headers["Content-Length"]
-    return headers
 
 
 def blob_created(request: Request, name: str, digest: Digest) -> Response:
@@ -170,6 +168,5 @@ def blob_created(request: Request, name: str, digest: Digest) -> Response:
         headers={
             "Location": location(request, svc.config.http, f"v2/{name}/blobs/{digest}"),
             "Docker-Content-Digest": str(digest),
-            "Content-Length": "0",
-        },
+            },
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from starlette.testclient import TestClient
 
 from tests.api.conftest import (
@@ -241,42 +242,93 @@ def test_referrers(client: TestClient) -> None:
 
 
 def test_foreign_layers_follow_url_policy(tmp_path) -> None:
-    foreign = {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-               "digest": sha256(b"win"), "size": 3, "urls": ["https://example.test/layer"]}
-    for validation, status in (({}, 400),
-                               ({"manifests": {"urls": {"allow": ["^https://example\\.test/"]}}}, 201),
-                               ({"manifests": {"urls": {"allow": [".*"], "deny": ["example"]}}}, 400)):
-        root = tmp_path / str(status) / str(len(validation))
+    """Any http(s) URL by default; a configured ``allow`` list restricts, ``deny`` always wins."""
+    def push(root, validation, url: str) -> int:
+        foreign = {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                   "digest": sha256(b"win"), "size": 3, "urls": [url]}
         with make_client(root, validation=validation) as c:
             body = json.loads(image_manifest(c, "win/app", media_type=DOCKER_MANIFEST))
             body["layers"].append(foreign)
             r = put_manifest(c, "win/app", "v1", json.dumps(body).encode(), DOCKER_MANIFEST)
-            assert r.status_code == status, (validation, r.text)
+            if r.status_code != 201:
+                assert r.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN", r.text
+            return r.status_code
+
+    good = "https://example.test/layer"
+    cases = [({}, good, 201), ({}, "ftp://example.test/layer", 400), ({}, good + "#frag", 400),
+             ({}, "https:///nohost", 400),
+             ({"manifests": {"urls": {"allow": []}}}, good, 400),
+             ({"manifests": {"urls": {"allow": ["^https://other\\.test/"]}}}, good, 400),
+             ({"manifests": {"urls": {"allow": ["^https://example\\.test/"]}}}, good, 201),
+             ({"manifests": {"urls": {"deny": ["example"]}}}, good, 400)]
+    for i, (validation, url, status) in enumerate(cases):
+        assert push(tmp_path / str(i), validation, url) == status, (validation, url)
 
 
-def test_referrers_index_is_rebuilt_from_manifests(tmp_path) -> None:
-    import asyncio
-    import shutil
+def test_bad_url_pattern_is_a_config_error() -> None:
+    from registry.config import ConfigError, parse
 
-    from registry.manifests import describe_referrer
-    from storage.blobs import BlobStore
-    from storage.filesystem import FilesystemDriver
-    from storage.manifests import ManifestStore
-    from storage.referrers import rebuild_referrers
+    with pytest.raises(ConfigError, match="validation.manifests.urls.allow"):
+        parse({"validation": {"manifests": {"urls": {"allow": ["(unclosed"]}}}})
 
-    with make_client(tmp_path) as c:
+
+def push_subject_and_artifact(root) -> tuple[bytes, bytes]:
+    with make_client(root) as c:
         subject = image_manifest(c, "team/app")
         put_manifest(c, "team/app", "v1", subject)
         artifact = image_manifest(c, "team/app", [b"sbom"], subject={
             "mediaType": OCI_MANIFEST, "digest": sha256(subject), "size": len(subject)},
             artifactType="application/vnd.example.sbom")
         put_manifest(c, "team/app", sha256(artifact), artifact)
+    return subject, artifact
+
+
+def listed_referrers(root, subject: bytes) -> list[tuple[str, str]]:
+    with make_client(root) as c:
+        listed = c.get(f"/v2/team/app/referrers/{sha256(subject)}").json()["manifests"]
+    return [(d["digest"], d.get("artifactType", "")) for d in listed]
+
+
+def test_referrers_index_is_rebuilt_from_manifests(tmp_path) -> None:
+    import asyncio
+    import shutil
+
+    from registry.config import Config
+    from registry.services import Services
+    from storage.referrers import rebuild_referrers
+
+    subject, artifact = push_subject_and_artifact(tmp_path)
     # as if another program (Distribution) had written the manifests: no index at all
     shutil.rmtree(tmp_path / "docker/registry/v2/repositories/team/app/_referrers")
-    driver = FilesystemDriver(str(tmp_path))
-    blobs = BlobStore(driver)
-    written = asyncio.run(rebuild_referrers(driver, ManifestStore(driver, blobs), describe_referrer))
-    assert written == 1
-    with make_client(tmp_path) as c:
-        listed = c.get(f"/v2/team/app/referrers/{sha256(subject)}").json()["manifests"]
-        assert [(d["digest"], d["artifactType"]) for d in listed] == [(sha256(artifact), "application/vnd.example.sbom")]
+    config = Config()
+    config.storage.parameters["rootdirectory"] = str(tmp_path)
+
+    async def rebuild() -> int:
+        services = Services.build(config)
+        try:
+            return await rebuild_referrers(services.referrers)
+        finally:
+            await services.close()
+
+    assert asyncio.run(rebuild()) == 1
+    assert listed_referrers(tmp_path, subject) == [(sha256(artifact), "application/vnd.example.sbom")]
+
+
+def test_referrers_written_behind_our_back_are_caught_up_on_read(tmp_path) -> None:
+    """Distribution writes revisions but no index: the first referrers query indexes them once."""
+    import shutil
+
+    subject, artifact = push_subject_and_artifact(tmp_path)
+    referrers = tmp_path / "docker/registry/v2/repositories/team/app/_referrers"
+    shutil.rmtree(referrers)
+    assert listed_referrers(tmp_path, subject) == [(sha256(artifact), "application/vnd.example.sbom")]
+    scanned = (referrers / "_scanned").read_text().split()
+    assert sorted(scanned) == sorted([sha256(subject), sha256(artifact)])
+    # a revision already scanned is not parsed again: its removed entry stays removed
+    shutil.rmtree(referrers / "sha256")
+    assert listed_referrers(tmp_path, subject) == []
+    # and a manifest deleted behind our back disappears although its entry remains
+    (referrers / "_scanned").unlink()
+    assert len(listed_referrers(tmp_path, subject)) == 1
+    shutil.rmtree(tmp_path / f"docker/registry/v2/repositories/team/app/_manifests/revisions/sha256/{sha256(artifact)[7:]}")
+    assert listed_referrers(tmp_path, subject) == []

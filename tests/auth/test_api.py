@@ -92,6 +92,16 @@ class TestHtpasswd:
         assert r.status_code == 403
         assert basic_client.head(f"/v2/bob/app/blobs/{digest}", auth=BOB).status_code == 404
 
+    def test_mount_without_from_needs_read_access_to_everything(self, basic_client: TestClient) -> None:
+        """Knowing a digest is no licence to link someone else's private layer into your repository."""
+        _, digest = push_blob(basic_client, "alice/private", b"secret", auth=ALICE)
+        r = basic_client.post(f"/v2/bob/app/blobs/uploads/?mount={digest}", auth=BOB)
+        assert r.status_code == 202 and "location" in r.headers  # a normal upload instead
+        assert basic_client.head(f"/v2/bob/app/blobs/{digest}", auth=BOB).status_code == 404
+        r = basic_client.post(f"/v2/alice/other/blobs/uploads/?mount={digest}", auth=ALICE)  # admin
+        assert r.status_code == 201
+        assert basic_client.get(f"/v2/alice/other/blobs/{digest}", auth=ALICE).content == b"secret"
+
     @pytest.mark.parametrize(
         "path", ["/v2/bob/../alice/private/tags/list", "/v2/bob/%2e%2e/alice/private/tags/list",
                  "/v2/bob//app/tags/list", "/v2/Bob/app/tags/list"],
@@ -136,6 +146,20 @@ class TestToken:
         assert r.json()["errors"][0]["detail"] == [{"Type": "repository", "Name": "alice/app", "Action": "pull"}]
         r, _ = push_blob(token_client, "alice/app", b"x")
         assert 'scope="repository:alice/app:pull,push"' in r.headers["www-authenticate"]
+
+    @pytest.mark.parametrize(("headers", "realm"), [
+        ({}, "http://registry.test/auth/token"),
+        ({"X-Forwarded-Proto": "https", "X-Forwarded-Host": "reg.example:443"}, "https://reg.example:443/auth/token"),
+    ])
+    def test_autoredirect_realm_follows_the_request(self, tmp_path: Path, token_auth: dict[str, Any],
+                                                    headers: dict[str, str], realm: str) -> None:
+        token_auth["token"].update(realm="https://unused.invalid/token", autoredirect=True)
+        raw = {"storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}}, "auth": token_auth,
+               "http": {"trustedproxies": ["10.0.0.0/8"]}}
+        with TestClient(create_app(parse(raw)), base_url="http://registry.test", client=("10.1.2.3", 4000)) as client:
+            r = client.get("/v2/", headers=headers)
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith(f'Bearer realm="{realm}"'), r.headers
 
     def test_docker_like_flow(self, token_client: TestClient) -> None:
         assert token_client.get("/v2/", headers=token_for(token_client)).status_code == 200

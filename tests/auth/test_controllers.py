@@ -165,11 +165,13 @@ class TestBearer:
             failure = refusal(bearer, bearer_header(token), PULL)
             assert failure.challenge.endswith('error="invalid_token"')
 
-    def test_autoredirect_uses_the_host(self, signer: Signer) -> None:
+    def test_autoredirect_uses_the_origin(self, signer: Signer) -> None:
         verifier = TokenVerifier(ISSUER, SERVICE, [signer.cert])
         controller = BearerController("ignored", SERVICE, verifier, autoredirect_path="/auth/token")
-        failure = refusal(controller, {"host": "reg.test:5000"}, [])
-        assert failure.challenge.startswith('Bearer realm="https://reg.test:5000/auth/token"')
+        for origin in ("https://reg.test:5000", "http://192.168.1.5:5000"):
+            with pytest.raises(AuthFailure) as info:
+                asyncio.run(controller.authorize({"host": "spoofed"}, [], origin))
+            assert info.value.challenge.startswith(f'Bearer realm="{origin}/auth/token"')
 
     def test_catalog_filter(self, bearer: BearerController, make_token, signer: Signer) -> None:
         grant = Grant(subject="bob")

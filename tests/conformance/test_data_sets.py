@@ -162,15 +162,13 @@ def test_data_set(shared_api: Api, name: str) -> None:
     run(shared_api, name)
 
 
-@pytest.mark.xfail(strict=True, reason="default config refuses foreign-layer URLs (validation.manifests.urls.allow "
-                   "is empty), as Distribution does; the spec lets a registry reject them (MANIFEST_BLOB_UNKNOWN)")
 def test_non_distributable_layers_default_config(api: Api) -> None:
     run(api, "non-distributable-layers")
 
 
-def test_non_distributable_layers_with_urls_allowed(tmp_path: Path) -> None:
-    overrides = {"validation": {"manifests": {"urls": {"allow": ["^https?://"]}}}}
-    with make_client(tmp_path / "root", **overrides) as client:
+def test_non_distributable_layers_refused_when_urls_not_allowed(tmp_path: Path) -> None:
+    overrides = {"validation": {"manifests": {"urls": {"allow": ["^https://elsewhere\\.test/"]}}}}
+    with make_client(tmp_path / "root", **overrides) as client, pytest.raises(AssertionError, match="put manifest .* -> 400"):
         run(Api(client), "non-distributable-layers")
 
 

@@ -47,11 +47,12 @@ def moorage(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.mark.parametrize("server", SERVERS)
 def test_liveness_readiness_and_debug_health(server: str, moorage: Any) -> None:
-    """Storage gone: /healthz stays 200, /readyz and the debug /debug/health answer 503; back: 200."""
+    """Storage gone: /livez stays 200, /healthz, /readyz and the debug /debug/health answer 503; back: 200."""
     debug_port = free_port()
     reg = moorage({"server": server, "debug": {"addr": f"127.0.0.1:{debug_port}"}})
     debug = f"http://127.0.0.1:{debug_port}"
     with reg.http() as c, httpx.Client(base_url=debug, timeout=10) as d:
+        assert c.get("/livez").json() == {"status": "ok"}
         assert c.get("/healthz").json() == {"status": "ok"}
         assert c.get("/readyz").status_code == 200
         assert d.get("/debug/health").status_code == 200 and d.get("/debug/health").json() == {}
@@ -59,7 +60,9 @@ def test_liveness_readiness_and_debug_health(server: str, moorage: Any) -> None:
 
         shutil.rmtree(reg.root, ignore_errors=True)
         reg.root.symlink_to(reg.root)  # the storage fails: every stat below it is ELOOP
-        assert c.get("/healthz").status_code == 200
+        assert c.get("/livez").status_code == 200
+        assert d.get("/livez").status_code == 200
+        assert c.get("/healthz").status_code == 503
         ready = c.get("/readyz")
         assert ready.status_code == 503 and ready.json()["status"] == "unavailable", ready.text
         broken = d.get("/debug/health")
@@ -69,6 +72,7 @@ def test_liveness_readiness_and_debug_health(server: str, moorage: Any) -> None:
         reg.root.unlink()
         reg.root.mkdir()  # an empty storage is a healthy one
         assert c.get("/readyz").status_code == 200
+        assert c.get("/healthz").status_code == 200
         assert d.get("/debug/health").json() == {}
     assert "/debug/health" not in httpx.get(f"{reg.url}/debug/health").text  # not on the main port
 

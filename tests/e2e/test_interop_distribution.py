@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 
 from .clients import Docker, Skopeo
-from .helpers import sha256_digest
+from .helpers import sha256_digest, unique
 from .images import MANIFEST_ACCEPT, DockerArchive, ImageFactory, OciIndex
 from .servers import RegistryProcess, ServerFactory
 
@@ -51,7 +51,7 @@ def populate(
 ) -> Written:
     """Push a docker image (two tags, two repositories), a multi-arch index and an oras artifact."""
     base = [images.layer(), images.layer()]
-    img = images.docker_archive("e2e/interop:1", layers=[*base, images.layer()])
+    img = images.docker_archive(f"e2e/{unique('interop')}:1", layers=[*base, images.layer()])
     docker.load(img.path)
     ref = server.ref("interop/app", "1.0")
     docker.tag(img.tag, ref)
@@ -197,7 +197,7 @@ def test_moorage_sees_what_distribution_added_later(
 ) -> None:
     """Moorage, then Distribution adds and deletes on the same root, then Moorage again: no stale tags/catalog."""
     moorage = start_moorage(root=shared_root)
-    first = images.docker_archive("e2e/later-1:1")
+    first = images.docker_archive(f"e2e/{unique('later')}:1")
     skopeo.copy(f"docker-archive:{first.path}", f"docker://{moorage.ref('later/app', '1')}")
     skopeo.copy(f"docker-archive:{first.path}", f"docker://{moorage.ref('later/gone', '1')}")
     with moorage.http() as c:  # let Moorage build whatever it caches
@@ -206,7 +206,7 @@ def test_moorage_sees_what_distribution_added_later(
     moorage.stop()
 
     dist = start_distribution(root=shared_root)
-    second = images.docker_archive("e2e/later-2:1")
+    second = images.docker_archive(f"e2e/{unique('later')}:2")
     skopeo.copy(f"docker-archive:{second.path}", f"docker://{dist.ref('later/app', '2')}")
     skopeo.copy(f"docker-archive:{second.path}", f"docker://{dist.ref('later/new', '1')}")
     with dist.http() as c:
@@ -240,7 +240,7 @@ def test_moorage_referrers_after_distribution_wrote(
     Distribution 2.8.2 stores an OCI manifest with a `subject` as is (it knows nothing of referrers).
     """
     moorage = start_moorage(root=shared_root)
-    img = images.docker_archive("e2e/refs:1")
+    img = images.docker_archive(f"e2e/{unique('refs')}:1")
     skopeo.copy(f"docker-archive:{img.path}", f"docker://{moorage.ref('refs/app', '1')}")
     note = tmp_path / "note.txt"
     note.write_text("referrer\n")

@@ -106,11 +106,32 @@ def test_config_defaults_and_distribution_keys(tmp_path) -> None:
         ({"http": {"tls": {"certificate": "/c"}}}, "http.tls"),
         ({"bogus": 1}, "bogus"),
         ({"storage": {"maintenance": {"uploadpurging": {"age": "10x"}}}}, "storage.maintenance.uploadpurging.age"),
+        ({"http": {"tsl": {}}}, "http.tsl"),
+        ({"http": {"net": "unix"}}, "http.net"),
+        ({"http": {"tls": {"letsencrypt": {}}}}, "http.tls.letsencrypt"),
+        ({"http": {"debug": {"adr": "x:1"}}}, "http.debug.adr"),
+        ({"http": {"headers": {"X-Bad\nName": ["v"]}}}, "http.headers"),
+        ({"storage": {"filesystem": {"rootdir": "/x"}}}, "storage.filesystem.rootdir"),
+        ({"storage": {"maintenance": {"readonlymode": {"enabled": True}}}}, "storage.maintenance.readonlymode"),
+        ({"validation": {"manifest": {}}}, "validation.manifest"),
     ],
 )
 def test_config_errors_name_the_key(raw: dict, key: str) -> None:
     with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):
         config.parse(raw)
+
+
+def test_http_headers_go_on_every_api_response(tmp_path) -> None:
+    from starlette.testclient import TestClient
+
+    from registry.app import create_app
+
+    raw = {"storage": {"filesystem": {"rootdirectory": str(tmp_path)}},
+           "http": {"headers": {"X-Content-Type-Options": ["nosniff"], "X-Team": "infra"}}}
+    with TestClient(create_app(config.parse(raw))) as client:
+        for response in (client.get("/v2/"), client.get("/v2/no/such/manifests/x")):
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["x-team"] == "infra"
 
 
 def test_bad_yaml_file(tmp_path) -> None:
