@@ -289,28 +289,18 @@ def listed_referrers(root, subject: bytes) -> list[tuple[str, str]]:
     return [(d["digest"], d.get("artifactType", "")) for d in listed]
 
 
-def test_referrers_index_is_rebuilt_from_manifests(tmp_path) -> None:
-    import asyncio
+def test_referrers_index_is_rebuilt_from_manifests(tmp_path, capsys) -> None:
     import shutil
 
-    from registry.config import Config
-    from registry.services import Services
-    from storage.referrers import rebuild_referrers
+    from registry.cli import main
 
     subject, artifact = push_subject_and_artifact(tmp_path)
     # as if another program (Distribution) had written the manifests: no index at all
     shutil.rmtree(tmp_path / "docker/registry/v2/repositories/team/app/_referrers")
-    config = Config()
-    config.storage.parameters["rootdirectory"] = str(tmp_path)
-
-    async def rebuild() -> int:
-        services = Services.build(config)
-        try:
-            return await rebuild_referrers(services.referrers)
-        finally:
-            await services.close()
-
-    assert asyncio.run(rebuild()) == 1
+    config = tmp_path / "config.yml"
+    config.write_text(f"storage: {{filesystem: {{rootdirectory: '{tmp_path}'}}}}\n")
+    assert main(["rebuild-index", str(config)]) == 0
+    assert "1 entries written" in capsys.readouterr().out
     assert listed_referrers(tmp_path, subject) == [(sha256(artifact), "application/vnd.example.sbom")]
 
 

@@ -152,7 +152,9 @@ def shared_root(tmp_path: Path) -> Path:
     return root
 
 
-def test_distribution_writes_moorage_serves(
+@pytest.mark.parametrize("writer", ["distribution", "moorage"])
+def test_one_writes_the_other_serves(
+    writer: str,
     start_distribution: ServerFactory,
     start_moorage: ServerFactory,
     shared_root: Path,
@@ -162,30 +164,13 @@ def test_distribution_writes_moorage_serves(
     oras: ModuleType,
     tmp_path: Path,
 ) -> None:
-    """Push to Distribution 2.8.2, stop it, serve its root directory with Moorage, pull everything."""
-    dist = start_distribution(root=shared_root)
-    written = populate(dist, docker, skopeo, images, oras, tmp_path)
-    dist.stop()
-    moorage = start_moorage(root=shared_root)
-    verify(moorage, written, docker, skopeo, oras, tmp_path)
-
-
-def test_moorage_writes_distribution_serves(
-    start_distribution: ServerFactory,
-    start_moorage: ServerFactory,
-    shared_root: Path,
-    docker: Docker,
-    skopeo: Skopeo,
-    images: ImageFactory,
-    oras: ModuleType,
-    tmp_path: Path,
-) -> None:
-    """Push to Moorage, stop it, serve its root directory with Distribution 2.8.2, pull everything."""
-    moorage = start_moorage(root=shared_root)
-    written = populate(moorage, docker, skopeo, images, oras, tmp_path)
-    moorage.stop()
-    dist = start_distribution(root=shared_root)
-    verify(dist, written, docker, skopeo, oras, tmp_path)
+    """Push to one server, stop it, serve its root directory with the other, pull everything."""
+    first, second = (start_distribution, start_moorage) if writer == "distribution" else (start_moorage,
+                                                                                          start_distribution)
+    server = first(root=shared_root)
+    written = populate(server, docker, skopeo, images, oras, tmp_path)
+    server.stop()
+    verify(second(root=shared_root), written, docker, skopeo, oras, tmp_path)
 
 
 def test_moorage_sees_what_distribution_added_later(
