@@ -18,6 +18,7 @@ one of two ways:
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections import OrderedDict
 
@@ -27,6 +28,7 @@ from storage.driver import PathNotFound, StorageDriver
 KEY_CACHE_ENTRIES = 65536
 GROUP = "/_manifests/"
 MAX_START = 512  # S3 keys are at most 1,024 bytes; any prefix of ``last`` still starts early enough
+COMPONENT = re.compile(r"[A-Za-z0-9.-][A-Za-z0-9._-]*")  # what a storage path allows, minus "_" first
 
 
 class Catalog:
@@ -62,11 +64,11 @@ class Catalog:
                         seen.add(name)
             if not page.truncated:
                 return sorted(seen)[:want]
-            start = max(page.next_start, _past_reserved(page.names[-1]))
+            start = max(page.next_start, _past_reserved(page.names[-1]) if page.names else "")
             if len(seen) >= want:
                 break
-        # ``start`` is how far the keys were read.  A name not seen yet that sorts before the page's last
-        # one has a key beyond ``start`` while sorting before it: it is a prefix of that last name.
+        # ``start`` is how far the keys were read.  A name not seen yet (its key is beyond ``start``) that
+        # sorts before ``cutoff``, whose key was read, must be a prefix of ``cutoff``: check those.
         ordered = sorted(seen)
         cutoff = ordered[want - 1]
         listings: dict[str, list[str] | None] = {}
@@ -124,8 +126,9 @@ class Catalog:
 
 
 def _plausible(name: str) -> bool:
-    """A path below ``repositories/`` that can be a repository: no empty or ``_``-prefixed component."""
-    return all(part and not part.startswith("_") for part in name.split("/"))
+    """A path below ``repositories/`` that can be a repository: no empty, ``.``, ``..`` or ``_``-prefixed
+    component (keys written by other tools may hold anything)."""
+    return all(COMPONENT.fullmatch(part) and part not in (".", "..") for part in name.split("/"))
 
 
 def _past_reserved(key: str) -> str:
@@ -140,5 +143,6 @@ def _past_reserved(key: str) -> str:
         if part.startswith("_"):
             base = "/".join(parts[:i])
             base = f"{base}/" if base else ""
-            return f"{base}{part}0" if part < GROUP.strip("/") else f"{base}`"  # "0" follows "/", "`" "_"
+            # "0" follows "/", and "`" follows "_"
+            return f"{base}{part}0" if f"{part}/" < GROUP[1:] else f"{base}`"
     return ""

@@ -158,7 +158,7 @@ class StorageDriver(abc.ABC):
     async def list_keys(self, path: str, start_after: str = "", delimiter: str = "",
                         limit: int = 1000) -> KeyPage | None:
         """One page of up to ``limit`` keys below ``path`` (relative names) after ``start_after``, in byte
-        order, grouped at ``delimiter`` as S3's ListObjectsV2 does; [] when there are none.
+        order, grouped at ``delimiter`` as S3's ListObjectsV2 does (an empty page when there are none).
 
         None where the backend keeps no key order (the filesystem): callers then list directory by
         directory.

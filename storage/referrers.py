@@ -42,21 +42,19 @@ class ReferrersIndex:
     async def list(self, name: str, subject: Digest) -> list[dict[str, Any]]:
         """Descriptors of live referrers, ordered by digest."""
         await self.catch_up(name)
-        base = paths.referrers_dir(name, subject)
         found: list[dict[str, Any]] = []
-        for algorithm in await _names(self.driver, base):
-            for hex_ in await _names(self.driver, f"{base}/{algorithm}"):
-                try:
-                    referrer = parse_digest(f"{algorithm}:{hex_}")
-                except InvalidDigest:
-                    continue
-                if not await self.manifests.exists(name, referrer):
-                    continue
-                try:
-                    raw = await self.driver.get_content(paths.referrer_descriptor(name, subject, referrer))
-                    found.append(json.loads(raw))
-                except (PathNotFound, ValueError):
-                    continue
+        for algorithm, hex_ in await _digest_names(self.driver, paths.referrers_dir(name, subject)):
+            try:
+                referrer = parse_digest(f"{algorithm}:{hex_}")
+            except InvalidDigest:
+                continue
+            if not await self.manifests.exists(name, referrer):
+                continue
+            try:
+                raw = await self.driver.get_content(paths.referrer_descriptor(name, subject, referrer))
+                found.append(json.loads(raw))
+            except (PathNotFound, ValueError):
+                continue
         return found
 
     async def catch_up(self, name: str, rescan: bool = False) -> int:
@@ -86,13 +84,11 @@ class ReferrersIndex:
 
     async def _revisions(self, name: str) -> set[str]:
         found: set[str] = set()
-        base = paths.revisions_dir(name)
-        for algorithm in await _names(self.driver, base):
-            for hex_ in await _names(self.driver, f"{base}/{algorithm}"):
-                try:
-                    found.add(str(parse_digest(f"{algorithm}:{hex_}")))
-                except InvalidDigest:
-                    continue
+        for algorithm, hex_ in await _digest_names(self.driver, paths.revisions_dir(name)):
+            try:
+                found.add(str(parse_digest(f"{algorithm}:{hex_}")))
+            except InvalidDigest:
+                continue
         return found
 
     async def _scanned(self, name: str) -> set[str]:
@@ -116,6 +112,15 @@ async def rebuild_referrers(index: ReferrersIndex) -> int:
             written += await index.catch_up(prefix.rstrip("/"), rescan=True)
         pending += [f"{prefix}{child}/" for child in children if not child.startswith("_")]
     return written
+
+
+async def _digest_names(driver: StorageDriver, path: str) -> list[tuple[str, str]]:
+    """The ``<alg>/<hex>`` entries below ``path`` in order (one listing on S3, not one per algorithm)."""
+    try:
+        entries = await driver.list_nested(path, 2)
+    except PathNotFound:
+        return []
+    return [(algorithm, hex_) for algorithm, _, hex_ in (entry.partition("/") for entry in entries)]
 
 
 async def _names(driver: StorageDriver, path: str) -> list[str]:

@@ -6,10 +6,11 @@ upload: when no saved hash state matches the data's length (a crash mid-request)
 again from storage.  A blob is moved under its digest only after the digest of the received bytes was
 verified.
 
-Each request reads the session with one walk of its directory (on S3 one listing): whether it exists,
-the data's length, the algorithm and the saved states.  A new sha256 session saves no state (the state
-at offset 0 is the empty hash); one of another algorithm saves its state at 0, which names the
-algorithm.  Saving a state deletes the states the session was read with, by name.
+Each request reads the session with one listing of its directory (on S3; on local disk two stats and a
+listing of ``hashstates`` cost less): whether it exists, the data's length, the algorithm and the saved
+states.  A new sha256 session saves no state (the state at offset 0 is the empty hash); one of another
+algorithm saves its state at 0, which names the algorithm.  Saving a state deletes the states the
+session was read with by name, instead of listing them again.
 """
 
 from __future__ import annotations
@@ -71,19 +72,24 @@ class UploadStore:
         self.blobs = blobs
         self._pool = ThreadPoolExecutor(max_workers=hash_threads, thread_name_prefix="hash")
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # objects that are local files: a stat costs microseconds, not a request
+        self._local = driver.local_path(paths.ROOT) is not None
 
     async def create(self, name: str, algorithm: str = DEFAULT_ALGORITHM) -> UploadInfo:
         upload_id = str(uuid.uuid4())
         now = time.time()
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        await self.driver.put_content(paths.upload_started_at(name, upload_id), stamp.encode())
         upload = UploadInfo(name, upload_id, 0, now, algorithm, frozenset())
+        # the state first: a session is there once ``startedat`` is, and then it has its algorithm
         await self._save_state(upload, algorithm, new_hasher(algorithm))
+        await self.driver.put_content(paths.upload_started_at(name, upload_id), stamp.encode())
         return upload
 
     async def info(self, name: str, upload_id: str) -> UploadInfo:
         if len(upload_id) != UPLOAD_ID_LENGTH or not all(c in "0123456789abcdef-" for c in upload_id):
             raise UploadUnknown(upload_id)
+        if self._local:
+            return await self._info_by_stat(name, upload_id)
         base = paths.upload_dir(name, upload_id)
         try:
             entries = {entry.path[len(base) + 1 :]: entry async for entry in self.driver.walk(base)}
@@ -97,6 +103,24 @@ class UploadStore:
         states = frozenset(state for path, entry in entries.items()
                            if not entry.is_dir and (state := _parse_state(path)) is not None)
         return UploadInfo(name, upload_id, size, started.modified, _algorithm(states, size), states)
+
+    async def _info_by_stat(self, name: str, upload_id: str) -> UploadInfo:
+        """Local files: two stats and a listing of ``hashstates`` cost less than walking the session."""
+        try:
+            started = await self.driver.stat(paths.upload_started_at(name, upload_id))
+        except PathNotFound:
+            raise UploadUnknown(upload_id) from None
+        try:
+            size = (await self.driver.stat(paths.upload_data(name, upload_id))).size
+        except PathNotFound:
+            size = 0
+        try:
+            names = await self.driver.list(f"{paths.upload_dir(name, upload_id)}/hashstates")
+        except PathNotFound:
+            names = []
+        algorithm = next(filter(None, map(_state_algorithm, names)), DEFAULT_ALGORITHM)
+        # the states themselves are left unknown: looked up by name when needed
+        return UploadInfo(name, upload_id, size, started.modified, algorithm)
 
     def lock(self, name: str, upload_id: str) -> asyncio.Lock:
         """Serialize requests on one upload within this process (clients send one at a time)."""
@@ -241,7 +265,8 @@ class UploadStore:
         never matches the data's length, and goes with the session).
         """
         size = upload.size
-        if size or algorithm != DEFAULT_ALGORITHM:  # a sha256 session without state starts empty
+        saved = {(algorithm, size)} if size or algorithm != DEFAULT_ALGORITHM else set()
+        if saved:  # (a sha256 session without a state starts empty)
             await self.driver.put_content(
                 paths.upload_hashstate(upload.name, upload.id, algorithm, size), hasher.serialize()
             )
@@ -253,9 +278,7 @@ class UploadStore:
             self.driver.delete_file(paths.upload_hashstate(upload.name, upload.id, algorithm, offset))
             for offset in stale
         ))
-        upload.states = frozenset(
-            {(alg, offset) for alg, offset in states if alg != algorithm} | {(algorithm, size)}
-        )
+        upload.states = frozenset({(alg, offset) for alg, offset in states if alg != algorithm} | saved)
 
     async def _list_states(self, upload: UploadInfo, algorithm: str) -> frozenset[tuple[str, int]]:
         directory = paths.upload_hashstates_dir(upload.name, upload.id, algorithm)
@@ -269,15 +292,19 @@ class UploadStore:
         self._pool.shutdown(wait=False)
 
 
+def _state_algorithm(directory: str) -> str | None:
+    """The algorithm of a ``<alg>-moorage`` hash state directory; None for others (Distribution's)."""
+    algorithm = directory.removesuffix(paths.HASHSTATE_SUFFIX)
+    return algorithm if algorithm != directory and algorithm in HASHERS else None
+
+
 def _parse_state(path: str) -> tuple[str, int] | None:
     """(algorithm, offset) of ``hashstates/<alg>-moorage/<offset>``; None for anything else."""
     parts = path.split("/")
     if len(parts) != 3 or parts[0] != "hashstates" or not parts[2].isdigit():
         return None
-    algorithm = parts[1].removesuffix(paths.HASHSTATE_SUFFIX)
-    if algorithm == parts[1] or algorithm not in HASHERS:
-        return None  # e.g. Distribution's Go hash states
-    return algorithm, int(parts[2])
+    algorithm = _state_algorithm(parts[1])
+    return None if algorithm is None else (algorithm, int(parts[2]))
 
 
 def _algorithm(states: frozenset[tuple[str, int]], size: int) -> str:

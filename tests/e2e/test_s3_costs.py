@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,9 +84,23 @@ class Meter:
         self.seen = len(proxy.log_lines())
 
     def take(self) -> Counter[str]:
-        lines = self.proxy.log_lines()
+        lines = self.settled_lines()
         new, self.seen = lines[self.seen :], len(lines)
         return Counter(operation(line, self.bucket) for line in new if f"/{self.bucket}" in line.split()[1])
+
+    def settled_lines(self, quiet: float = 0.25, limit: float = 5.0) -> list[str]:
+        """The log once no line was added for ``quiet`` seconds: nginx writes a request's line after
+        answering it, so the last S3 request of an operation may be logged after the client got its
+        answer (and would otherwise be counted for the next operation)."""
+        lines = self.proxy.log_lines()
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            again = self.proxy.log_lines()
+            if len(again) == len(lines):
+                break
+            lines = again
+        return lines
 
 
 def push_small_repositories(c: httpx.Client, count: int) -> None:
@@ -129,6 +144,9 @@ def measure(registry: RegistryProcess, meter: Meter, docker: Docker, images: Ima
         assert c.get("/v2/_catalog", params={"n": 100}).status_code == 200
         rows["catalog page (1 repository)"] = meter.take()
         if referrers_supported:
+            # the first query after a push indexes the revisions it has not scanned yet (catch-up)
+            assert c.get(f"/v2/costs/app/referrers/{digest}").status_code == 200
+            rows["referrers query (first: catches up)"] = meter.take()
             assert c.get(f"/v2/costs/app/referrers/{digest}").status_code == 200
             rows["referrers query"] = meter.take()
         push_small_repositories(c, EXTRA_REPOSITORIES)
@@ -187,7 +205,8 @@ def test_s3_request_counts_vs_distribution(
     moorage, distribution = results["Moorage"], results["Distribution 2.8.2"]
     total = {name: {row: sum(c.values()) for row, c in rows.items()} for name, rows in results.items()}
     m, d = total["Moorage"], total["Distribution 2.8.2"]
-    for row in ("docker push, 5 layers", "docker pull", "tag list"):
+    for row in ("docker push, 5 layers", "docker pull", "tag list", "catalog page (1 repository)",
+                f"catalog page n=10 ({EXTRA_REPOSITORIES + 1} repositories)"):
         assert m[row] <= d[row], (row, moorage[row], distribution[row])
     # a catalog page visits the page's repositories, never the whole bucket: bounded by the page size
     assert m[f"catalog page n=10 ({EXTRA_REPOSITORIES + 1} repositories)"] <= 3 * 10 + 5

@@ -1,0 +1,363 @@
+"""The stores that cost S3 requests per registry operation (uploads, catalog, referrers) on every backend,
+and the driver calls they rely on (``list_nested``, ``list_keys``, ``delete_file``).
+
+Every upload request is served by a new store on a new driver instance, as another replica would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from storage import paths
+from storage.blobs import BlobStore
+from storage.catalog import Catalog
+from storage.digests import Digest, digest_bytes, new_hasher, parse_digest
+from storage.driver import PathNotFound, StorageDriver
+from storage.manifests import ManifestStore
+from storage.referrers import ReferrersIndex
+from storage.s3 import S3Driver
+from storage.uploads import DigestMismatch, OffsetMismatch, UploadInfo, UploadStore, UploadUnknown
+from tests.storage.conftest import DriverFactory
+
+pytestmark = pytest.mark.anyio
+MiB = 1 << 20
+
+
+async def chunks(data: bytes, size: int = 64 << 10) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def store(driver: StorageDriver) -> UploadStore:
+    return UploadStore(driver, BlobStore(driver))
+
+
+async def states(driver: StorageDriver, upload: UploadInfo) -> list[str]:
+    try:
+        return await driver.list_nested(f"{paths.upload_dir(upload.name, upload.id)}/hashstates", 2)
+    except PathNotFound:
+        return []
+
+
+def digest_of(data: bytes, algorithm: str = "sha256") -> Digest:
+    return Digest(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+
+# --- uploads ----------------------------------------------------------------------------------------
+
+
+async def test_chunked_upload_across_replicas_keeps_one_hash_state(make_driver: DriverFactory) -> None:
+    content = random.Random(1).randbytes(3 * 100_000 + 7)
+    created = await store(make_driver()).create("team/app")
+    assert await states(make_driver(), created) == []  # a new sha256 session needs no state
+    offset = 0
+    for part in (content[:100_000], content[100_000:200_000], content[200_000:300_000]):
+        uploads = store(make_driver())
+        upload = await uploads.info("team/app", created.id)
+        assert (upload.size, upload.algorithm) == (offset, "sha256")
+        offset = await uploads.append(upload, chunks(part), start=offset, expected_length=len(part))
+        assert await states(make_driver(), upload) == [f"sha256-moorage/{offset}"]
+    uploads = store(make_driver())
+    upload = await uploads.info("team/app", created.id)
+    assert upload.states in (None, frozenset({("sha256", 300_000)}))  # None: not read (local files)
+    assert await uploads.commit(upload, digest_of(content), chunks(content[300_000:])) == len(content)
+    driver = make_driver()
+    assert await driver.get_content(paths.blob_data(digest_of(content))) == content
+    assert await BlobStore(driver).stat_in_repository("team/app", digest_of(content))
+    with pytest.raises(UploadUnknown):
+        await store(driver).info("team/app", created.id)
+
+
+async def test_other_algorithm_is_kept_across_replicas(make_driver: DriverFactory) -> None:
+    content = b"sha512 content" * 1000
+    created = await store(make_driver()).create("team/app", "sha512")
+    assert await states(make_driver(), created) == ["sha512-moorage/0"]
+    uploads = store(make_driver())
+    upload = await uploads.info("team/app", created.id)
+    assert upload.algorithm == "sha512"
+    await uploads.append(upload, chunks(content[:5000]))
+    assert await states(make_driver(), upload) == ["sha512-moorage/5000"]
+    uploads = store(make_driver())
+    upload = await uploads.info("team/app", created.id)
+    assert (upload.algorithm, upload.size) == ("sha512", 5000)
+    await uploads.commit(upload, digest_of(content, "sha512"), chunks(content[5000:]))
+    assert await make_driver().get_content(paths.blob_data(digest_of(content, "sha512"))) == content
+
+
+async def test_bytes_without_a_matching_state_are_hashed_again(make_driver: DriverFactory) -> None:
+    """A request that died after writing data but before saving its state (or another registry)."""
+    content = b"a" * 70_000 + b"b" * 30_000
+    created = await store(make_driver()).create("team/app")
+    uploads = store(make_driver())
+    await uploads.append(await uploads.info("team/app", created.id), chunks(content[:70_000]))
+    driver = make_driver()
+    writer = await driver.writer(paths.upload_data("team/app", created.id), append=True)
+    await writer.write(content[70_000:])
+    await writer.close()
+    uploads = store(make_driver())
+    upload = await uploads.info("team/app", created.id)
+    assert upload.size == len(content) and upload.states in (None, frozenset({("sha256", 70_000)}))
+    assert await states(driver, upload) == ["sha256-moorage/70000"]
+    await uploads.commit(upload, digest_of(content), None)
+    assert await make_driver().get_content(paths.blob_data(digest_of(content))) == content
+
+
+async def test_old_sessions_with_a_state_at_zero_still_work(make_driver: DriverFactory) -> None:
+    """Sessions created before sha256 sessions stopped saving their empty state."""
+    created = await store(make_driver()).create("team/app")
+    driver = make_driver()
+    empty = UploadStore(driver, BlobStore(driver))
+    await driver.put_content(paths.upload_hashstate("team/app", created.id, "sha256", 0),
+                             new_hasher("sha256").serialize())
+    upload = await empty.info("team/app", created.id)
+    assert upload.states in (None, frozenset({("sha256", 0)}))
+    await empty.append(upload, chunks(b"x" * 10))
+    assert await states(make_driver(), upload) == ["sha256-moorage/10"]
+
+
+async def test_digest_mismatch_keeps_the_session(make_driver: DriverFactory) -> None:
+    content = b"right" * 1000
+    created = await store(make_driver()).create("team/app")
+    uploads = store(make_driver())
+    upload = await uploads.info("team/app", created.id)
+    with pytest.raises(DigestMismatch):
+        await uploads.commit(upload, digest_of(b"wrong"), chunks(content))
+    uploads = store(make_driver())
+    upload = await uploads.info("team/app", created.id)
+    assert upload.size == len(content)
+    assert await states(make_driver(), upload) == [f"sha256-moorage/{len(content)}"]
+    assert await uploads.commit(upload, digest_of(content), None) == len(content)
+
+
+async def test_empty_blob_without_body(make_driver: DriverFactory) -> None:
+    uploads = store(make_driver())
+    created = await uploads.create("team/app")
+    await uploads.commit(created, digest_of(b""), None)
+    assert await make_driver().get_content(paths.blob_data(digest_of(b""))) == b""
+    created = await uploads.create("team/app")  # the blob exists already: the session just goes
+    upload = await store(make_driver()).info("team/app", created.id)
+    await store(make_driver()).commit(upload, digest_of(b""), None)
+    with pytest.raises(UploadUnknown):
+        await store(make_driver()).info("team/app", created.id)
+
+
+async def test_unknown_cancelled_and_mismatched_uploads(make_driver: DriverFactory) -> None:
+    uploads = store(make_driver())
+    for bad in ("nope", "00000000-0000-0000-0000-000000000000"):
+        with pytest.raises(UploadUnknown):
+            await uploads.info("team/app", bad)
+    created = await uploads.create("team/app")
+    upload = await store(make_driver()).info("team/app", created.id)
+    with pytest.raises(OffsetMismatch):
+        await uploads.append(upload, chunks(b"x"), start=5)
+    await store(make_driver()).cancel("team/app", created.id)
+    with pytest.raises(UploadUnknown):
+        await store(make_driver()).info("team/app", created.id)
+
+
+async def test_info_survives_a_state_deleted_while_it_reads(make_driver: DriverFactory) -> None:
+    """Reading a session while another request replaces its hash state never answers 'unknown'."""
+    uploads = store(make_driver())
+    created = await uploads.create("team/app")
+    upload = await uploads.info("team/app", created.id)
+    await uploads.append(upload, chunks(b"x" * 100))
+
+    reader, writer = store(make_driver()), store(make_driver())
+
+    async def reads() -> None:
+        for _ in range(10):
+            assert (await reader.info("team/app", created.id)).size >= 100
+
+    async def writes() -> None:
+        for _ in range(10):
+            await writer.append(await writer.info("team/app", created.id), chunks(b"y"))
+
+    await asyncio.gather(reads(), writes())
+
+
+# --- S3 request counts ------------------------------------------------------------------------------
+
+
+def counted(driver: StorageDriver) -> Callable[[], dict[str, int]]:
+    assert isinstance(driver, S3Driver)
+    driver.request_counts(reset=True)
+    return lambda: driver.request_counts(reset=True)
+
+
+async def test_s3_requests_per_upload_request(make_driver: DriverFactory, backend: str) -> None:
+    if backend == "filesystem":
+        pytest.skip("S3 request counts")
+    driver = make_driver()
+    uploads = store(driver)
+    cost = counted(driver)
+    created = await uploads.create("team/app")
+    assert cost() == {"PutObject": 1}  # startedat
+    upload = await uploads.info("team/app", created.id)
+    assert cost() == {"ListObjectsV2": 1}  # existence, size, algorithm and states in one listing
+    await uploads.append(upload, chunks(b"p" * 1000))
+    assert cost() == {"HeadObject": 1, "PutObject": 2}  # writer's size; data; state
+    upload = await uploads.info("team/app", created.id)
+    cost()
+    await uploads.append(upload, chunks(b"q" * 1000))
+    # the staged small data is read back and written again; the state at 1000 is deleted by name
+    assert cost() == {"HeadObject": 1, "GetObject": 2, "PutObject": 2, "DeleteObject": 1}
+    upload = await uploads.info("team/app", created.id)
+    cost()
+    await uploads.commit(upload, digest_of(b"p" * 1000 + b"q" * 1000), None)
+    counts = cost()
+    assert counts.pop("GetObject") == 1  # the state; no listing of hash states
+    assert counts.pop("ListObjectsV2") == 2  # the blob's existence (after HeadObject), deleting the session
+    assert "PutObject" in counts and "CopyObject" in counts
+
+
+# --- catalog ----------------------------------------------------------------------------------------
+
+TRICKY = ["a", "a-c", "a.x", "a/0", "a/0/x", "a/1b", "a/b", "a/b/c", "a/b-c", "a_b", "ab", "b", "m/n",
+          "seed", "x-1/y", "x/2", "x/2-1", "z/y/x"]
+
+
+async def make_repository(driver: StorageDriver, name: str, layers: int = 1) -> None:
+    for i in range(layers):
+        digest = digest_bytes(f"{name}/{i}".encode())
+        await driver.put_content(paths.layer_link(name, digest), str(digest).encode())
+    digest = digest_bytes(name.encode())
+    await driver.put_content(paths.revision_link(name, digest), str(digest).encode())
+
+
+async def catalog_fixture(driver: StorageDriver, layers: int = 1) -> None:
+    await asyncio.gather(*(make_repository(driver, name, layers) for name in TRICKY))
+    # not repositories: blobs pushed without a manifest yet, and an upload in progress
+    digest = digest_bytes(b"pending")
+    await driver.put_content(paths.layer_link("a/pending", digest), str(digest).encode())
+    await driver.put_content(paths.upload_started_at("q-pending", "u"), b"now")
+    await driver.put_content(f"{paths.repository('ab')}/_uploads/u/x/_manifests/revisions/link", b"junk")
+
+
+async def walk_catalog(catalog: Catalog, n: int) -> list[str]:
+    names: list[str] = []
+    last = None
+    while True:
+        page, more = await catalog.page(last, n)
+        names += page
+        if not more:
+            return names
+        assert page
+        last = page[-1]
+
+
+@pytest.mark.parametrize("keys_per_request", [1000, 1, 3])
+async def test_catalog_order_and_pages(driver: StorageDriver, keys_per_request: int) -> None:
+    await catalog_fixture(driver, layers=3)
+    catalog = Catalog(driver, keys_per_request=keys_per_request)
+    assert (await catalog.page(None, 100)) == (sorted(TRICKY), False)
+    for n in (1, 2, 5, 18):
+        assert await walk_catalog(catalog, n) == sorted(TRICKY), n
+    for i, last in enumerate(sorted(TRICKY)):
+        assert (await catalog.page(last, 2))[0] == sorted(TRICKY)[i + 1 : i + 3], last
+    assert (await catalog.page("a/", 3))[0] == ["a/0", "a/0/x", "a/1b"]  # ``last`` need not exist
+    assert (await catalog.page("zz", 3)) == ([], False)
+
+
+async def test_catalog_of_an_empty_registry(driver: StorageDriver) -> None:
+    assert await Catalog(driver).page(None, 10) == ([], False)
+
+
+async def test_s3_catalog_page_costs_one_listing(make_driver: DriverFactory, backend: str) -> None:
+    if backend == "filesystem":
+        pytest.skip("S3 request counts")
+    driver = make_driver()
+    await asyncio.gather(*(make_repository(driver, f"extra/r{i:03d}", layers=2) for i in range(30)))
+    await make_repository(driver, "costs/app", layers=6)
+    cost = counted(driver)
+    page, more = await Catalog(driver).page(None, 10)
+    assert page == ["costs/app", *(f"extra/r{i:03d}" for i in range(9))] and more
+    assert cost() == {"ListObjectsV2": 1}
+    page, more = await Catalog(driver).page("extra/r008", 100)
+    assert len(page) == 21 and not more
+    assert cost() == {"ListObjectsV2": 1}
+    # listing pages that end inside a repository's _layers continue past it: not one per link
+    await make_repository(driver, "big", layers=40)
+    cost()
+    page, _ = await Catalog(driver, keys_per_request=10).page(None, 2)
+    assert page == ["big", "costs/app"]
+    assert cost()["ListObjectsV2"] <= 3
+
+
+# --- referrers --------------------------------------------------------------------------------------
+
+
+def describe(content: bytes, digest: Digest) -> tuple[Digest, dict[str, Any]] | None:
+    doc = json.loads(content)
+    if "subject" not in doc:
+        return None
+    return parse_digest(doc["subject"]["digest"]), {"digest": str(digest), "size": len(content)}
+
+
+async def test_referrers_across_algorithms(driver: StorageDriver, backend: str) -> None:
+    blobs = BlobStore(driver)
+    manifests = ManifestStore(driver, blobs)
+    index = ReferrersIndex(driver, manifests, describe)
+    subject = digest_bytes(b"subject")
+    expected = []
+    for i, algorithm in enumerate(["sha512", "sha256", "sha256"]):
+        content = json.dumps({"subject": {"digest": str(subject)}, "i": i}).encode()
+        digest = digest_bytes(content, algorithm)
+        await manifests.put("team/app", digest, content)  # written behind the index's back
+        expected.append(str(digest))
+    found = [d["digest"] for d in await index.list("team/app", subject)]
+    assert found == sorted(expected, key=lambda d: d.split(":"))
+    if isinstance(driver, S3Driver):
+        cost = counted(driver)
+        await index.list("team/app", subject)
+        # revisions and referrers: one listing each; _scanned; per referrer its revision link and descriptor
+        assert cost() == {"ListObjectsV2": 2, "GetObject": 1 + 2 * 3}
+
+
+# --- driver calls the stores rely on ----------------------------------------------------------------
+
+
+async def test_list_nested(driver: StorageDriver) -> None:
+    for path in ("/n/sha256/aa/link", "/n/sha256/bb/link", "/n/sha512/cc/link", "/n/file", "/n/x-y/z",
+                 "/n/x/deep/er/link"):
+        await driver.put_content(path, b"x")
+    assert await driver.list_nested("/n", 2) == ["sha256/aa", "sha256/bb", "sha512/cc", "x/deep", "x-y/z"]
+    assert await driver.list_nested("/n", 1) == await driver.list("/n")
+    assert await driver.list_nested("/n/sha512", 2) == ["cc/link"]
+    with pytest.raises(PathNotFound):
+        await driver.list_nested("/missing", 2)
+
+
+async def test_list_keys(driver: StorageDriver, backend: str) -> None:
+    for path in ("/k/a/_l/1", "/k/a/_l/2", "/k/a/_m/1", "/k/a-b/_m/1", "/k/a/b/_m/1", "/k/c"):
+        await driver.put_content(path, b"x")
+    page = await driver.list_keys("/k", "", "/_m/")
+    if page is None:
+        assert backend == "filesystem"  # no key order: callers list directory by directory
+        return
+    assert page.names == ["a-b/_m/", "a/_l/1", "a/_l/2", "a/_m/", "a/b/_m/", "c"] and not page.truncated
+    seen = []
+    start = ""
+    while True:
+        page = await driver.list_keys("/k", start, "/_m/", limit=2)
+        seen += page.names
+        if not page.truncated:
+            break
+        start = page.next_start
+    assert seen == ["a-b/_m/", "a/_l/1", "a/_l/2", "a/_m/", "a/b/_m/", "c"]
+    assert (await driver.list_keys("/k", "a/_l/1", "")).names == ["a/_l/2", "a/_m/1", "a/b/_m/1", "c"]
+    assert (await driver.list_keys("/nothing")).names == []
+
+
+async def test_delete_file(driver: StorageDriver) -> None:
+    await driver.put_content("/df/a", b"x")
+    await driver.put_content("/df/b", b"x")
+    await driver.delete_file("/df/a")
+    await driver.delete_file("/df/missing")
+    assert await driver.list("/df") == ["b"]
