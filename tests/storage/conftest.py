@@ -24,7 +24,8 @@ S3_TEST_PARAMETERS = {
     "multipartcopythresholdsize": 8 * MiB,
     "maxthreads": 16,
 }
-BACKENDS = ["filesystem", "s3", pytest.param("radosgw", marks=pytest.mark.radosgw)]
+S3_BACKENDS = ["s3", pytest.param("radosgw", marks=pytest.mark.radosgw)]
+BACKENDS = ["filesystem", *S3_BACKENDS]
 
 DriverFactory = Callable[..., StorageDriver]
 
