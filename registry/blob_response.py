@@ -1,6 +1,6 @@
 """Streaming a stored blob (or part of it) with few thread hops and large sends.
 
-A local file is read with ``os.pread`` in 4 MiB blocks on the driver's pool, or handed to the ASGI
+A local file is read with ``os.pread`` in 4 MiB blocks (1 MiB under many concurrent pulls) on the driver's pool, or handed to the ASGI
 server whole with ``http.response.pathsend`` where the server offers it (granian).
 """
 
@@ -12,10 +12,16 @@ from collections.abc import AsyncIterator, Mapping
 
 from starlette.types import Receive, Scope, Send
 
-BLOCK = 4 << 20  # large reads: fewer pool hops and sends per byte (pull throughput)
+# Large reads mean fewer pool hops and sends per byte (single-stream pull throughput), but each stream
+# holds about two blocks: with many concurrent pulls, smaller blocks keep the memory bounded.
+LARGE_BLOCK = 4 << 20
+SMALL_BLOCK = 1 << 20
+LARGE_BLOCK_STREAMS = 4
 
 
 class BlobResponse:
+    active_streams = 0  # file streams in progress in this process
+
     def __init__(
         self,
         status: int,
@@ -60,15 +66,23 @@ class BlobResponse:
     async def _send_file(self, fd: int, send: Send) -> None:
         loop = asyncio.get_running_loop()
         position, remaining = self.offset, self.length
-        pending = loop.run_in_executor(None, os.pread, fd, min(BLOCK, remaining), position)
-        while remaining > 0:
-            chunk = await pending
-            if not chunk:
-                break
-            position += len(chunk)
-            remaining -= len(chunk)
-            if remaining > 0:  # read the next block while this one is sent
-                pending = loop.run_in_executor(None, os.pread, fd, min(BLOCK, remaining), position)
-            await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
-        if remaining > 0:
-            await send({"type": "http.response.body", "body": b""})
+        BlobResponse.active_streams += 1
+        try:
+            pending = loop.run_in_executor(None, os.pread, fd, min(block_size(), remaining), position)
+            while remaining > 0:
+                chunk = await pending
+                if not chunk:
+                    break
+                position += len(chunk)
+                remaining -= len(chunk)
+                if remaining > 0:  # read the next block while this one is sent
+                    pending = loop.run_in_executor(None, os.pread, fd, min(block_size(), remaining), position)
+                await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+            if remaining > 0:
+                await send({"type": "http.response.body", "body": b""})
+        finally:
+            BlobResponse.active_streams -= 1
+
+
+def block_size() -> int:
+    return LARGE_BLOCK if BlobResponse.active_streams <= LARGE_BLOCK_STREAMS else SMALL_BLOCK
