@@ -33,6 +33,8 @@ class Settings:
     populate_conc: int
     wrk: str | None
     wrk_threads: int
+    storage: str = "filesystem"  # or a description of the S3 back end (``--s3``)
+    push_inflight_max: int = 0  # skip push cases whose size x concurrency exceeds this (0: none skipped)
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Bench:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     totals: dict[str, dict[str, float]] = field(default_factory=dict)  # "push:moorage" -> cpu, bytes
+    backend_cpu: Callable[[], float] | None = None  # CPU seconds of the S3 server we started (if any)
     _flip: int = 0
 
     def case(
@@ -67,6 +70,7 @@ class Bench:
             self._flip += 1
             for who in order:
                 srv = self.servers[who]
+                bcpu0 = self.backend_cpu() if self.backend_cpu else 0.0
                 cpu0, ccpu0, t0 = srv.cpu(), time.process_time(), time.perf_counter()
                 try:
                     m = fn(srv)
@@ -75,6 +79,8 @@ class Bench:
                 m.wall = m.wall or time.perf_counter() - t0
                 m.server_cpu = srv.cpu() - cpu0
                 m.client_cpu = time.process_time() - ccpu0
+                if self.backend_cpu:
+                    m.note = _with_backend_cpu(m, self.backend_cpu() - bcpu0, cpu_unit)
                 if cleanup is not None:
                     cleanup(srv)
                 runs[who].append(m)
@@ -96,6 +102,15 @@ class Bench:
         row = Row(section, name, unit, higher_better, "", values)
         self.rows.append(row)
         _progress(row)
+
+
+def _with_backend_cpu(m: Measure, seconds: float, cpu_unit: str) -> str:
+    """The note, prefixed with the S3 server's CPU for this run (per GB when the row is per GB)."""
+    if cpu_unit == "s/GB" and m.work:
+        text = f"S3 cpu {seconds / (m.work / 1e9):.2f} s/GB"
+    else:
+        text = f"S3 cpu {seconds:.1f} s"
+    return f"{text}; {m.note}" if m.note else text
 
 
 def _median_pick(vals: list[Measure]) -> Measure:

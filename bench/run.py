@@ -1,8 +1,9 @@
-"""CLI: ``python -m bench [--quick] [--only SECTION,...] [--moorage-cmd CMD] [--json out.json]``.
+"""CLI: ``python -m bench [--quick] [--only SECTION,...] [--s3 moto|radosgw|URL] [--json out.json]``.
 
 Starts Distribution 2.8.2 (``docker-registry serve``) and Moorage (``moorage serve``) with temporary
-filesystem storage on loopback ports 15400-15499, runs every selected case on both back to back (alternating
-which goes first) and prints one table with both figures and Moorage's advantage.
+filesystem storage (or, with ``--s3``, each on its own bucket of one S3 server) on loopback ports 15400-15499,
+runs every selected case on both back to back (alternating which goes first) and prints one table with both
+figures and Moorage's advantage.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import re
 import shlex
 import shutil
 import signal
@@ -20,7 +22,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import blobs, listing, manifests
+from bench import blobs, listing, manifests, procstat
+from bench import s3 as s3mod
 from bench.core import Bench, Settings
 from bench.payload import Payloads
 from bench.report import A, B, Measure, table, targets_table, write_json
@@ -40,16 +43,27 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
 
 def settings(args: argparse.Namespace) -> Settings:
     wrk = None if args.no_wrk else shutil.which("wrk")
+    inflight = args.push_inflight_mib
+    if inflight < 0:  # S3 default: 8 x 512 MiB pushes take 10+ minutes (moto, radosgw) and radosgw ~16 GB of RAM
+        inflight = 512 if args.s3 else 0
+    if args.s3 and not args.quick:
+        # every byte goes through an S3 server on the same 2 cores: 64 and 512 MiB blobs at c1 and c8
+        return Settings(quick=False, seconds=args.seconds or 3.0, reps=args.reps,
+                        push_sizes=[64 * MIB, 512 * MIB], pull_sizes=[64 * MIB, 512 * MIB], push_conc=[1, 8],
+                        pull_conc=[1, 8], range_conc=[1, 8], manifest_conc=[1, 16, 64], v2_conc=64,
+                        chunk=args.chunk_mib * MIB, tags=5000, repos=5000, repos_big=10000, populate_conc=16,
+                        wrk=wrk, wrk_threads=args.wrk_threads, push_inflight_max=inflight * MIB)
     if args.quick:
         return Settings(quick=True, seconds=args.seconds or 0.5, reps=args.reps, push_sizes=[MIB, 8 * MIB],
                         pull_sizes=[8 * MIB], push_conc=[1, 4], pull_conc=[1, 4], range_conc=[4],
                         manifest_conc=[1, 16], v2_conc=64, chunk=2 * MIB, tags=200, repos=200, repos_big=400,
-                        populate_conc=16, wrk=wrk, wrk_threads=args.wrk_threads)
+                        populate_conc=16, wrk=wrk, wrk_threads=args.wrk_threads,
+                        push_inflight_max=inflight * MIB)
     return Settings(quick=False, seconds=args.seconds or 3.0, reps=args.reps,
                     push_sizes=[MIB, 64 * MIB, 512 * MIB], pull_sizes=[64 * MIB, 512 * MIB], push_conc=[1, 8],
                     pull_conc=[1, 8, 32], range_conc=[1, 8], manifest_conc=[1, 16, 64], v2_conc=64,
                     chunk=args.chunk_mib * MIB, tags=5000, repos=5000, repos_big=10000, populate_conc=16,
-                    wrk=wrk, wrk_threads=args.wrk_threads)
+                    wrk=wrk, wrk_threads=args.wrk_threads, push_inflight_max=inflight * MIB)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -69,7 +83,31 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-wrk", action="store_true", help="do not cross-check with wrk even if installed")
     p.add_argument("--workdir", type=Path, help="parent of the temporary storage (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temporary storage and logs")
+    p.add_argument("--s3", default="", metavar="moto|radosgw|URL",
+                   help="store on S3 instead of the filesystem: start a moto server, start a single-node Ceph "
+                   "radosgw, or use the endpoint http[s]://[KEY:SECRET@]HOST:PORT; each registry gets its own "
+                   "bucket, redirects are disabled (blob GETs stream through the registry)")
+    p.add_argument("--s3-bucket", default="", help="with --s3 URL: use this existing bucket (one rootdirectory "
+                   "per registry, removed afterwards) instead of creating and removing two buckets")
+    p.add_argument("--radosgw-memstore-gib", type=float, default=0.0,
+                   help="RAM for radosgw's in-memory OSD (default: 12, or half the available memory if less)")
+    p.add_argument("--push-inflight-mib", type=int, default=-1, metavar="MIB",
+                   help="skip push cases whose size x concurrency exceeds MIB (0: none; default 512 with "
+                   "--s3, else 0)")
+    p.add_argument("--ports", default="15400-15499", metavar="FIRST-LAST",
+                   help="loopback ports for everything the bench starts (registries from the bottom, the S3 "
+                   "server in the top 20)")
     return p.parse_args(argv)
+
+
+def port_range(text: str) -> range:
+    try:
+        first, last = (int(x) for x in text.split("-", 1))
+    except ValueError:
+        raise SystemExit(f"--ports {text!r}: expected FIRST-LAST") from None
+    if first < 1024 or last > 65535 or last - first + 1 < 30:
+        raise SystemExit(f"--ports {text!r}: need at least 30 ports above 1023")
+    return range(first, last + 1)
 
 
 def moorage_cmd(arg: str) -> list[str]:
@@ -96,26 +134,46 @@ def main(argv: list[str] | None = None) -> int:
     extra = dict(kv.split("=", 1) for kv in args.moorage_set)
     signal.signal(signal.SIGTERM, _sigterm)
 
+    if args.s3_bucket and args.s3 in ("", "moto", "radosgw"):
+        raise SystemExit("--s3-bucket goes with --s3 URL (moto and radosgw get fresh buckets)")
+    ports = port_range(args.ports)
+    s3_ports = range(ports.stop - 20, ports.stop)  # the S3 server's block; registries stay below it
+    reg_ports = range(ports.start, s3_ports.start)
     work = Path(tempfile.mkdtemp(prefix="moorage-bench-", dir=args.workdir))
     taken: set[int] = set()
     servers = {
-        A: Server(A, shlex.split(args.distribution_cmd), work / A, free_port(15401, taken)),
-        B: Server(B, moorage_cmd(args.moorage_cmd), work / B, free_port(15402, taken), extra),
+        A: Server(A, shlex.split(args.distribution_cmd), work / A, free_port(ports.start + 1, taken, reg_ports)),
+        B: Server(B, moorage_cmd(args.moorage_cmd), work / B, free_port(ports.start + 2, taken, reg_ports), extra),
     }
     started = dt.datetime.now(dt.UTC)
-    print(f"moorage bench {started:%Y-%m-%d %H:%M:%S}Z  sections={','.join(chosen)}  storage={work}", flush=True)
+    where = f"s3={re.sub(r'//[^/@]*@', '//', args.s3)}" if args.s3 else f"storage={work}"  # no keys shown
+    print(f"moorage bench {started:%Y-%m-%d %H:%M:%S}Z  sections={','.join(chosen)}  {where}", flush=True)
     b: Bench | None = None
+    backend: s3mod.S3Backend | None = None
+    s3_note = ""
     try:
+        if args.s3:
+            memstore = int(args.radosgw_memstore_gib * s3mod.GIB)
+            backend = s3mod.start(args.s3, work / "s3", s3_ports, memstore)
+            s3_note = _setup_s3(backend, servers, args.s3_bucket, started)
+            s = dataclasses.replace(s, storage=backend.describe())
+            backend.watch_memory()
+            print("  " + s3_note, flush=True)
         for srv in servers.values():
             srv.start()
             print(f"  started {srv.name}: {' '.join(srv.cmd)} (pid {srv.pid}, port {srv.port})", flush=True)
         t0 = time.perf_counter()
         sizes = sorted({*s.push_sizes, *s.pull_sizes, min(64 * MIB, max(s.pull_sizes))})
         b = Bench(servers, s, Payloads(sizes, started.strftime("%H%M%S")))
+        if s3_note:
+            b.notes.append(s3_note)
+        if backend is not None and backend.procs:
+            pids = [p.pid for p in backend.procs]
+            b.backend_cpu = lambda: sum(procstat.cpu_seconds(pid) for pid in pids)
         print(f"  payloads ready in {time.perf_counter() - t0:.1f}s", flush=True)
         peaks = {name: srv.peak_rss() for name, srv in servers.items()}
         if {"v2", "manifest"} & set(chosen):
-            manifests.client_ceiling(b, free_port(15403, taken))
+            manifests.client_ceiling(b, free_port(ports.start + 3, taken, reg_ports))
         for name in chosen:
             print(f"[{name}]", flush=True)
             for srv in servers.values():
@@ -135,9 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         _summary(b, peaks)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+    except s3mod.S3Unavailable as exc:
+        print(f"S3 back end unavailable: {exc}", file=sys.stderr)
     finally:
         for srv in servers.values():
             srv.stop()
+        if backend is not None:
+            for srv in servers.values():
+                if backend.kind == "url" and srv.bucket not in backend.created_buckets:
+                    _best_effort(lambda srv=srv: backend.delete_prefix(srv.bucket, srv.s3root.strip("/") + "/"))
+            backend.stop()
         if args.keep:
             print(f"kept {work}")
         else:
@@ -150,15 +215,45 @@ def main(argv: list[str] | None = None) -> int:
           "client cpu = load client's CPU / wall (100% = one core).")
     print(table(b.rows))
     print()
-    print(targets_table(b.rows))
+    if args.s3:
+        print("targets: not judged (they are defined for filesystem storage)")
+    else:
+        print(targets_table(b.rows))
     for note in b.notes:
         print("note: " + note)
     if args.json:
         meta = {"started": started.isoformat(), "sections": chosen, "settings": dataclasses.asdict(s),
+                "s3": {n: {"bucket": srv.bucket, "rootdirectory": srv.s3root} for n, srv in servers.items()}
+                if backend is not None else None,
                 "commands": {n: srv.cmd for n, srv in servers.items()}, "moorage_set": extra, "notes": b.notes}
         write_json(args.json, meta, b.rows)
         print(f"wrote {args.json}")
     return 0
+
+
+def _setup_s3(backend: s3mod.S3Backend, servers: dict[str, Server], bucket: str, started: dt.datetime) -> str:
+    """Give each registry its own bucket (or, with ``--s3-bucket``, its own rootdirectory) on ``backend``."""
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    for name, srv in servers.items():
+        srv.s3 = backend
+        if backend.kind == "url" and bucket:
+            srv.bucket, srv.s3root = bucket, f"/moorage-bench-{stamp}/{name}"
+        elif backend.kind == "url":
+            srv.bucket, srv.s3root = backend.make_bucket(f"moorage-bench-{stamp}-{name}"), "/bench"
+        else:
+            srv.bucket, srv.s3root = backend.make_bucket(f"bench-{name}"), "/bench"
+        if name == A:
+            srv.env_drop = ("AWS_CA_BUNDLE",)  # Distribution 2.8.2 panics at start when it is set
+    where = ", ".join(f"{srv.name} s3://{srv.bucket}{srv.s3root}" for srv in servers.values())
+    return (f"S3 mode: {backend.describe()}; {where}; storage.redirect.disable: true on both servers, so blob "
+            "GETs stream through the registry (pulls check status 200 and the byte count)")
+
+
+def _best_effort(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - cleanup must go on
+        print(f"  cleanup: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _summary(b: Bench, peaks: dict[str, float]) -> None:

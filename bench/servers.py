@@ -1,4 +1,4 @@
-"""Start and stop the two registries under test as subprocesses with temporary filesystem storage."""
+"""Start and stop the two registries under test as subprocesses with temporary filesystem or S3 storage."""
 
 from __future__ import annotations
 
@@ -11,16 +11,21 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench import procstat
 
+if TYPE_CHECKING:
+    from bench.s3 import S3Backend
+
 HOST = "127.0.0.1"
-PORT_RANGE = range(15400, 15500)
+PORT_RANGE = range(15400, 15500)  # --ports replaces it
 
 
-def free_port(start: int, taken: set[int]) -> int:
-    """First port >= start in 15400-15499 that nobody listens on and we did not hand out."""
-    for port in range(max(start, PORT_RANGE.start), PORT_RANGE.stop):
+def free_port(start: int, taken: set[int], ports: range | None = None) -> int:
+    """First port >= start in the bench's range that nobody listens on and we did not hand out."""
+    ports = ports or PORT_RANGE
+    for port in range(max(start, ports.start), ports.stop):
         if port in taken:
             continue
         with socket.socket() as s:
@@ -30,7 +35,7 @@ def free_port(start: int, taken: set[int]) -> int:
                 continue
         taken.add(port)
         return port
-    raise RuntimeError("no free port in 15400-15499")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def _set_dotted(tree: dict, dotted: str, value: object) -> None:
@@ -56,12 +61,19 @@ def _yaml(value: object, indent: int = 0) -> str:
     return "\n".join(out)
 
 
-def config_yaml(port: int, root: Path, extra: dict[str, str] | None = None) -> str:
-    """Distribution-style config.yml used for both servers (Moorage accepts the same keys)."""
+def config_yaml(port: int, root: Path, extra: dict[str, str] | None = None,
+                s3: dict[str, object] | None = None) -> str:
+    """Distribution-style config.yml used for both servers (Moorage accepts the same keys).
+
+    With ``s3`` (a ``storage.s3`` section) the storage is that bucket, with redirects disabled so that blob
+    GETs stream through the registry."""
+    storage: dict = {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}}
+    if s3 is not None:
+        storage = {"s3": dict(s3), "redirect": {"disable": True}, "delete": {"enabled": True}}
     cfg: dict = {
         "version": "0.1",
         "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
+        "storage": storage,
         "http": {"addr": f"{HOST}:{port}"},
     }
     for key, val in (extra or {}).items():
@@ -83,6 +95,10 @@ class Server:
     workdir: Path
     port: int
     extra: dict[str, str] = field(default_factory=dict)
+    s3: S3Backend | None = None  # S3 mode: storage is ``bucket``/``s3root`` there
+    bucket: str = ""
+    s3root: str = ""
+    env_drop: tuple[str, ...] = ()  # environment variables the process must not see
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -101,11 +117,13 @@ class Server:
     def start(self, timeout: float = 60.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         cfg = self.workdir / "config.yml"
-        cfg.write_text(config_yaml(self.port, self.root, self.extra))
+        s3 = self.s3.storage(self.bucket, self.s3root) if self.s3 is not None else None
+        cfg.write_text(config_yaml(self.port, self.root, self.extra, s3))
+        env = {k: v for k, v in os.environ.items() if k not in self.env_drop}
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [*self.cmd, str(cfg)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, env=env,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -161,6 +179,10 @@ class Server:
             self.proc.wait(5)
 
     def drop_blob(self, digest: str) -> None:
-        """Delete a pushed blob's data from disk (Distribution layout) to keep the run's disk use bounded."""
+        """Delete a pushed blob's data from storage (Distribution layout) to keep the run's disk use bounded."""
         alg, hexd = digest.split(":", 1)
-        shutil.rmtree(self.root / "docker/registry/v2/blobs" / alg / hexd[:2] / hexd, ignore_errors=True)
+        rel = f"docker/registry/v2/blobs/{alg}/{hexd[:2]}/{hexd}"
+        if self.s3 is not None:
+            self.s3.delete_prefix(self.bucket, (self.s3root.strip("/") + "/" + rel + "/").lstrip("/"))
+        else:
+            shutil.rmtree(self.root / rel, ignore_errors=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import select
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -73,8 +73,12 @@ class Conn:
         length: int = 0,
         discard: bool = False,
         expect: tuple[int, ...] = (),
+        sink: Callable[[memoryview], object] | None = None,
     ) -> Response:
-        """Send one request (body pieces totalling ``length``) and read the response."""
+        """Send one request (body pieces totalling ``length``) and read the response.
+
+        With ``discard`` a Content-Length body is not kept; ``sink`` (e.g. a hash's ``update``) still sees
+        every byte of it."""
         head = [f"{method} {target} HTTP/1.1", f"Host: {self.addr[0]}:{self.addr[1]}"]
         hdrs = dict(headers or {})
         if method in ("POST", "PUT", "PATCH") or length:
@@ -92,7 +96,7 @@ class Conn:
                     raise
         for piece in body:
             sock.sendall(piece)
-        resp = self._read(method == "HEAD", discard)
+        resp = self._read(method == "HEAD", discard, sink)
         if expect and resp.status not in expect:
             raise HTTPError(f"{method} {target}: {resp.status} {resp.body[:300]!r}")
         return resp
@@ -105,7 +109,7 @@ class Conn:
             raise HTTPError("connection closed by server")
         self.buf += data
 
-    def _read(self, is_head: bool, discard: bool) -> Response:
+    def _read(self, is_head: bool, discard: bool, sink: Callable[[memoryview], object] | None = None) -> Response:
         while (end := self.buf.find(b"\r\n\r\n")) < 0:
             self._fill()
         lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
@@ -123,7 +127,7 @@ class Conn:
             n = len(body)
         elif "content-length" in headers:
             n = int(headers["content-length"])
-            body = self._read_exact(n, discard)
+            body = self._read_exact(n, discard, sink)
         else:  # read to close
             while self.sock is not None:
                 try:
@@ -136,10 +140,12 @@ class Conn:
             self.close()
         return Response(status, headers, body, n)
 
-    def _read_exact(self, n: int, discard: bool) -> bytes:
+    def _read_exact(self, n: int, discard: bool, sink: Callable[[memoryview], object] | None = None) -> bytes:
         if len(self.buf) >= n:
             out = bytes(self.buf[:n])
             del self.buf[:n]
+            if discard and sink is not None:
+                sink(memoryview(out))
             return b"" if discard else out
         if not discard:
             while len(self.buf) < n:
@@ -148,6 +154,8 @@ class Conn:
             del self.buf[:n]
             return out
         left = n - len(self.buf)
+        if sink is not None:
+            sink(memoryview(bytes(self.buf)))
         self.buf.clear()
         assert self.sock is not None
         while left:
@@ -155,6 +163,8 @@ class Conn:
             if not got:
                 self.close()
                 raise HTTPError(f"connection closed with {left} body bytes missing")
+            if sink is not None:
+                sink(self.scratch[:got])
             left -= got
         return b""
 
