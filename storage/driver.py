@@ -73,7 +73,10 @@ class FileWriter(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Persist what was written so far so that ``writer(path, append=True)`` can continue it."""
+        """Persist what was written so far so that ``writer(path, append=True)`` can continue it.
+
+        An append session's bytes may stay invisible at ``path`` until ``commit`` (S3 keeps them in an
+        open multipart upload)."""
 
     @abc.abstractmethod
     async def cancel(self) -> None:

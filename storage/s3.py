@@ -4,11 +4,15 @@ A path maps to the key ``rootdirectory + path`` (slashes trimmed), exactly like 
 ``s3Path``; a directory is any prefix that some key continues with ``/``.  Every boto3 call runs on a
 bounded thread pool, never on the event loop, so one slow S3 request stalls nothing else.
 
-Writers keep no state between requests: ``close`` leaves the bytes written so far as the object itself
-(a PutObject, or a completed multipart upload), and ``writer(append=True)`` - in any process - continues
-from that object: a new multipart upload whose first parts are server-side copies of it, or, when it is
-smaller than S3's 5 MiB minimum part, its bytes read back and sent again as the start of the next part.
-Client chunks are therefore never held in memory between requests, and a replica can die at any time.
+An append writer (an upload session) streams into one multipart upload that stays open across
+requests: ``close`` sends the full parts and stages a tail smaller than S3's 5 MiB minimum part as the
+object ``<key>.pending``, whose metadata also records how many parts the session has; ``writer(append=
+True)`` - in any process - finds the open multipart upload, its parts and the tail in the bucket (parts
+beyond the recorded count come from a request that died, and are overwritten), and ``commit`` sends the
+tail as the last part and completes the upload. Client chunks are never held in memory between
+requests, every byte is sent to S3 once, and a replica can die at any time. An object that already
+exists under the key (a committed writer) is continued by copying it server-side into the first parts
+of a new multipart upload.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ NOT_FOUND = frozenset({"NoSuchKey", "NotFound", "404"})
 # Distribution's storagedriver.PathRegexp
 PATH_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
 CONTENT_TYPE = "application/octet-stream"
+PENDING_SUFFIX = ".pending"  # the staged tail of an append session, next to its key
+PARTS_METADATA = "moorage-parts"  # on the tail: the number of parts the session had when it was staged
 
 
 class S3Error(StorageError):
@@ -371,13 +377,45 @@ class S3Driver(StorageDriver):
 
     async def writer(self, path: str, append: bool = False) -> FileWriter:
         key = self.key(path)
-        size = 0
-        if append:
+        if not append:
+            return S3Writer(self, path, key, 0, truncate=True)
+        return await self._run(self._resume_sync, path, key)
+
+    def _resume_sync(self, path: str, key: str) -> S3Writer:
+        """The append session at ``key``: its open multipart upload and parts, its staged tail, and the
+        object a committed writer left (when there is no open upload)."""
+        uploads = [u for u in self._call(path, "list_multipart_uploads", Prefix=key).get("Uploads", ())
+                   if u["Key"] == key]
+        try:
+            response = self._call(path, "get_object", Key=key + PENDING_SUFFIX)
+            with response["Body"] as body:
+                pending = body.read()
+            staged_parts = int(response.get("Metadata", {}).get(PARTS_METADATA, "0"))
+        except PathNotFound:
+            pending, staged_parts = b"", 0  # nothing staged yet: no part belongs to the session
+        upload_id, parts = None, []
+        if uploads:
+            upload_id = max(uploads, key=lambda u: u["Initiated"])["UploadId"]
+            parts = [p for p in self._list_parts_sync(path, key, upload_id) if p["PartNumber"] <= staged_parts]
+        existing = 0
+        if upload_id is None:
             try:
-                size = (await self._run(self._call, path, "head_object", Key=key))["ContentLength"]
+                existing = self._call(path, "head_object", Key=key)["ContentLength"]
             except PathNotFound:
                 pass
-        return S3Writer(self, path, key, size, truncate=not append)
+        return S3Writer(self, path, key, existing, truncate=False, upload_id=upload_id, parts=parts,
+                        pending=pending)
+
+    def _list_parts_sync(self, path: str, key: str, upload_id: str) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        marker: dict[str, Any] = {}
+        while True:
+            page = self._call(path, "list_parts", Key=key, UploadId=upload_id, **marker)
+            parts += [{"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]}
+                      for p in page.get("Parts", ())]
+            if not page.get("IsTruncated"):
+                return parts
+            marker = {"PartNumberMarker": page["NextPartNumberMarker"]}
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         operation = {"GET": "get_object", "HEAD": "head_object"}.get(method.upper())
@@ -424,22 +462,27 @@ class _Tree:
 
 
 class S3Writer(FileWriter):
-    """Streams into one multipart upload per writer; ``close`` and ``commit`` both complete it.
+    """Streams into one multipart upload; a plain writer completes it on ``close`` or ``commit``, an
+    append session only on ``commit`` (``close`` stages it for the next request, see the module doc).
 
     Up to ``uploadconcurrency`` parts are sent at once while the caller keeps writing: one connection
     rarely saturates an S3 server.  The parts in flight are the only bytes held in memory.
     """
 
-    def __init__(self, driver: S3Driver, path: str, key: str, existing: int, truncate: bool) -> None:
+    def __init__(
+        self, driver: S3Driver, path: str, key: str, existing: int, truncate: bool,
+        upload_id: str | None = None, parts: list[dict[str, Any]] | None = None, pending: bytes = b"",
+    ) -> None:
         self._driver = driver
         self._path = path
         self._key = key
+        self._session = not truncate  # an append session: stays open until commit
         self._existing = existing  # bytes of the current object that the new object must start with
-        self._size = existing
-        self._buffer = bytearray()
-        self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
-        self._next_part = 1
+        self._upload_id = upload_id
+        self._parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts or ()]
+        self._next_part = max((p["PartNumber"] for p in self._parts), default=0) + 1
+        self._buffer = bytearray(pending)
+        self._size = existing + sum(p["Size"] for p in parts or ()) + len(pending)
         self._inflight: set[asyncio.Future[None]] = set()
         self._changed = truncate  # a truncating writer replaces the object even when nothing is written
         self._done = False
@@ -455,7 +498,7 @@ class S3Writer(FileWriter):
             return
         if 0 < self._existing < MIN_PART:
             # too small to be copied as a part: read it back and send it again with the new bytes
-            self._buffer += await self._driver._run(
+            self._buffer[:0] = await self._driver._run(
                 self._driver._get_sync, self._path, self._key, f"bytes=0-{self._existing - 1}"
             )
             self._existing = 0
@@ -485,7 +528,7 @@ class S3Writer(FileWriter):
             await self._wait(asyncio.FIRST_COMPLETED)
         number = self._next_part
         if number > MAX_PARTS:
-            raise StorageError(f"{self._path}: more than {MAX_PARTS} parts in one write session")
+            raise StorageError(f"{self._path}: more than {MAX_PARTS} parts in one upload")
         self._next_part += 1
         self._inflight.add(asyncio.ensure_future(self._upload_part(number, data)))
 
@@ -510,31 +553,57 @@ class S3Writer(FileWriter):
         await self._finish()
 
     async def close(self) -> None:
-        await self._finish()
+        if self._session:
+            await self._stage()
+        else:
+            await self._finish()
+
+    async def _stage(self) -> None:
+        """End a request of an append session: full parts sent, the short tail kept in ``.pending``."""
+        if self._done:
+            return
+        self._done = True
+        if not self._changed:
+            return  # nothing written: the session stays as it was
+        d = self._driver
+        try:
+            if len(self._buffer) >= MIN_PART:
+                await self._send_part(bytes(self._buffer))
+                self._buffer.clear()
+            await self._wait()
+        except BaseException:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+            raise
+        # the tail (maybe empty) and the part count together, in one atomic PutObject
+        await d._run(d._call, self._path, "put_object", Key=self._key + PENDING_SUFFIX, Body=bytes(self._buffer),
+                     ContentType=CONTENT_TYPE, Metadata={PARTS_METADATA: str(self._next_part - 1)},
+                     **d._object_args)
 
     async def _finish(self) -> None:
         if self._done:
             return
         self._done = True
         d = self._driver
-        if not self._changed:
-            return
-        if self._upload_id is None and not self._existing:
-            await d._run(d._put_sync, self._path, self._key, self._buffer)
-            return
         try:
-            if self._buffer or self._upload_id is None:
-                await self._send_part(bytes(self._buffer))  # the last part may be small
-            self._buffer.clear()
-            await self._wait()
-            parts = sorted(self._parts, key=lambda p: p["PartNumber"])
-            await d._run(d._call, self._path, "complete_multipart_upload", Key=self._key,
-                         UploadId=self._upload_id, MultipartUpload={"Parts": parts})
+            if self._upload_id is None and not self._existing:
+                if self._changed or self._buffer:  # (a session's buffer may hold its staged tail)
+                    await d._run(d._put_sync, self._path, self._key, self._buffer)
+            elif self._upload_id is not None or self._buffer or self._changed:
+                if self._buffer or not self._parts and not self._inflight:
+                    await self._send_part(bytes(self._buffer))  # the last part may be small
+                self._buffer.clear()
+                await self._wait()
+                parts = sorted(self._parts, key=lambda p: p["PartNumber"])
+                await d._run(d._call, self._path, "complete_multipart_upload", Key=self._key,
+                             UploadId=self._upload_id, MultipartUpload={"Parts": parts})
+            # else: a session continuing a complete object without new bytes: nothing to do
         except BaseException:
             await asyncio.gather(*self._inflight, return_exceptions=True)
-            if self._upload_id is not None:
+            if self._upload_id is not None and not self._session:
                 await d._abort(self._path, self._key, self._upload_id)
             raise
+        if self._session:
+            await d._run(d._call, self._path, "delete_object", Key=self._key + PENDING_SUFFIX)
 
     async def cancel(self) -> None:
         self._done = True
@@ -544,4 +613,5 @@ class S3Writer(FileWriter):
         d = self._driver
         if self._upload_id is not None:
             await d._abort(self._path, self._key, self._upload_id)
-        await d._run(d._call, self._path, "delete_object", Key=self._key)
+        for key in (self._key, self._key + PENDING_SUFFIX):
+            await d._run(d._call, self._path, "delete_object", Key=key)

@@ -99,9 +99,10 @@ class UploadStore:
         if started is None or started.is_dir:
             raise UploadUnknown(upload_id)
         data = entries.get("data")
-        size = data.size if data is not None and not data.is_dir else 0
         states = frozenset(state for path, entry in entries.items()
                            if not entry.is_dir and (state := _parse_state(path)) is not None)
+        # an open session's bytes are not an object yet (S3 multipart): the newest state tells its length
+        size = max([data.size if data is not None and not data.is_dir else 0, *(o for _, o in states)])
         return UploadInfo(name, upload_id, size, started.modified, _algorithm(states, size), states)
 
     async def _info_by_stat(self, name: str, upload_id: str) -> UploadInfo:
@@ -254,8 +255,12 @@ class UploadStore:
             except (PathNotFound, ValueError):
                 pass
         hasher = new_hasher(algorithm)
-        async for chunk in self.driver.reader(paths.upload_data(upload.name, upload.id), 0, upload.size):
-            await self._run(hasher.update, chunk)
+        try:
+            async for chunk in self.driver.reader(paths.upload_data(upload.name, upload.id), 0, upload.size):
+                await self._run(hasher.update, chunk)
+        except PathNotFound:
+            # no state and the data not readable (a session still open in S3): the client starts over
+            raise UploadUnknown(upload.id) from None
         return hasher
 
     async def _save_state(self, upload: UploadInfo, algorithm: str, hasher: Hasher) -> None:
