@@ -7,9 +7,15 @@ the spec's JSON error with the challenge header.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+Origin = Callable[[], str]
+
+
+def no_origin() -> str:
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +69,12 @@ class Grant:
 class AccessController(Protocol):
     """Decides requests; implementations live in this package (htpasswd, token)."""
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: str = "") -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin) -> Grant:
         """Grant every access in ``wanted`` or raise AuthFailure. ``wanted`` may be empty (GET /v2/).
 
-        ``origin`` is ``scheme://host`` as the client reached the registry (proxies and ``http.host``
-        taken into account), for challenges that point back at this server."""
+        ``origin()`` gives ``scheme://host`` as the client reached the registry (proxies and
+        ``http.host`` taken into account), for challenges that point back at this server; it is a
+        callable because most requests never need it."""
         ...
 
     async def may_list(self, grant: Grant, repository: str) -> bool:
@@ -78,7 +85,7 @@ class AccessController(Protocol):
 class AllowAll:
     """No authentication: everything is allowed (Distribution with no ``auth`` section)."""
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: str = "") -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin) -> Grant:
         return Grant(everything=True)
 
     async def may_list(self, grant: Grant, repository: str) -> bool:

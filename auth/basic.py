@@ -11,7 +11,7 @@ import binascii
 import logging
 from collections.abc import Mapping
 
-from auth.base import Access, Grant
+from auth.base import Access, Grant, Origin, no_origin
 from auth.challenge import denied, header, unauthorized
 from auth.htpasswd import Htpasswd
 from auth.rules import AccessRules
@@ -41,7 +41,7 @@ class BasicController:
         self.htpasswd = htpasswd
         self.rules = rules
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: str = "") -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin) -> Grant:
         authorization = (headers.get("authorization") or "").strip()
         user: str | None = None
         if authorization and authorization != EMPTY_BASIC:

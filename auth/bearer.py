@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from auth.base import Access, AuthFailure, Grant
+from auth.base import Access, AuthFailure, Grant, Origin, no_origin
 from auth.challenge import header, unauthorized
 from auth.rules import AccessRules
 from auth.scopes import format_scopes
@@ -25,7 +25,7 @@ class BearerController:
         self.rules = rules
         self.autoredirect_path = autoredirect_path
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: str = "") -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin) -> Grant:
         scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -46,10 +46,11 @@ class BearerController:
             return True
         return "pull" in self.rules.actions(grant.subject, "repository", repository)
 
-    def _refuse(self, origin: str, wanted: list[Access], error: str | None) -> AuthFailure:
+    def _refuse(self, origin: Origin, wanted: list[Access], error: str | None) -> AuthFailure:
         realm = self.realm
-        if self.autoredirect_path is not None and origin:
-            realm = f"{origin}{self.autoredirect_path}"
+        base = origin() if self.autoredirect_path is not None else ""
+        if base:
+            realm = f"{base}{self.autoredirect_path}"
         challenge = header(
             "Bearer", realm=realm, service=self.service, scope=format_scopes(wanted) or None, error=error
         )

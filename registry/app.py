@@ -129,7 +129,7 @@ class RegistryApp:
             handler = mirror_route(self.services.mirror, request, params, handler)
         scope["path_params"] = params
         scope["moorage.grant"] = await self.services.access.authorize(
-            request.headers, rule(request), origin(request, self.config.http))
+            request.headers, rule(request), lambda: origin(request, self.config.http))
         return await handler(request)
 
     async def liveness(self, request: Request) -> Response:

@@ -1,7 +1,8 @@
 """Streaming a stored blob (or part of it) with few thread hops and large sends.
 
-A local file is read with ``os.pread`` in 4 MiB blocks (1 MiB under many concurrent pulls) on the driver's pool, or handed to the ASGI
-server whole with ``http.response.pathsend`` where the server offers it (granian).
+A local file is read with ``os.pread`` in 4 MiB blocks (1 MiB under many concurrent pulls) on the
+driver's pool, or handed to the ASGI server whole with ``http.response.pathsend`` where the server
+offers it (granian).
 """
 
 from __future__ import annotations

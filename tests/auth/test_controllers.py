@@ -170,7 +170,7 @@ class TestBearer:
         controller = BearerController("ignored", SERVICE, verifier, autoredirect_path="/auth/token")
         for origin in ("https://reg.test:5000", "http://192.168.1.5:5000"):
             with pytest.raises(AuthFailure) as info:
-                asyncio.run(controller.authorize({"host": "spoofed"}, [], origin))
+                asyncio.run(controller.authorize({"host": "spoofed"}, [], lambda o=origin: o))
             assert info.value.challenge.startswith(f'Bearer realm="{origin}/auth/token"')
 
     def test_catalog_filter(self, bearer: BearerController, make_token, signer: Signer) -> None:
