@@ -134,21 +134,21 @@ def parse(raw: Mapping[str, Any]) -> Config:
     config.log_level = "warning" if level == "warn" else level
     accesslog = section(log, "log.accesslog", ("disabled",))
     config.accesslog = not boolean(accesslog.get("disabled", False), "log.accesslog.disabled")
-    config.http = parse_http(section(raw, "http", None))
+    config.http = parse_http(section(raw, "http", HTTP_KEYS))
     config.storage = parse_storage(section(raw, "storage", None))
-    config.validation = parse_validation(section(raw, "validation", None))
+    config.validation = parse_validation(section(raw, "validation", VALIDATION_KEYS))
     config.auth = dict(section(raw, "auth", None))
     config.proxy = dict(section(raw, "proxy", None))
     return config
 
 
+VALIDATION_KEYS = ("disabled", "enabled", "manifests")
 HTTP_KEYS = ("addr", "net", "host", "prefix", "secret", "relativeurls", "draintimeout", "tls", "debug",
              "headers", "http2", "h2c", "trustedproxies", "workers", "server")
 
 
 def parse_http(raw: Mapping[str, Any]) -> HTTPConfig:
     http = HTTPConfig()
-    section({"http": raw}, "http", HTTP_KEYS)
     choice(raw.get("net", "tcp"), "http.net", ("tcp",))  # Distribution's unix sockets are not served
     http.headers = parse_headers(section(raw, "http.headers", None))
     http.addr = string(raw.get("addr", http.addr), "http.addr")
@@ -231,7 +231,6 @@ def parse_storage(raw: Mapping[str, Any]) -> StorageConfig:
 
 def parse_validation(raw: Mapping[str, Any]) -> ValidationConfig:
     validation = ValidationConfig()
-    section({"validation": raw}, "validation", ("disabled", "enabled", "manifests"))
     validation.disabled = boolean(raw.get("disabled", not raw.get("enabled", True)), "validation.disabled")
     manifests = section(raw, "validation.manifests", ("urls",))
     urls = section(manifests, "validation.manifests.urls", ("allow", "deny"))
