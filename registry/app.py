@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import os
+from urllib.parse import unquote
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -111,10 +112,11 @@ class RegistryApp:
 
     async def dispatch(self, request: Request) -> Response:
         scope = request.scope
-        found = match(scope["path"][len(self.prefix) :])
+        found = match(raw_path(scope)[len(self.prefix) :])
         if found is None:
             raise RegistryError("UNSUPPORTED", "no such endpoint", status=404)
-        endpoint, params = found
+        endpoint, raw_params = found
+        params = {key: unquote(value) for key, value in raw_params.items()}
         method = scope["method"]
         entry = endpoint.methods.get(method)
         if entry is None:
@@ -142,6 +144,15 @@ class RegistryApp:
         if error:
             return JSONResponse({"status": "unavailable", "storage": error}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+
+def raw_path(scope: Scope) -> str:
+    """The path as sent, escapes kept: routed before decoding, an encoded ``/`` stays inside its
+    segment (``blobs/sha256%2F...`` is a malformed digest, not another endpoint)."""
+    raw = scope.get("raw_path")
+    if not raw:
+        return scope["path"]
+    return raw.decode("latin-1").split("?", 1)[0]
 
 
 async def storage_error(driver: StorageDriver, timeout: float = STORAGE_CHECK_TIMEOUT) -> str | None:

@@ -82,6 +82,11 @@ class FileWriter(abc.ABC):
     async def cancel(self) -> None:
         """Discard the object."""
 
+    @abc.abstractmethod
+    async def discard(self) -> None:
+        """Undo this writer: the object stays as it was when the writer was opened (a refused request
+        must change nothing); the writer may not be used afterwards."""
+
 
 class StorageDriver(abc.ABC):
     """Async blob/key storage; implementations must be safe for concurrent use."""

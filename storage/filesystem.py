@@ -192,6 +192,7 @@ class FilesystemWriter(FileWriter):
         self._full = full
         self._fd: int | None = fd
         self._size = size
+        self._opened_size = size
 
     @classmethod
     def open(cls, driver: FilesystemDriver, full: str, append: bool) -> FilesystemWriter:
@@ -237,6 +238,15 @@ class FilesystemWriter(FileWriter):
 
     async def cancel(self) -> None:
         await self._driver.run(self._cancel_sync)
+
+    async def discard(self) -> None:
+        await self._driver.run(self._discard_sync)
+
+    def _discard_sync(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, self._opened_size)
+            self._size = self._opened_size
+        self._finish(False)
 
     def _cancel_sync(self) -> None:
         self._finish(False)

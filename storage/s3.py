@@ -479,6 +479,7 @@ class S3Writer(FileWriter):
         self._session = not truncate  # an append session: stays open until commit
         self._existing = existing  # bytes of the current object that the new object must start with
         self._upload_id = upload_id
+        self._resumed_upload = upload_id is not None  # an upload this writer did not start
         self._parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts or ()]
         self._next_part = max((p["PartNumber"] for p in self._parts), default=0) + 1
         self._buffer = bytearray(pending)
@@ -604,6 +605,16 @@ class S3Writer(FileWriter):
             raise
         if self._session:
             await d._run(d._call, self._path, "delete_object", Key=self._key + PENDING_SUFFIX)
+
+    async def discard(self) -> None:
+        """Nothing is staged: the session's recorded part count and tail stay as they were, so parts
+        sent by this writer are ignored and overwritten by the next one."""
+        self._done = True
+        self._buffer.clear()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._inflight = set()
+        if self._upload_id is not None and not self._resumed_upload:
+            await self._driver._abort(self._path, self._key, self._upload_id)
 
     async def cancel(self) -> None:
         self._done = True

@@ -151,15 +151,21 @@ class UploadStore:
         if start is not None and start != writer.size:
             await writer.close()
             raise OffsetMismatch(writer.size)
-        hasher = await self._hasher(upload)
-        received = 0
+        if expected_length is not None:
+            chunks = _at_most(chunks, expected_length)
         try:
+            hasher = await self._hasher(upload)
             received = await self._pump(chunks, writer, hasher)
-        finally:
-            await writer.close()
+            if expected_length is not None and received != expected_length:
+                raise SizeMismatch(f"declared {expected_length} bytes, received {received}")
+        except SizeMismatch:
+            await writer.discard()  # a refused chunk changes nothing
+            raise
+        except BaseException:
+            await writer.close()  # a broken connection keeps what arrived: the client may resume
+            raise
+        await writer.close()
         upload.size += received
-        if expected_length is not None and received != expected_length:
-            raise SizeMismatch(f"declared {expected_length} bytes, received {received}")
         await self._save_state(upload, upload.algorithm, hasher)
         return upload.size
 
@@ -295,6 +301,16 @@ class UploadStore:
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False)
+
+
+async def _at_most(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The chunks, refused (SizeMismatch) as soon as they exceed the ``limit`` the client declared."""
+    received = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > limit:
+            raise SizeMismatch(f"declared {limit} bytes, received more")
+        yield chunk
 
 
 def _state_algorithm(directory: str) -> str | None:

@@ -66,6 +66,12 @@ async def load(svc: Services, name: str, digest: Digest) -> bytes:
         raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
 
 
+def is_digest_reference(reference: str) -> bool:
+    """A reference with a colon can only be a digest (tags have none): its errors are DIGEST_INVALID,
+    the others' TAG_INVALID."""
+    return ":" in reference
+
+
 def accepts(request: Request, media_type: str) -> bool:
     """False only when the client lists the types it reads and this one is not among them."""
     header = ",".join(request.headers.getlist("accept"))
@@ -92,9 +98,9 @@ async def put_manifest(request: Request) -> Response:
     name, reference = request.path_params["name"], request.path_params["reference"]
     content = await read_limited(request)
     manifest = parse(content, request.headers.get("content-type"))
-    if is_tag(reference):
+    if not is_digest_reference(reference):
         digest = digest_bytes(content)
-        tags = [reference]
+        tags = [check_tag(reference)]
     else:
         claimed = digest_param(reference)
         digest = digest_bytes(content, claimed.algorithm)
@@ -177,9 +183,9 @@ async def delete_manifest(request: Request) -> Response:
     if not svc.config.storage.delete_enabled:
         raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
     name, reference = request.path_params["name"], request.path_params["reference"]
-    if is_tag(reference):
+    if not is_digest_reference(reference):
         try:
-            await svc.tags.untag(name, reference)
+            await svc.tags.untag(name, check_tag(reference))
         except TagUnknown:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
         return Response(status_code=202)

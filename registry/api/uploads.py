@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -34,7 +35,13 @@ async def start_upload(request: Request) -> Response:
     if digest_text:
         digest = digest_param(digest_text)
         upload = await svc.uploads.create(name, digest.algorithm)
-        return await finish(request, upload, digest, body(request))
+        try:
+            return await finish(request, upload, digest, body(request))
+        except BaseException:
+            # the client never learnt of this session: nothing may stay behind (a retry starts anew)
+            with contextlib.suppress(UploadUnknown):
+                await svc.uploads.cancel(upload.name, upload.id)
+            raise
     upload = await svc.uploads.create(name, algorithm)
     return Response(status_code=202, headers=upload_headers(request, upload))
 

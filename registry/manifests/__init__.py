@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,9 @@ from registry.manifests.descriptor import Descriptor, ParsedManifest, invalid
 from storage.digests import Digest
 
 MAX_MANIFEST_SIZE = 4 << 20
+MAX_DEPTH = 64  # a manifest nests 4-5 levels; the JSON parser recurses once per level
+JSON_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 SCHEMA1_TYPES = (
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
@@ -28,9 +32,13 @@ __all__ = ["Descriptor", "ParsedManifest", "parse", "detect_media_type", "referr
 
 def parse(content: bytes, content_type: str | None) -> ParsedManifest:
     """Validate a pushed manifest; the Content-Type decides its type, else its ``mediaType`` field."""
+    if len(content) > MAX_MANIFEST_SIZE:
+        raise invalid(f"manifest larger than {MAX_MANIFEST_SIZE} bytes")
+    if not nesting_within(content, MAX_DEPTH):
+        raise invalid(f"manifest nested deeper than {MAX_DEPTH} levels")
     try:
         doc = json.loads(content)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise invalid(f"manifest is not valid JSON: {e}") from None
     if not isinstance(doc, dict):
         raise invalid("manifest must be a JSON object")
@@ -43,6 +51,24 @@ def parse(content: bytes, content_type: str | None) -> ParsedManifest:
     if parser is None:
         raise invalid(f"unsupported manifest media type {media_type!r}")
     return parser(doc)
+
+
+def nesting_within(content: bytes, limit: int) -> bool:
+    """False when arrays and objects nest deeper than ``limit`` (or their brackets do not pair up).
+
+    Checked before parsing: the JSON parser recurses once per level, and a body of 100,000 ``[``
+    would exhaust the stack.  Strings are cut out first, then the brackets alone are peeled, at
+    least one level per round, in C: a few passes over at most a few MiB.
+    """
+    brackets = JSON_STRING_RE.sub(b"", content).translate(None, NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return True
+        peeled = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if len(peeled) == len(brackets):
+            return False  # mismatched: not JSON anyway
+        brackets = peeled
+    return not brackets
 
 
 def guess(doc: dict[str, Any]) -> str:

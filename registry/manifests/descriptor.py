@@ -9,6 +9,7 @@ from typing import Any
 from registry.errors import RegistryError
 from storage.digests import Digest, InvalidDigest, parse_digest
 
+MAX_SIZE = 2**63 - 1  # sizes are int64 in the spec and in every client
 MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 
@@ -51,8 +52,8 @@ def descriptor(value: Any, where: str) -> Descriptor:
     except InvalidDigest as e:
         raise invalid(f"{where}.digest: {e}") from None
     size = value.get("size")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise invalid(f"{where}.size: must be a non-negative integer")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
+        raise invalid(f"{where}.size: must be an integer from 0 to {MAX_SIZE}")
     urls = value.get("urls", [])
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise invalid(f"{where}.urls: must be a list of strings")

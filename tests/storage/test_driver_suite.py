@@ -208,6 +208,25 @@ async def test_cancel_discards(make_driver: DriverFactory, size: int) -> None:
         await driver.stat("/cancel/data")
 
 
+@pytest.mark.parametrize("before,after", [(0, 10), (3 * MiB, 7 * MiB), (6 * MiB, 1)],
+                         ids=["fresh", "past-a-part", "after-a-part"])
+async def test_discard_leaves_session_as_it_was(make_driver: DriverFactory, before: int, after: int) -> None:
+    """A refused request's bytes vanish: the session continues from where it was before the request."""
+    first = data(before, 1)
+    if before:
+        writer = await make_driver().writer("/discard/data", append=True)
+        await writer.write(first)
+        await writer.close()
+    writer = await make_driver().writer("/discard/data", append=True)
+    await writer.write(data(after, 2))
+    await writer.discard()
+    writer = await make_driver().writer("/discard/data", append=True)
+    assert writer.size == before
+    await writer.write(b"tail")
+    await writer.commit()
+    assert await digest(make_driver(), "/discard/data") == hashlib.sha256(first + b"tail").hexdigest()
+
+
 async def test_large_multipart_write(driver: StorageDriver) -> None:
     content = data(40 * MiB, 40)
     t0 = time.monotonic()
