@@ -32,7 +32,7 @@ from uvicorn.supervisors import Multiprocess
 
 from registry.app import create_app, storage_error
 from registry.config import Config, ConfigError, TLSConfig
-from storage.factory import build_driver
+from storage.driver.factory import build_driver
 
 log = logging.getLogger("moorage")
 

@@ -12,7 +12,7 @@ from registry.mirror.cache import Mirror
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
 from storage.driver import StorageDriver
-from storage.factory import build_driver
+from storage.driver.factory import build_driver
 from storage.manifests import ManifestStore, TagStore
 from storage.referrers import ReferrersIndex
 from storage.uploads import UploadStore

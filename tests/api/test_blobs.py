@@ -259,7 +259,7 @@ def test_purge_removes_only_abandoned_uploads(tmp_path) -> None:
     import os
     import time
 
-    from storage.filesystem import FilesystemDriver
+    from storage.driver.filesystem import FilesystemDriver
     from storage.purge import purge_uploads
 
     with make_client(tmp_path) as c:

@@ -16,7 +16,7 @@ from registry.mirror.cache import Mirror
 from registry.mirror.config import DEFAULT_TTL, Upstream, parse_proxy
 from registry.mirror.upstream import UpstreamClient, UpstreamError, UpstreamNotFound
 from storage.blobs import BlobStore
-from storage.filesystem import FilesystemDriver
+from storage.driver.filesystem import FilesystemDriver
 from storage.manifests import ManifestStore, TagStore
 from storage.uploads import UploadStore
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from storage.driver import StorageDriver
-from storage.filesystem import FilesystemDriver
-from storage.s3 import S3Driver
+from storage.driver.filesystem import FilesystemDriver
+from storage.driver.s3 import S3Driver
 from tests.storage.servers import S3Server, ServerUnavailable, shared_radosgw, start_moto
 
 MiB = 1 << 20

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from storage.driver import PathNotFound, StorageError
-from storage.s3 import S3Driver
+from storage.driver.s3 import S3Driver
 from tests.storage.conftest import S3_TEST_PARAMETERS
 from tests.storage.servers import S3Server
 

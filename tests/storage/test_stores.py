@@ -20,9 +20,9 @@ from storage.blobs import BlobStore
 from storage.catalog import Catalog
 from storage.digests import Digest, digest_bytes, new_hasher, parse_digest
 from storage.driver import PathNotFound, StorageDriver
+from storage.driver.s3 import S3Driver
 from storage.manifests import ManifestStore
 from storage.referrers import ReferrersIndex
-from storage.s3 import S3Driver
 from storage.uploads import DigestMismatch, OffsetMismatch, UploadInfo, UploadStore, UploadUnknown
 from tests.storage.conftest import S3_BACKENDS, DriverFactory
 

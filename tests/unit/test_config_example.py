@@ -34,8 +34,8 @@ from auth import factory, htpasswd, keygen, keys, standalone
 from registry import config as config_module
 from registry.mirror import config as mirror_config
 from registry.server import ssl_context
-from storage.factory import build_driver
-from storage.s3_config import S3Parameters
+from storage.driver.factory import build_driver
+from storage.driver.s3_config import S3Parameters
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yml"
 # `# key: value`, `#   key:`, `#     - key: value` (not prose: that starts otherwise or has no `key:`)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.driver import StorageDriver
-from storage.filesystem import FilesystemDriver
-from storage.s3 import S3Driver
+from storage.driver.filesystem import FilesystemDriver
+from storage.driver.interface import StorageDriver
+from storage.driver.s3 import S3Driver
 
 
 def build_driver(kind: str, parameters: dict[str, Any], redirect: bool = True) -> StorageDriver:

@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from storage.driver import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver
+from storage.driver.base import BaseDriver, check_path
+from storage.driver.interface import FileInfo, FileWriter, InvalidOffset, PathNotFound
 
 T = TypeVar("T")
 SYNC_FILE_RANGE_WRITE = 2
@@ -41,7 +42,7 @@ TEMP_PREFIX = ".moorage-tmp-"
 DIR_CACHE_ENTRIES = 65536
 
 
-class FilesystemDriver(StorageDriver):
+class FilesystemDriver(BaseDriver):
     name = "filesystem"
 
     def __init__(self, rootdirectory: str, fsync: bool = True, threads: int = 16) -> None:
@@ -53,12 +54,7 @@ class FilesystemDriver(StorageDriver):
 
     def full_path(self, path: str) -> str:
         """Map a driver path to a file below the root; refuses anything that escapes it."""
-        if not path.startswith("/") or "\0" in path:
-            raise ValueError(f"invalid storage path {path!r}")
-        parts = [p for p in path.split("/") if p]
-        if any(p in (".", "..") for p in parts):
-            raise ValueError(f"invalid storage path {path!r}")
-        return os.path.join(self.root, *parts)
+        return os.path.join(self.root, *(p for p in check_path(path).split("/") if p))
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

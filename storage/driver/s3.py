@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -28,16 +27,9 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage.driver import (
-    FileInfo,
-    FileWriter,
-    InvalidOffset,
-    KeyPage,
-    PathNotFound,
-    StorageDriver,
-    StorageError,
-)
-from storage.s3_config import MAX_PART, MIN_PART, S3Parameters
+from storage.driver.base import BaseDriver, check_path
+from storage.driver.interface import FileInfo, FileWriter, InvalidOffset, KeyPage, PathNotFound, StorageError
+from storage.driver.s3_config import MAX_PART, MIN_PART, S3Parameters
 
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
@@ -45,8 +37,6 @@ MAX_PARTS = 10_000
 PRESIGN_EXPIRY = 20 * 60
 DELETE_BATCH = 1000  # DeleteObjects' limit
 NOT_FOUND = frozenset({"NoSuchKey", "NotFound", "404"})
-# Distribution's storagedriver.PathRegexp
-PATH_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
 CONTENT_TYPE = "application/octet-stream"
 PENDING_SUFFIX = ".pending"  # the staged tail of an append session, next to its key
 PARTS_METADATA = "moorage-parts"  # on the tail: the number of parts the session had when it was staged
@@ -60,7 +50,7 @@ class S3Error(StorageError):
         self.code = code
 
 
-class S3Driver(StorageDriver):
+class S3Driver(BaseDriver):
     name = "s3"
 
     def __init__(self, params: S3Parameters, redirect: bool = True) -> None:
@@ -99,9 +89,7 @@ class S3Driver(StorageDriver):
 
     def key(self, path: str) -> str:
         """The object key of a driver path (Distribution's ``s3Path``); refuses malformed paths."""
-        if path != "/" and (not PATH_RE.match(path) or any(p in (".", "..") for p in path.split("/"))):
-            raise ValueError(f"invalid storage path {path!r}")
-        return (self._root + path).lstrip("/")
+        return (self._root + check_path(path)).lstrip("/")
 
     def _dir_prefix(self, path: str) -> str:
         """The prefix all keys below directory ``path`` share ("" for the bucket root)."""

@@ -1,8 +1,9 @@
-"""The storage driver interface every backend implements.
+"""The storage driver interface every backend implements: the contract only.
 
 Paths are absolute, '/'-separated keys below the driver's root (e.g. ``/docker/registry/v2/blobs/...``);
 drivers never see anything above their root.  The interface mirrors Distribution's
-``storagedriver.StorageDriver`` so that the same layout code works on every backend.
+``storagedriver.StorageDriver`` so that the same layout code works on every backend.  What every driver
+does the same way (path validation, the generic walk) lives in ``storage.driver.base``.
 """
 
 from __future__ import annotations
@@ -125,25 +126,14 @@ class StorageDriver(abc.ABC):
     async def delete(self, path: str) -> None:
         """Delete an object or a whole directory tree. Raises PathNotFound."""
 
-    async def walk(self, path: str) -> AsyncIterator[FileInfo]:
+    @abc.abstractmethod
+    def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """Every file and directory below ``path``, depth first, children in sorted order.
 
         Raises PathNotFound when ``path`` does not exist; entries removed while the walk runs are left out.
         """
-        for name in await self.list(path):
-            child = f"{path.rstrip('/')}/{name}"
-            try:
-                info = await self.stat(child)
-            except PathNotFound:
-                continue
-            yield info
-            if info.is_dir:
-                try:
-                    async for sub in self.walk(child):
-                        yield sub
-                except PathNotFound:
-                    continue
 
+    @abc.abstractmethod
     async def list_nested(self, path: str, depth: int) -> list[str]:
         """Relative paths (``a/b`` for depth 2) of the entries ``depth`` levels below ``path``, sorted
         component by component (as a walk visits them).
@@ -151,18 +141,8 @@ class StorageDriver(abc.ABC):
         Files above that depth are left out.  Raises PathNotFound when ``path`` does not exist.  Drivers
         with a flat key space answer in one listing (S3: a request per 1,000 keys, not per directory).
         """
-        names = await self.list(path)
-        if depth <= 1:
-            return names
-        found: list[str] = []
-        for name in names:
-            try:
-                below = await self.list_nested(f"{path.rstrip('/')}/{name}", depth - 1)
-            except PathNotFound:
-                continue  # a file, or removed meanwhile
-            found += [f"{name}/{sub}" for sub in below]
-        return found
 
+    @abc.abstractmethod
     async def list_keys(self, path: str, start_after: str = "", delimiter: str = "",
                         limit: int = 1000) -> KeyPage | None:
         """One page of up to ``limit`` keys below ``path`` (relative names) after ``start_after``, in byte
@@ -171,25 +151,21 @@ class StorageDriver(abc.ABC):
         None where the backend keeps no key order (the filesystem): callers then list directory by
         directory.
         """
-        return None
 
+    @abc.abstractmethod
     async def delete_file(self, path: str) -> None:
         """Delete one object if it is there; no error when it is not.  Never given a directory.
 
         Cheaper than ``delete`` where that must first find out what ``path`` is (S3: one request).
         """
-        try:
-            await self.delete(path)
-        except PathNotFound:
-            pass
 
+    @abc.abstractmethod
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A URL the client may fetch the object from directly, or None to stream it through us."""
-        return None
 
+    @abc.abstractmethod
     def local_path(self, path: str) -> str | None:
         """The object's file on local disk, for zero-copy responses; None where there is none."""
-        return None
 
     @abc.abstractmethod
     async def close(self) -> None:
