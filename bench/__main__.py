@@ -1,5 +1,12 @@
-"""Entry point for ``python -m bench``."""
+"""Entry point: ``python -m bench [build-v3 SRC | limits | OPTIONS]``."""
 
+import sys
+
+from bench import distribution_v3, limits
 from bench.run import main
 
+COMMANDS = {"build-v3": distribution_v3.main, "limits": limits.main}
+
+if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+    raise SystemExit(COMMANDS[sys.argv[1]](sys.argv[2:]))
 raise SystemExit(main())

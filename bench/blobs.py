@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.core import Bench, run_threads, thread_measure
 from bench.payload import Payloads
-from bench.report import A, Measure
+from bench.report import Measure
 from bench.servers import HOST, Server
 from bench.wire import Conn, target_of, with_query
 
@@ -78,7 +78,7 @@ def _disk_probe(path: Path, base: memoryview, size: int) -> float:
 
 def disk_reference(b: Bench, size: int, when: str) -> None:
     """Note what the storage disk does right now (two probes back to back; the machine is shared)."""
-    path = b.servers[A].workdir.parent / "disk-probe"
+    path = next(iter(b.servers.values())).workdir.parent / "disk-probe"
     rates = [_disk_probe(path, b.payloads.base, size) for _ in range(2)]
     line = (f"disk reference {when}: write + fdatasync of {label(size)} in the storage directory "
             f"{rates[0]:.0f} / {rates[1]:.0f} MB/s (a push that fsyncs cannot beat this)")
@@ -108,8 +108,32 @@ def section_push(b: Bench) -> None:
                 "(--push-inflight-mib 0 runs them; the S3 default keeps a run under 10 minutes)")
         b.notes.append(line)
         print("  " + line, flush=True)
+    if s.rss_push:
+        _rss_push_case(b, s.rss_push)
     if on_disk:
         disk_reference(b, max(s.push_sizes), "after push")
+
+
+def _rss_push_case(b: Bench, size: int) -> None:
+    """One monolithic push of ``size`` bytes per server, with each server's peak RSS during it."""
+    peaks: dict[str, Measure] = {}
+
+    def fn(srv: Server) -> Measure:
+        conn = Conn(HOST, srv.port)
+        tail, digest = b.payloads.new(size)
+        srv.reset_peak()
+        t0 = time.perf_counter()
+        try:
+            push(conn, "bench/rss", b.payloads, size, tail, digest)
+        finally:
+            conn.close()
+        wall = time.perf_counter() - t0
+        peaks[srv.name] = Measure(srv.peak_rss())
+        srv.drop_blob(digest)
+        return Measure(size / wall / 1e6, work=float(size), wall=wall)
+
+    b.case("push", f"mono {label(size)} c1", "MB/s", fn, cpu_unit="s/GB", reps=1)
+    b.info_row("push", f"peak RSS mono {label(size)} c1", "MiB", peaks)
 
 
 def _seed_blob(b: Bench, srv: Server, repo: str, size: int) -> str:

@@ -1,4 +1,4 @@
-"""The interleaved runner: every case runs on both servers back to back, alternating which goes first."""
+"""The interleaved runner: every case runs on every server back to back, rotating which goes first."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.payload import Payloads
-from bench.report import A, B, Measure, Row
+from bench.report import SHORT, B, Measure, Row
 from bench.servers import HOST, Server
 from bench.wire import Conn
 
@@ -35,11 +35,12 @@ class Settings:
     wrk_threads: int
     storage: str = "filesystem"  # or a description of the S3 back end (``--s3``)
     push_inflight_max: int = 0  # skip push cases whose size x concurrency exceeds this (0: none skipped)
+    rss_push: int = 0  # size of one more monolithic push, measured for the server's peak RSS (0: none)
 
 
 @dataclass
 class Bench:
-    """Holds both servers, the payloads and the rows measured so far."""
+    """Holds the servers (references and Moorage), the payloads and the rows measured so far."""
 
     servers: dict[str, Server]
     settings: Settings
@@ -63,10 +64,12 @@ class Bench:
         total_key: str = "",
         cleanup: Callable[[Server], None] | None = None,
     ) -> Row:
-        """Measure ``fn`` on both servers (``reps`` times each, interleaved) and keep the median."""
-        runs: dict[str, list[Measure]] = {A: [], B: []}
+        """Measure ``fn`` on every server (``reps`` times each, interleaved) and keep the median."""
+        names = list(self.servers)
+        runs: dict[str, list[Measure]] = {name: [] for name in names}
         for _ in range(reps or self.settings.reps):
-            order = [A, B] if self._flip % 2 == 0 else [B, A]
+            k = self._flip % len(names)
+            order = names[k:] + names[:k]  # each server goes first in turn: drift hits all alike
             self._flip += 1
             for who in order:
                 srv = self.servers[who]
@@ -119,11 +122,11 @@ def _median_pick(vals: list[Measure]) -> Measure:
 
 
 def _progress(row: Row) -> None:
-    a, b = row.results.get(A), row.results.get(B)
-    ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
-    err = " ERRORS" if (a and a.errors) or (b and b.errors) else ""
-    print(f"  {row.section:<9} {row.name:<28} D={a.value if a else 0:>10.1f}  M={b.value if b else 0:>10.1f}"
-          f"  {row.unit:<6} {ratio}{err}", flush=True)
+    values = "  ".join(f"{SHORT[n]}={m.value:>9.1f}" for n, m in row.results.items())
+    ratios = " ".join(f"M/{SHORT[n]} {x:.2f}x" for n in row.results
+                      if n != B and (x := row.ratio_vs(n)) is not None)
+    err = " ERRORS" if any(m.errors for m in row.results.values()) else ""
+    print(f"  {row.section:<9} {row.name:<28} {values}  {row.unit:<6} {ratios}{err}", flush=True)
 
 
 @dataclass

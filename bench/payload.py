@@ -1,4 +1,5 @@
-"""Blob payloads: one shared random buffer; each push gets a unique 32-byte tail, digest precomputed."""
+"""Blob payloads: one shared random buffer (repeated past 512 MiB); each push gets a unique 32-byte tail,
+digest precomputed."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from collections.abc import Iterator
 
 TAIL = 32
 _TILE = 16 << 20
+_BASE_MAX = 512 << 20  # larger blobs repeat the buffer: a 2 GiB push costs the client 512 MiB, not 2 GiB
 
 
 class Payloads:
-    """Blobs of the given sizes: ``base[:size - 32] + tail``; the prefix hash is computed once per size."""
+    """Blobs of the given sizes: ``base`` repeated up to ``size - 32``, then the tail; the prefix hash is
+    computed once per size."""
 
     def __init__(self, sizes: list[int], token: str) -> None:
-        top = max(sizes)
+        top = min(max(sizes), _BASE_MAX)
         tile = os.urandom(min(top, _TILE))
         buf = bytearray(top)
         for off in range(0, top, len(tile)):
@@ -29,7 +32,8 @@ class Payloads:
         done = 0
         for size in sorted(set(sizes)):
             end = size - TAIL
-            h.update(self.base[done:end])
+            for view in self._span(done, end):
+                h.update(view)
             done = end
             self.prefix[size] = h.copy()
 
@@ -48,9 +52,18 @@ class Payloads:
         end = size if end is None else end
         cut = size - TAIL
         if start < cut:
-            yield self.base[start : min(end, cut)]
+            yield from self._span(start, min(end, cut))
         if end > cut:
             yield tail[max(start, cut) - cut : end - cut]
+
+    def _span(self, start: int, end: int) -> Iterator[memoryview]:
+        """Views of bytes [start, end) of ``base`` repeated without end."""
+        n = len(self.base)
+        while start < end:
+            offset = start % n
+            take = min(end - start, n - offset)
+            yield self.base[offset : offset + take]
+            start += take
 
     def content(self, size: int, tail: bytes) -> bytes:
         """The whole blob as bytes (for small verification only)."""

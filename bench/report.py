@@ -6,7 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-A, B = "distribution", "moorage"
+A, V3, B = "distribution", "distribution-v3", "moorage"  # 2.8.2 (Debian), v3 built from source, us
+REFERENCES = (A, V3)
+SHORT = {A: "2.8.2", V3: "v3", B: "Moorage"}
 
 
 @dataclass
@@ -44,32 +46,53 @@ class Row:
 
     @property
     def ratio(self) -> float | None:
-        """Moorage's advantage: M/D for rates, D/M for times and sizes."""
-        a, b = self.results.get(A), self.results.get(B)
+        """Moorage's advantage over Distribution 2.8.2 (see ``ratio_vs``)."""
+        return self.ratio_vs(A)
+
+    def ratio_vs(self, ref: str) -> float | None:
+        """Moorage's advantage over ``ref``: M/ref for rates, ref/M for times and sizes."""
+        a, b = self.results.get(ref), self.results.get(B)
         if a is None or b is None or not a.value or not b.value:
             return None
         return b.value / a.value if self.higher_better else a.value / b.value
 
+    def cpu_ratio_vs(self, ref: str) -> float | None:
+        """ref's server CPU per unit of work over Moorage's (above 1: Moorage spends less)."""
+        a, b = self.results.get(ref), self.results.get(B)
+        ca = a.cpu_per(self.cpu_unit) if a else None
+        cb = b.cpu_per(self.cpu_unit) if b else None
+        return ca / cb if ca and cb else None
+
 
 @dataclass
 class Target:
+    """A goal for one row: Moorage's advantage over ``ref`` of at least ``need``, or, with ``ceiling``,
+    Moorage's own value of at most ``need`` (in the row's unit)."""
+
     label: str
     section: str
     name: str
     need: float
+    ref: str = A  # B (Moorage itself) for a ceiling
+    ceiling: bool = False
 
     def verdict(self, rows: list[Row]) -> tuple[float | None, str]:
         for r in rows:
             if r.section == self.section and r.name == self.name:
-                ratio = r.ratio
+                bad = any(m.errors for m in r.results.values())
+                if self.ceiling:
+                    mine = r.results.get(B)
+                    if mine is None or not mine.value:
+                        return None, "n/a"
+                    return mine.value, ("PASS" if mine.value <= self.need and not bad else "MISS")
+                ratio = r.ratio_vs(self.ref)
                 if ratio is None:
                     return None, "n/a"
-                bad = any(m.errors for m in r.results.values())
                 return ratio, ("PASS" if ratio >= self.need and not bad else "MISS")
         return None, "not run"
 
 
-TARGETS = [
+TARGETS = [  # the previous goals, against the Debian package
     Target("push 512 MiB single stream (monolithic)", "push", "mono 512MiB c1", 3.0),
     Target("push 512 MiB single stream (chunked)", "push", "chunked 512MiB c1", 3.0),
     Target("pull 512 MiB c1", "pull", "512MiB c1", 1.0),
@@ -77,6 +100,15 @@ TARGETS = [
     Target("manifest GET by tag c16", "manifest", "GET tag c16", 4.0),
     Target("GET /v2/ c64", "v2", "GET /v2/ c64", 5.0),
     Target("catalog 10000 repos, n=100 walk", "catalog", "walk 10000 repos n=100", 20.0),
+    # issue 15: against Distribution v3 built from source with a current Go
+    Target("push 512 MiB mono c1", "push", "mono 512MiB c1", 1.5, V3),
+    Target("server CPU per GB pushed (v3/Moorage)", "summary", "server CPU per GB push", 1.0, V3),
+    Target("pull 512 MiB c1", "pull", "512MiB c1", 1.5, V3),
+    Target("manifest GET by tag c16", "manifest", "GET tag c16", 1.3, V3),
+    Target("manifest PUT c16", "manifest", "PUT c16", 1.2, V3),
+    Target("GET /v2/ c64", "v2", "GET /v2/ c64", 1.3, V3),
+    Target("catalog 10000 repos, n=100 walk", "catalog", "walk 10000 repos n=100", 5.0, V3),
+    Target("peak RSS during a 2 GiB push (MiB)", "push", "peak RSS mono 2048MiB c1", 100.0, B, ceiling=True),
 ]
 
 
@@ -100,33 +132,43 @@ def _lat(m: Measure | None) -> str:
     return f"{_fmt(m.p50)}/{_fmt(m.p99)}"
 
 
+def servers_in(rows: list[Row]) -> list[str]:
+    """The servers that have results, references first."""
+    seen = {name for r in rows for name in r.results}
+    return [n for n in (*REFERENCES, B) if n in seen]
+
+
 def table(rows: list[Row]) -> str:
-    """Fixed-width comparison table."""
-    head = ["section", "case", "unit", "Distribution", "Moorage", "M adv.", "D p50/p99ms", "M p50/p99ms",
-            "D cpu", "M cpu", "cpu unit", "client cpu", "notes"]
+    """Fixed-width comparison table: each server's figure, Moorage's advantage over each reference,
+    latencies and server CPU per unit of work."""
+    names = servers_in(rows)
+    refs = [n for n in names if n != B]
+    head = ["section", "case", "unit", *(SHORT[n] for n in names), *(f"M/{SHORT[n]}" for n in refs),
+            *(f"{SHORT[n]} p50/p99ms" for n in names), *(f"{SHORT[n]} cpu" for n in names), "cpu unit",
+            "client cpu", "notes"]
     body = []
     for r in rows:
-        a, b = r.results.get(A), r.results.get(B)
-        ccpu = max((m.client_cpu / m.wall for m in (a, b) if m and m.wall), default=None)
+        ms = [r.results.get(n) for n in names]
+        ccpu = max((m.client_cpu / m.wall for m in ms if m and m.wall), default=None)
         notes = "; ".join(
-            f"{tag}: {m.note}" + (f" ERRORS={m.errors}" if m.errors else "")
-            for tag, m in (("D", a), ("M", b)) if m and (m.note or m.errors)
+            f"{SHORT[n]}: {m.note}" + (f" ERRORS={m.errors}" if m.errors else "")
+            for n, m in zip(names, ms, strict=True) if m and (m.note or m.errors)
         )
+        ratios = [r.ratio_vs(n) for n in refs]
         body.append([
             r.section, r.name, r.unit,
-            _fmt(a.value) if a else "-", _fmt(b.value) if b else "-",
-            f"{r.ratio:.2f}x" if r.ratio is not None else "-",
-            _lat(a), _lat(b),
-            _fmt(a.cpu_per(r.cpu_unit)) if a and r.cpu_unit else "",
-            _fmt(b.cpu_per(r.cpu_unit)) if b and r.cpu_unit else "",
+            *(_fmt(m.value) if m else "-" for m in ms),
+            *(f"{x:.2f}x" if x is not None else "-" for x in ratios),
+            *(_lat(m) for m in ms),
+            *(_fmt(m.cpu_per(r.cpu_unit)) if m and r.cpu_unit else "" for m in ms),
             r.cpu_unit, f"{ccpu:.0%}" if ccpu is not None else "", notes,
         ])
     widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head) - 1)]
-    right = {3, 4, 5, 6, 7, 8, 9, 11}
+    left = {0, 1, 2, len(head) - 3}
 
     def line(cells: list[str]) -> str:
         pairs = enumerate(zip(cells, widths, strict=False))
-        out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in pairs]
+        out = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in pairs]
         return "  ".join(out) + "  " + cells[-1]
 
     sep = "  ".join("-" * w for w in widths)
@@ -134,21 +176,32 @@ def table(rows: list[Row]) -> str:
 
 
 def targets_table(rows: list[Row]) -> str:
-    out = ["target (Moorage advantage over Distribution)        need    measured  verdict"]
+    """PASS/MISS for the goals whose reference ran."""
+    ran = set(servers_in(rows))
+    out = ["target                                            against  need     measured  verdict"]
     for t in TARGETS:
-        ratio, verdict = t.verdict(rows)
-        shown = f"{ratio:.2f}x" if ratio is not None else "-"
-        out.append(f"{t.label:<52} >={t.need:<5.1f} {shown:>8}  {verdict}")
+        if t.ref not in ran:
+            continue
+        value, verdict = t.verdict(rows)
+        if t.ceiling:
+            need, shown = f"<={t.need:<6g}", _fmt(value)
+        else:
+            need, shown = f">={t.need:.1f}x", f"{value:.2f}x" if value is not None else "-"
+        against = "-" if t.ceiling else SHORT[t.ref]
+        out.append(f"{t.label:<49} {against:<8} {need:<8} {shown:>8}  {verdict}")
     return "\n".join(out)
 
 
 def write_json(path: Path, meta: dict, rows: list[Row]) -> None:
+    ran = servers_in(rows)
+    refs = [n for n in ran if n != B]
     data = {
         "meta": meta,
-        "rows": [{**asdict(r), "ratio": r.ratio} for r in rows],
+        "rows": [{**asdict(r), "ratio": {n: r.ratio_vs(n) for n in refs}} for r in rows],
         "targets": [
-            {"label": t.label, "need": t.need, "ratio": t.verdict(rows)[0], "verdict": t.verdict(rows)[1]}
-            for t in TARGETS
+            {"label": t.label, "against": t.ref, "need": t.need, "ceiling": t.ceiling,
+             "value": t.verdict(rows)[0], "verdict": t.verdict(rows)[1]}
+            for t in TARGETS if t.ref in ran
         ],
     }
     path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,9 +1,13 @@
-"""CLI: ``python -m bench [--quick] [--only SECTION,...] [--s3 moto|radosgw|URL] [--json out.json]``.
+"""CLI: ``python -m bench [--against 2.8.2,v3] [--quick] [--only SECTION,...] [--s3 moto|radosgw|URL]``.
 
-Starts Distribution 2.8.2 (``docker-registry serve``) and Moorage (``moorage serve``) with temporary
-filesystem storage (or, with ``--s3``, each on its own bucket of one S3 server) on loopback ports 15400-15499,
-runs every selected case on both back to back (alternating which goes first) and prints one table with both
-figures and Moorage's advantage.
+Starts Moorage (``moorage serve``) and the references, Distribution 2.8.2 (``docker-registry serve``, the
+Debian package) and/or Distribution v3 (built from source by ``python -m bench build-v3 SRC``), each with
+temporary filesystem storage (or, with ``--s3``, its own bucket of one S3 server) on loopback ports
+15400-15499, runs every selected case on all of them back to back (rotating which goes first) and prints one
+table with every figure and Moorage's advantage over each reference.
+
+``python -m bench build-v3 SRC`` builds the v3 binary; ``python -m bench limits`` measures this machine's
+ceilings (sha256, disk, loopback, bare ASGI servers).
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import blobs, listing, manifests, procstat
+from bench import blobs, distribution_v3, limits, listing, manifests, procstat
 from bench import s3 as s3mod
 from bench.core import Bench, Settings
 from bench.payload import Payloads
-from bench.report import A, B, Measure, table, targets_table, write_json
+from bench.report import V3, A, B, Measure, table, targets_table, write_json
 from bench.servers import Server, free_port
 
 MIB = 1 << 20
@@ -74,7 +78,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    "(default: 'moorage serve')")
     p.add_argument("--moorage-set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra dotted config key for Moorage only, e.g. http.server=granian")
-    p.add_argument("--distribution-cmd", default="docker-registry serve")
+    p.add_argument("--against", default="", metavar="2.8.2,v3",
+                   help="references to run: 2.8.2 (--distribution-cmd), v3 (--v3-binary); default: each that "
+                   "is installed")
+    p.add_argument("--distribution-cmd", default="docker-registry serve", help="serves Distribution 2.8.2")
+    p.add_argument("--v3-binary", type=Path, default=distribution_v3.default_binary(),
+                   help="Distribution v3's registry binary (python -m bench build-v3 SRC puts it here)")
     p.add_argument("--json", type=Path, help="also write results as JSON")
     p.add_argument("--seconds", type=float, default=0.0, help="minimum duration of each case (3, quick 0.5)")
     p.add_argument("--reps", type=int, default=1, help="repetitions per case and server (median kept)")
@@ -94,6 +103,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--push-inflight-mib", type=int, default=-1, metavar="MIB",
                    help="skip push cases whose size x concurrency exceeds MIB (0: none; default 512 with "
                    "--s3, else 0)")
+    p.add_argument("--rss-push-mib", type=int, default=-1, metavar="MIB",
+                   help="one more monolithic push of this size for each server's peak RSS (default 2048, quick "
+                   "and S3 0: none)")
     p.add_argument("--ports", default="15400-15499", metavar="FIRST-LAST",
                    help="loopback ports for everything the bench starts (registries from the bottom, the S3 "
                    "server in the top 20)")
@@ -119,6 +131,33 @@ def moorage_cmd(arg: str) -> list[str]:
     return [exe, "serve"]
 
 
+def references(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The reference servers' commands, 2.8.2 first."""
+    chosen = [x.strip() for x in args.against.split(",") if x.strip()]
+    unknown = [x for x in chosen if x not in ("2.8.2", "v3")]
+    if unknown:
+        raise SystemExit(f"--against {args.against!r}: choose from 2.8.2, v3")
+    old = shlex.split(args.distribution_cmd)
+    have_old = bool(old) and shutil.which(old[0]) is not None
+    have_v3 = args.v3_binary.is_file()
+    if not chosen:
+        chosen = [x for x, ok in (("2.8.2", have_old), ("v3", have_v3)) if ok]
+        if not chosen:
+            raise SystemExit("no reference registry: install docker-registry (Distribution 2.8.2) or build v3 "
+                             "with python -m bench build-v3 SRC")
+    if "2.8.2" in chosen and not have_old:
+        raise SystemExit(f"{old[0] if old else '--distribution-cmd'} not found (Debian: apt-get install "
+                         "docker-registry)")
+    if "v3" in chosen and not have_v3:
+        raise SystemExit(f"{args.v3_binary} not found: python -m bench build-v3 SRC builds it")
+    cmds: dict[str, list[str]] = {}
+    if "2.8.2" in chosen:
+        cmds[A] = old
+    if "v3" in chosen:
+        cmds[V3] = [str(args.v3_binary), "serve"]
+    return cmds
+
+
 def _sigterm(_signo: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -131,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
     chosen = [x for x in SECTIONS if x in chosen]
     s = settings(args)
+    rss = args.rss_push_mib if args.rss_push_mib >= 0 else (0 if args.quick or args.s3 else 2048)
+    s = dataclasses.replace(s, rss_push=rss * MIB)
     extra = dict(kv.split("=", 1) for kv in args.moorage_set)
     signal.signal(signal.SIGTERM, _sigterm)
 
@@ -141,13 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     reg_ports = range(ports.start, s3_ports.start)
     work = Path(tempfile.mkdtemp(prefix="moorage-bench-", dir=args.workdir))
     taken: set[int] = set()
-    servers = {
-        A: Server(A, shlex.split(args.distribution_cmd), work / A, free_port(ports.start + 1, taken, reg_ports)),
-        B: Server(B, moorage_cmd(args.moorage_cmd), work / B, free_port(ports.start + 2, taken, reg_ports), extra),
-    }
+    servers: dict[str, Server] = {}
+    for name, cmd in references(args).items():
+        servers[name] = Server(name, cmd, work / name, free_port(ports.start + 1, taken, reg_ports))
+        if name == V3:
+            servers[name].env_set = dict(distribution_v3.RUN_ENV)
+    servers[B] = Server(B, moorage_cmd(args.moorage_cmd), work / B, free_port(ports.start + 1, taken, reg_ports),
+                        extra)
     started = dt.datetime.now(dt.UTC)
     where = f"s3={re.sub(r'//[^/@]*@', '//', args.s3)}" if args.s3 else f"storage={work}"  # no keys shown
     print(f"moorage bench {started:%Y-%m-%d %H:%M:%S}Z  sections={','.join(chosen)}  {where}", flush=True)
+    if V3 in servers:
+        print(f"  Distribution v3: {distribution_v3.describe(args.v3_binary)}", flush=True)
     b: Bench | None = None
     backend: s3mod.S3Backend | None = None
     s3_note = ""
@@ -163,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             srv.start()
             print(f"  started {srv.name}: {' '.join(srv.cmd)} (pid {srv.pid}, port {srv.port})", flush=True)
         t0 = time.perf_counter()
-        sizes = sorted({*s.push_sizes, *s.pull_sizes, min(64 * MIB, max(s.pull_sizes))})
+        sizes = sorted({*s.push_sizes, *s.pull_sizes, min(64 * MIB, max(s.pull_sizes))} | ({s.rss_push} - {0}))
         b = Bench(servers, s, Payloads(sizes, started.strftime("%H%M%S")))
         if s3_note:
             b.notes.append(s3_note)
@@ -210,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     if b is None:
         return 1
     print()
-    print("M adv. = Moorage's advantage: Moorage/Distribution for rates, Distribution/Moorage for seconds and MiB.")
+    print("M/<ref> = Moorage's advantage over a reference: Moorage/ref for rates, ref/Moorage for seconds and MiB.")
     print("cpu = server CPU (user+sys, children included) per GB moved or per request.  "
           "client cpu = load client's CPU / wall (100% = one core).")
     print(table(b.rows))
@@ -219,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         print("targets: not judged (they are defined for filesystem storage)")
     else:
         print(targets_table(b.rows))
+        found = limits.load()
+        if found:
+            print()
+            print(limits.fractions(b.rows, found, extra.get("http.server", "uvicorn")))
+        else:
+            print("no machine limits recorded: python -m bench limits measures them")
     for note in b.notes:
         print("note: " + note)
     if args.json:
@@ -259,7 +311,7 @@ def _best_effort(fn: Callable[[], object]) -> None:
 def _summary(b: Bench, peaks: dict[str, float]) -> None:
     for kind in ("push", "pull"):
         vals = {}
-        for name in (A, B):
+        for name in b.servers:
             tot = b.totals.get(f"{kind}:{name}")
             if tot and tot["work"]:
                 vals[name] = Measure(tot["cpu"] / (tot["work"] / 1e9), note=f"{tot['work'] / 1e9:.1f} GB")

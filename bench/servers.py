@@ -99,6 +99,7 @@ class Server:
     bucket: str = ""
     s3root: str = ""
     env_drop: tuple[str, ...] = ()  # environment variables the process must not see
+    env_set: dict[str, str] = field(default_factory=dict)  # and ones it gets
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -119,7 +120,7 @@ class Server:
         cfg = self.workdir / "config.yml"
         s3 = self.s3.storage(self.bucket, self.s3root) if self.s3 is not None else None
         cfg.write_text(config_yaml(self.port, self.root, self.extra, s3))
-        env = {k: v for k, v in os.environ.items() if k not in self.env_drop}
+        env = {k: v for k, v in os.environ.items() if k not in self.env_drop} | self.env_set
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [*self.cmd, str(cfg)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
