@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 Origin = Callable[[], str]
+EVERY_ACTION = frozenset({"pull", "push", "delete", "*"})
 
 
 def no_origin() -> str:
@@ -81,6 +82,11 @@ class AccessController(Protocol):
         """Whether the catalog may show ``repository`` to this caller."""
         ...
 
+    def actions(self, subject: str | None, repository: str) -> frozenset[str]:
+        """What ``subject`` (None: anonymous) may do on ``repository`` by this controller's rules, for
+        callers identified another way than a /v2 credential (web UI sessions, /v1 search)."""
+        ...
+
 
 class AllowAll:
     """No authentication: everything is allowed (Distribution with no ``auth`` section)."""
@@ -90,3 +96,6 @@ class AllowAll:
 
     async def may_list(self, grant: Grant, repository: str) -> bool:
         return True
+
+    def actions(self, subject: str | None, repository: str) -> frozenset[str]:
+        return EVERY_ACTION

@@ -60,5 +60,8 @@ class BasicController:
     async def may_list(self, grant: Grant, repository: str) -> bool:
         return grant.everything or "pull" in self.rules.actions(grant.subject, "repository", repository)
 
+    def actions(self, subject: str | None, repository: str) -> frozenset[str]:
+        return self.rules.actions(subject, "repository", repository)
+
     def _allowed(self, user: str | None, access: Access) -> bool:
         return access.action in self.rules.actions(user, access.type, access.name)

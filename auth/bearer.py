@@ -46,6 +46,13 @@ class BearerController:
             return True
         return "pull" in self.rules.actions(grant.subject, "repository", repository)
 
+    def actions(self, subject: str | None, repository: str) -> frozenset[str]:
+        """The rules the built-in token server grants by; nothing when tokens come from elsewhere (their
+        issuer's rules are unknown here)."""
+        if self.rules is None:
+            return frozenset()
+        return self.rules.actions(subject, "repository", repository)
+
     def _refuse(self, origin: Origin, wanted: list[Access], error: str | None) -> AuthFailure:
         realm = self.realm
         base = origin() if self.autoredirect_path is not None else ""

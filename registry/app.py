@@ -22,7 +22,9 @@ from registry.errors import RegistryError, error_body, error_response
 from registry.mirror.handlers import mirror_route
 from registry.names import check_name
 from registry.routes import WRITE_METHODS, match
+from registry.search import V1Search
 from registry.services import Services
+from registry.ui.app import WebUI
 from registry.urls import origin
 from storage import paths
 from storage.driver import PathNotFound, StorageDriver
@@ -201,6 +203,9 @@ def create_app(config: Config, services: Services | None = None) -> RegistryApp:
         extra = token_server_routes(config.auth)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    extra += V1Search(services).routes()
+    if config.ui.enabled:
+        extra += WebUI(services).routes()
     return RegistryApp(config, services, extra)
 
 

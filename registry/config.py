@@ -71,12 +71,20 @@ class ValidationConfig:
 
 
 @dataclass(slots=True)
+class UIConfig:
+    enabled: bool = True
+    secret: str | None = None  # signs session cookies; random per process when unset
+    sessionttl: float = 12 * 3600.0
+
+
+@dataclass(slots=True)
 class Config:
     log_level: str = "info"
     accesslog: bool = True
     http: HTTPConfig = field(default_factory=HTTPConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
     auth: dict[str, Any] = field(default_factory=dict)
     proxy: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
@@ -128,7 +136,7 @@ def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
 def parse(raw: Mapping[str, Any]) -> Config:
     config = Config()
     section(raw, "", ("version", "log", "http", "storage", "validation", "auth", "proxy",
-                      "notifications", "redis", "health", "reporting", "compatibility", "loglevel"))
+                      "notifications", "redis", "health", "reporting", "compatibility", "loglevel", "ui"))
     log = section(raw, "log", ("level", "formatter", "fields", "accesslog", "hooks"))
     level = choice(log.get("level", raw.get("loglevel", "info")), "log.level", LOG_LEVELS)
     config.log_level = "warning" if level == "warn" else level
@@ -137,6 +145,7 @@ def parse(raw: Mapping[str, Any]) -> Config:
     config.http = parse_http(section(raw, "http", HTTP_KEYS))
     config.storage = parse_storage(section(raw, "storage", None))
     config.validation = parse_validation(section(raw, "validation", VALIDATION_KEYS))
+    config.ui = parse_ui(section(raw, "ui", ("enabled", "secret", "sessionttl")))
     config.auth = dict(section(raw, "auth", None))
     config.proxy = dict(section(raw, "proxy", None))
     return config
@@ -227,6 +236,18 @@ def parse_storage(raw: Mapping[str, Any]) -> StorageConfig:
     redirect = section(raw, "storage.redirect", ("disable",))
     storage.redirect_disabled = boolean(redirect.get("disable", False), "storage.redirect.disable")
     return storage
+
+
+def parse_ui(raw: Mapping[str, Any]) -> UIConfig:
+    ui = UIConfig()
+    ui.enabled = boolean(raw.get("enabled", True), "ui.enabled")
+    ui.secret = string(raw["secret"], "ui.secret") if raw.get("secret") is not None else None
+    if ui.secret is not None and len(ui.secret) < 16:
+        raise ConfigError("ui.secret: use at least 16 characters")
+    ui.sessionttl = duration(raw.get("sessionttl", ui.sessionttl), "ui.sessionttl")
+    if ui.sessionttl <= 0:
+        raise ConfigError("ui.sessionttl: must be positive")
+    return ui
 
 
 def parse_validation(raw: Mapping[str, Any]) -> ValidationConfig:

@@ -14,6 +14,8 @@ import functools
 import ipaddress
 import logging
 import math
+import os
+import secrets
 import signal
 import ssl
 import tempfile
@@ -56,6 +58,9 @@ def serve(config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then drain; blocks."""
     host, port = split_addr(config.http.addr)
     warn_plain_http_credentials(config, host)
+    if config.http.workers > 1 and config.ui.secret is None:
+        # workers load the config themselves: one random session key for all, or a login works on one only
+        os.environ["REGISTRY_UI_SECRET"] = secrets.token_urlsafe(32)
     debug = DebugServer(config) if config.http.debug_addr else None
     if debug:
         debug.start()

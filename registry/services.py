@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from auth.base import AccessController
 from auth.factory import build_access_controller
+from auth.login import Login, build_login
 from registry.config import Config, ConfigError
 from registry.manifests import describe_referrer
 from registry.mirror.cache import Mirror
@@ -29,6 +30,7 @@ class Services:
     referrers: ReferrersIndex
     catalog: Catalog
     access: AccessController
+    login: Login  # the same users and rights for web UI sessions and /v1/search
     mirror: Mirror | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
 
     @classmethod
@@ -44,6 +46,7 @@ class Services:
                 raise ConfigError(str(e)) from None
         try:
             access = build_access_controller(config.auth)
+            login = build_login(config.auth, access)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         blobs = BlobStore(driver)
@@ -60,6 +63,7 @@ class Services:
             referrers=ReferrersIndex(driver, manifests, describe_referrer),
             catalog=Catalog(driver),
             access=access,
+            login=login,
             mirror=Mirror.build(config.proxy, driver, blobs, uploads, manifests, tags),
         )
 

@@ -92,6 +92,13 @@ class TagStore:
         """Tags in lexical order; raises PathNotFound when the repository has no tags directory."""
         return await self.driver.list(paths.tags_dir(name))
 
+    async def pushed_at(self, name: str, tag: str) -> float | None:
+        """When ``tag`` was last pointed at a manifest (its link's modification time); None if untagged."""
+        try:
+            return (await self.driver.stat(paths.tag_current_link(name, tag))).modified
+        except PathNotFound:
+            return None
+
     async def tags_of(self, name: str, digest: Digest) -> list[str]:
         """Tags currently pointing at ``digest`` (a scan over the repository's tags)."""
         try:

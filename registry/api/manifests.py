@@ -180,15 +180,21 @@ def check_urls(svc: Services, urls: tuple[str, ...]) -> None:
 
 async def delete_manifest(request: Request) -> Response:
     svc = services(request)
+    await delete_reference(svc, request.path_params["name"], request.path_params["reference"])
+    return Response(status_code=202)
+
+
+async def delete_reference(svc: Services, name: str, reference: str) -> None:
+    """Untag a tag, or delete a manifest by digest with its tags and its referrers-index entry (the API's
+    DELETE and the web UI's)."""
     if not svc.config.storage.delete_enabled:
         raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
-    name, reference = request.path_params["name"], request.path_params["reference"]
     if not is_digest_reference(reference):
         try:
             await svc.tags.untag(name, check_tag(reference))
         except TagUnknown:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
-        return Response(status_code=202)
+        return
     digest = digest_param(reference)
     content = await load(svc, name, digest)
     for tag in await svc.tags.tags_of(name, digest):
@@ -206,4 +212,3 @@ async def delete_manifest(request: Request) -> Response:
         await svc.manifests.delete(name, digest)
     except ManifestUnknown:
         raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
-    return Response(status_code=202)

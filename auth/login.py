@@ -1,0 +1,65 @@
+"""Callers who do not carry a /v2 credential on every request: web UI sessions and ``/v1/search``.
+
+They are checked against the same users (the htpasswd file of ``auth.htpasswd``, or of the built-in
+token server) and get exactly the rights the access controller gives the same user on /v2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from auth import settings
+from auth.base import AccessController, AllowAll
+from auth.basic import EMPTY_BASIC, BasicController, basic_credentials
+from auth.challenge import header, unauthorized
+from auth.htpasswd import Htpasswd
+
+
+class Login:
+    def __init__(self, access: AccessController, users: Htpasswd | None, realm: str = "moorage") -> None:
+        self.access = access
+        self.users = users
+        self.open = isinstance(access, AllowAll)  # no auth configured: everyone may do everything
+        self.challenge = header("Basic", realm=realm)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether users can log in at all (a users file is configured)."""
+        return self.users is not None
+
+    async def check(self, user: str, password: str) -> bool:
+        return self.users is not None and bool(user) and await self.users.check(user, password)
+
+    def stamp(self, user: str) -> str | None:
+        """Changes when the user's password does (None once removed): sessions bound to it end then."""
+        return self.users.tag(user) if self.users is not None else None
+
+    async def identify(self, headers: Mapping[str, str]) -> str | None:
+        """The caller of a request: Basic against the users file, Bearer as the controller verifies it,
+        None for anonymous; bad credentials raise AuthFailure (401 with a Basic challenge)."""
+        authorization = (headers.get("authorization") or "").strip()
+        if not authorization or authorization == EMPTY_BASIC or self.open:
+            return None
+        scheme = authorization.partition(" ")[0].lower()
+        if scheme == "bearer":
+            return (await self.access.authorize(headers, [])).subject
+        credentials = basic_credentials(authorization)
+        if credentials is None or not await self.check(*credentials):
+            raise unauthorized(self.challenge, [], "invalid username or password")
+        return credentials[0]
+
+    def actions(self, subject: str | None, repository: str) -> frozenset[str]:
+        return self.access.actions(subject, repository)
+
+
+def build_login(auth: Mapping[str, Any], access: AccessController) -> Login:
+    """The users of ``auth.htpasswd`` (the controller's own file) or of ``auth.tokenserver``."""
+    if isinstance(access, BasicController):
+        realm = settings.text(auth["htpasswd"].get("realm", "moorage"), "auth.htpasswd.realm")
+        return Login(access, access.htpasswd, realm)
+    server = auth.get("tokenserver") if auth else None
+    if server and server.get("htpasswd"):
+        path = settings.existing_file(server["htpasswd"], "auth.tokenserver.htpasswd")
+        return Login(access, Htpasswd(path))
+    return Login(access, None)

@@ -1,0 +1,101 @@
+"""Repository search: ``GET /v1/search`` as the Docker daemon calls it (``docker search HOST/term``),
+and the catalog scan the web UI's lists and search share.
+
+The catalog is read a page at a time in lexical order and each name is kept only when the caller may
+pull it (the access controller's rules for the caller, as on /v2), so a request never loads more than
+it scans.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from auth.base import AuthFailure
+from registry.services import Services
+
+CHUNK = 500
+V1_DEFAULT_PAGE = 25
+V1_MAX_PAGE = 100
+
+Match = Callable[[str], Awaitable[bool]]
+
+
+async def scan(svc: Services, subject: str | None, match: Match, last: str | None, want: int | None,
+               budget: int | None = None) -> tuple[list[str], str | None]:
+    """Up to ``want`` (all when None) names after ``last`` that ``subject`` may pull and ``match``
+    accepts, looking at no more than ``budget`` names (all when None); and the name to continue after
+    (None at the end of the catalog)."""
+    found: list[str] = []
+    cursor = last
+    examined = 0
+    while True:
+        chunk = CHUNK if budget is None else max(1, min(CHUNK, budget - examined))
+        names, more = await svc.catalog.page(cursor, chunk)
+        for i, name in enumerate(names):
+            examined += 1
+            cursor = name
+            if "pull" in svc.login.actions(subject, name) and await match(name):
+                found.append(name)
+                if want is not None and len(found) >= want:
+                    return found, cursor if (more or i + 1 < len(names)) else None
+        if not more or not names:
+            return found, None
+        if budget is not None and examined >= budget:
+            return found, cursor
+
+
+def name_contains(term: str) -> Match:
+    term = term.lower()
+
+    async def match(name: str) -> bool:
+        return term in name
+
+    return match
+
+
+class V1Search:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/v1/search", self.search, methods=["GET"]), Route("/v1/_ping", self.ping, methods=["GET"])]
+
+    async def search(self, request: Request) -> Response:
+        """Docker's answer: ``{"num_results", "query", "page", "page_size", "num_pages", "results"}``."""
+        term = request.query_params.get("q", "").strip()
+        try:
+            size = int(request.query_params.get("n") or V1_DEFAULT_PAGE)
+            page = int(request.query_params.get("page") or 1)
+        except ValueError:
+            return v1_error(400, "n and page must be whole numbers")
+        if size < 1 or page < 1:
+            return v1_error(400, "n and page must be at least 1")
+        size = min(size, V1_MAX_PAGE)
+        try:
+            subject = await self.svc.login.identify(request.headers)
+        except AuthFailure as e:
+            return v1_error(e.status, e.message, {"WWW-Authenticate": e.challenge} if e.challenge else None)
+        names, _ = await scan(self.svc, subject, name_contains(term), None, None)
+        start = (page - 1) * size
+        results = [
+            {"name": name, "description": "", "star_count": 0, "is_official": False, "is_automated": False}
+            for name in names[start:start + size]
+        ]
+        return JSONResponse({
+            "num_results": len(names), "query": term, "page": page, "page_size": size,
+            "num_pages": max(1, math.ceil(len(names) / size)), "results": results,
+        })
+
+    async def ping(self, request: Request) -> Response:
+        """The daemon pings the v1 endpoint before it searches."""
+        return JSONResponse(True, headers={"X-Docker-Registry-Standalone": "true"})
+
+
+def v1_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    code = {401: "UNAUTHORIZED", 403: "DENIED"}.get(status, "INVALID_REQUEST")
+    return JSONResponse({"errors": [{"code": code, "message": message}]}, status_code=status, headers=headers)

@@ -1,0 +1,340 @@
+"""The web UI at ``/ui/``: server-rendered pages over the registry's own stores.
+
+Pages work without JavaScript (a little script adds copy buttons); nothing is loaded from outside
+the registry. Who sees and may delete what comes from the access controller, exactly as on /v2.
+
+    /ui/                         repositories (filter, paged through the catalog)
+    /ui/search?q=                repositories by name, tag or label
+    /ui/r/NAME                   a repository's tags
+    /ui/r/NAME:TAG, NAME@DIGEST  a manifest or index
+    /ui/delete/NAME:TAG|@DIGEST  confirm (GET) and delete (POST)
+    /ui/login, /ui/logout
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from auth.tokenserver import read_form
+from registry.api.manifests import delete_reference, resolve
+from registry.errors import RegistryError
+from registry.names import NAME_RE, TAG_RE
+from registry.search import scan
+from registry.services import Services
+from registry.ui.content import Inspector, digest_or_none
+from registry.ui.session import Session, Sessions, csrf_ok
+from registry.urls import origin
+from storage.manifests import repository_exists
+
+HERE = Path(__file__).parent
+PAGE = 50
+MAX_PAGE = 200
+SCAN_BUDGET = 5000  # catalog names one list request looks at (a filter matching little continues on a link)
+SEARCH_BUDGET = 500  # repositories one search request reads tags and labels of
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                               "form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+SORTS = ("tag", "pushed", "size")
+
+View = Callable[["WebUI", Request, Session], Awaitable[Response]]
+
+
+class Forbidden(Exception):
+    """The page exists but this visitor may not do this (delete without the right, bad CSRF token)."""
+
+
+def human_size(value: int | None) -> str:
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def when(stamp: float | None) -> str:
+    if stamp is None:
+        return ""
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def ago(stamp: float | None) -> str:
+    if stamp is None:
+        return "—"
+    seconds = max(0, time.time() - stamp)
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= length:
+            count = int(seconds // length)
+            return f"{count} {unit}{'s' if count > 1 else ''} ago"
+    return "just now"
+
+
+def short(digest: str) -> str:
+    algorithm, _, hex_ = digest.partition(":")
+    return f"{algorithm}:{hex_[:12]}" if hex_ else digest
+
+
+def split_reference(text: str) -> tuple[str, str | None, str | None]:
+    """``name``, ``name:tag`` or ``name@digest`` as docker writes references."""
+    if "@" in text:
+        name, _, digest = text.partition("@")
+        return name, None, digest
+    head, _, last = text.rpartition("/")
+    if ":" in last:
+        component, _, tag = last.partition(":")
+        return f"{head}/{component}" if head else component, tag, None
+    return text, None, None
+
+
+def environment(base: str) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(size=human_size, when=when, ago=ago, short=short,
+                       url=lambda value: quote(str(value), safe="/:@"))
+    env.globals["base"] = base
+    return env
+
+
+class WebUI:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.config = svc.config
+        self.base = f"{self.config.http.prefix}ui"
+        self.inspector = Inspector(svc)
+        self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, svc.login, self.base)
+        self.env = environment(self.base)
+
+    def routes(self) -> list[BaseRoute]:
+        view = self.view
+        prefix = self.config.http.prefix
+        return [
+            Route(prefix, self.home, methods=["GET", "HEAD"]),
+            Mount(self.base, routes=[
+                Route("/", view(WebUI.repositories), methods=["GET", "HEAD"]),
+                Route("/search", view(WebUI.search), methods=["GET", "HEAD"]),
+                Route("/login", view(WebUI.login), methods=["GET", "HEAD", "POST"]),
+                Route("/logout", view(WebUI.logout), methods=["POST"]),
+                Route("/r/{reference:path}", view(WebUI.reference), methods=["GET", "HEAD"]),
+                Route("/delete/{reference:path}", view(WebUI.delete), methods=["GET", "HEAD", "POST"]),
+                Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+            ]),
+        ]
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse(f"{self.base}/", status_code=302)
+
+    def view(self, handler: View) -> Callable[[Request], Awaitable[Response]]:
+        """Session in, cookie and security headers out; errors as pages."""
+
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            session = self.sessions.load(request)
+            try:
+                response = await handler(self, request, session)
+            except RegistryError as e:
+                status = 404 if e.status == 404 else e.status
+                response = self.render(request, session, "error.html", status=status,
+                                       title="Not found" if status == 404 else "Error",
+                                       message=e.message or e.code)
+            except Forbidden as e:
+                response = self.render(request, session, "error.html", status=403, title="Not allowed",
+                                       message=str(e))
+            self.sessions.save(session, response, self.origin(request).startswith("https:"))
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        return endpoint
+
+    def origin(self, request: Request) -> str:
+        return origin(request, self.config.http)
+
+    def render(self, request: Request, session: Session, template: str, status: int = 200,
+               **context: Any) -> Response:
+        host = self.origin(request).partition("://")[2]
+        context.setdefault("search_term", "")
+        page = self.env.get_template(template).render(
+            session=session, login_enabled=self.svc.login.enabled, host=host, path=request.url.path,
+            query=request.url.query, **context)
+        return HTMLResponse(page, status_code=status)
+
+    def may(self, session: Session, name: str, action: str) -> bool:
+        return action in self.svc.login.actions(session.user, name)
+
+    def may_delete(self, session: Session, name: str) -> bool:
+        storage = self.config.storage
+        return storage.delete_enabled and not storage.readonly and self.may(session, name, "delete")
+
+    # --- pages -----------------------------------------------------------------------------------------
+
+    async def repositories(self, request: Request, session: Session) -> Response:
+        params = request.query_params
+        term = params.get("q", "").strip().lower()
+        size = page_size(params.get("n"))
+        last = params.get("last") or None
+
+        async def match(name: str) -> bool:
+            return term in name
+
+        names, cursor = await scan(self.svc, session.user, match, last, size, SCAN_BUDGET)
+        rows = await self.inspector.repository_rows(names)
+        following = f"?{urlencode({'q': term, 'last': cursor, 'n': size})}" if cursor else None
+        return self.render(request, session, "repositories.html", title="Repositories", rows=rows, term=term,
+                           following=following, first=bool(last), size=size, partial=len(names) < size and cursor)
+
+    async def search(self, request: Request, session: Session) -> Response:
+        term = request.query_params.get("q", "").strip()
+        last = request.query_params.get("last") or None
+        hits: dict[str, list[str]] = {}
+        cursor = None
+        if term:
+            lowered = term.lower()
+
+            async def match(name: str) -> bool:
+                reasons = ["name"] if lowered in name else []
+                for row in await self.inspector.tag_rows(name):
+                    if lowered in row.tag.lower():
+                        reasons.append(f"tag {row.tag}")
+                    reasons += [f"label {k}={v} ({row.tag})" for k, v in row.summary.labels.items()
+                                if lowered in k.lower() or lowered in v.lower()]
+                if reasons:
+                    hits[name] = reasons[:5]
+                return bool(reasons)
+
+            _, cursor = await scan(self.svc, session.user, match, last, PAGE, SEARCH_BUDGET)
+        following = f"?{urlencode({'q': term, 'last': cursor})}" if cursor else None
+        return self.render(request, session, "search.html", title=f"Search: {term}" if term else "Search",
+                           term=term, search_term=term, hits=hits, following=following)
+
+    async def reference(self, request: Request, session: Session) -> Response:
+        name, tag, digest_text = split_reference(request.path_params["reference"])
+        self.check_visible(session, name, tag, digest_text)
+        if tag is None and digest_text is None:
+            return await self.repository(request, session, name)
+        digest = await resolve(self.svc, name, tag) if tag is not None else digest_or_none(digest_text or "")
+        if digest is None:
+            raise RegistryError("MANIFEST_UNKNOWN", "no such manifest", status=404)
+        detail = await self.inspector.detail(name, digest)
+        return self.render(request, session, "manifest.html", title=f"{name}{':' + tag if tag else ''}",
+                           name=name, tag=tag, detail=detail, may_delete=self.may_delete(session, name))
+
+    async def repository(self, request: Request, session: Session, name: str) -> Response:
+        params = request.query_params
+        rows = await self.inspector.tag_rows(name)
+        if not rows and not await self.exists(name):
+            raise RegistryError("NAME_UNKNOWN", "no such repository", status=404)
+        term = params.get("q", "").strip()
+        if term:
+            rows = [r for r in rows if term.lower() in r.tag.lower()]
+        sort = params.get("sort", "pushed")
+        sort = sort if sort in SORTS else "pushed"
+        descending = params.get("order", "desc" if sort != "tag" else "asc") == "desc"
+        keys: dict[str, Callable[[Any], Any]] = {
+            "tag": lambda r: r.tag, "pushed": lambda r: r.pushed or 0.0, "size": lambda r: r.summary.size,
+        }
+        rows.sort(key=keys[sort], reverse=descending)
+        return self.render(request, session, "repository.html", title=name, name=name, rows=rows, term=term,
+                           sort=sort, descending=descending, may_delete=self.may_delete(session, name),
+                           deleted=params.get("deleted"))
+
+    async def delete(self, request: Request, session: Session) -> Response:
+        name, tag, digest_text = split_reference(request.path_params["reference"])
+        self.check_visible(session, name, tag, digest_text)
+        if tag is None and digest_text is None:
+            raise RegistryError("UNSUPPORTED", "name a tag or a digest to delete", status=404)
+        if not self.may_delete(session, name):
+            raise Forbidden("you may not delete in this repository" if self.config.storage.delete_enabled
+                            and not self.config.storage.readonly else "deleting is disabled on this registry")
+        reference = tag if tag is not None else digest_text or ""
+        shown = f"{name}:{tag}" if tag is not None else f"{name}@{digest_text}"
+        if request.method == "POST":
+            form = await read_fields(request)
+            if not csrf_ok(session, form.get("csrf"), request, self.origin(request)):
+                raise Forbidden("the form expired or came from another site: reload the page and try again")
+            await delete_reference(self.svc, name, reference)
+            target = f"{self.base}/r/{quote(name)}?{urlencode({'deleted': shown})}"
+            return RedirectResponse(target, status_code=303)
+        digest = await resolve(self.svc, name, reference) if tag is not None else digest_or_none(reference)
+        if digest is None:
+            raise RegistryError("MANIFEST_UNKNOWN", "no such manifest", status=404)
+        detail = await self.inspector.detail(name, digest)
+        return self.render(request, session, "delete.html", title=f"Delete {shown}", name=name, tag=tag,
+                           shown=shown, detail=detail)
+
+    async def login(self, request: Request, session: Session) -> Response:
+        target = safe_next(request.query_params.get("next"), self.base)
+        if not self.svc.login.enabled:
+            raise RegistryError("UNSUPPORTED", "this registry has no users to log in as", status=404)
+        error = None
+        status = 200
+        if request.method == "POST":
+            form = await read_fields(request)
+            target = safe_next(form.get("next"), self.base)
+            user, password = form.get("username", ""), form.get("password", "")
+            if not csrf_ok(session, form.get("csrf"), request, self.origin(request)):
+                error, status = "The form expired: please try again.", 403
+            elif await self.svc.login.check(user, password):
+                self.sessions.log_in(session, user)
+                return RedirectResponse(target, status_code=303)
+            else:
+                error, status = "Wrong user name or password.", 401
+        return self.render(request, session, "login.html", title="Log in", error=error, target=target,
+                           status=status)
+
+    async def logout(self, request: Request, session: Session) -> Response:
+        form = await read_fields(request)
+        if not csrf_ok(session, form.get("csrf"), request, self.origin(request)):
+            raise Forbidden("the form expired: reload the page and try again")
+        self.sessions.log_out(session)
+        return RedirectResponse(f"{self.base}/", status_code=303)
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def check_visible(self, session: Session, name: str, tag: str | None, digest: str | None) -> None:
+        """Not found, alike for what does not exist and what this visitor may not pull."""
+        if not NAME_RE.fullmatch(name) or (tag is not None and not TAG_RE.fullmatch(tag)):
+            raise RegistryError("NAME_INVALID", "no such repository", status=404)
+        if not self.may(session, name, "pull"):
+            raise RegistryError("NAME_UNKNOWN", "no such repository", status=404)
+
+    async def exists(self, name: str) -> bool:
+        return await repository_exists(self.svc.driver, name)
+
+
+async def read_fields(request: Request) -> dict[str, str]:
+    """A small urlencoded form, first value of each field; {} for anything else (then the CSRF check fails)."""
+    form = await read_form(request)
+    return {name: values[0] for name, values in (form or {}).items()}
+
+
+def page_size(raw: str | None) -> int:
+    try:
+        value = int(raw) if raw else PAGE
+    except ValueError:
+        return PAGE
+    return max(1, min(value, MAX_PAGE))
+
+
+def safe_next(target: str | None, base: str) -> str:
+    """Only a path of this UI: never an open redirect to another site."""
+    if target and target.startswith(f"{base}/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return f"{base}/"

@@ -1,0 +1,256 @@
+"""What the web UI shows of repositories and manifests, read through the API's stores and parsers.
+
+Manifests are parsed by ``registry.manifests`` (the parser the API validates pushes with); what a
+digest summarises to (platforms, size, labels) never changes, so summaries are cached by digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from registry.api.manifests import load
+from registry.errors import RegistryError
+from registry.manifests import INDEX_TYPES, ParsedManifest, detect_media_type, parse
+from registry.services import Services
+from storage.blobs import BlobUnknown
+from storage.digests import Digest, parse_digest
+from storage.driver import PathNotFound
+from storage.manifests import TagUnknown
+
+CACHE_ENTRIES = 8192
+MAX_CONFIG_BYTES = 4 << 20
+CONCURRENCY = 16  # storage reads in flight for one page
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """One manifest (an index with its children) in a line: for tag and repository lists."""
+
+    media_type: str
+    size: int  # config and layers, over the children of an index (each blob once)
+    blobs: frozenset[tuple[str, int]]  # digest and size of every blob, to add repository sizes up
+    platforms: tuple[str, ...]
+    artifact_type: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    created: str | None = None
+    problem: str | None = None  # why part of it could not be read
+
+
+@dataclass(frozen=True, slots=True)
+class TagRow:
+    tag: str
+    digest: str
+    pushed: float | None
+    summary: Summary
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryRow:
+    name: str
+    tags: int
+    size: int
+    pushed: float | None
+
+
+@dataclass(slots=True)
+class Layer:
+    media_type: str
+    digest: str
+    size: int
+    urls: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Child:
+    digest: str
+    media_type: str
+    size: int
+    platform: str
+    summary: Summary | None
+
+
+@dataclass(slots=True)
+class Detail:
+    """Everything the manifest page shows."""
+
+    digest: str
+    media_type: str
+    size: int
+    raw: str
+    tags: list[str]
+    manifest: ParsedManifest | None
+    config_descriptor: Layer | None = None
+    layers: list[Layer] = field(default_factory=list)
+    config: dict[str, Any] | None = None
+    children: list[Child] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+    artifact_type: str | None = None
+    subject: str | None = None
+    referrers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    platforms: tuple[str, ...] = ()
+    problem: str | None = None
+
+
+def platform_text(platform: dict[str, Any] | None) -> str:
+    if not platform:
+        return ""
+    parts = [str(platform.get(k) or "") for k in ("os", "architecture", "variant")]
+    return "/".join(p for p in parts if p)
+
+
+class Inspector:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self._summaries: OrderedDict[Digest, Summary] = OrderedDict()
+        self._gate = asyncio.Semaphore(CONCURRENCY)
+
+    # --- lists -----------------------------------------------------------------------------------------
+
+    async def tag_rows(self, name: str) -> list[TagRow]:
+        """Every tag of the repository with what it points at; [] for a repository without tags."""
+        try:
+            tags = await self.svc.tags.list(name)
+        except PathNotFound:
+            return []
+        rows = await asyncio.gather(*(self._tag_row(name, tag) for tag in tags))
+        return [row for row in rows if row is not None]
+
+    async def _tag_row(self, name: str, tag: str) -> TagRow | None:
+        async with self._gate:
+            try:
+                digest = await self.svc.tags.resolve(name, tag)
+            except TagUnknown:
+                return None  # untagged meanwhile
+            pushed = await self.svc.tags.pushed_at(name, tag)
+        return TagRow(tag, str(digest), pushed, await self.summary(name, digest))
+
+    async def repository_row(self, name: str) -> RepositoryRow:
+        rows = await self.tag_rows(name)
+        blobs = frozenset().union(*(row.summary.blobs for row in rows)) if rows else frozenset()
+        pushed = max((row.pushed for row in rows if row.pushed is not None), default=None)
+        return RepositoryRow(name, len(rows), sum(size for _, size in blobs), pushed)
+
+    async def repository_rows(self, names: list[str]) -> list[RepositoryRow]:
+        return list(await asyncio.gather(*(self.repository_row(name) for name in names)))
+
+    # --- one manifest ----------------------------------------------------------------------------------
+
+    async def summary(self, name: str, digest: Digest, depth: int = 0) -> Summary:
+        cached = self._summaries.get(digest)
+        if cached is not None:
+            self._summaries.move_to_end(digest)
+            return cached
+        summary = await self._summarize(name, digest, depth)
+        if summary.problem is None:  # a missing child may still arrive: do not remember the gap
+            self._summaries[digest] = summary
+            if len(self._summaries) > CACHE_ENTRIES:
+                self._summaries.popitem(last=False)
+        return summary
+
+    async def _summarize(self, name: str, digest: Digest, depth: int) -> Summary:
+        try:
+            async with self._gate:
+                content = await load(self.svc, name, digest)
+            manifest = parse(content, detect_media_type(content))
+        except RegistryError as e:
+            return Summary("", 0, frozenset(), (), problem=e.message or e.code)
+        if manifest.media_type in INDEX_TYPES:
+            if depth > 0:
+                return Summary(manifest.media_type, 0, frozenset(), (), problem="nested index")
+            children = await asyncio.gather(*(self.summary(name, c.digest, depth + 1) for c in manifest.children))
+            blobs = frozenset().union(*(c.blobs for c in children)) if children else frozenset()
+            platforms = tuple(
+                platform_text(c.platform) or "/".join(s.platforms) for c, s in zip(manifest.children, children,
+                                                                                   strict=True)
+            )
+            problems = [s.problem for s in children if s.problem]
+            return Summary(manifest.media_type, sum(size for _, size in blobs), blobs,
+                           tuple(p for p in platforms if p), manifest.artifact_type,
+                           problem=problems[0] if problems else None)
+        blobs = frozenset((str(b.digest), b.size) for b in manifest.blobs)
+        config = await self.image_config(manifest)
+        platform = platform_text(config) if config else ""
+        labels = ((config or {}).get("config") or {}).get("Labels") or {}
+        return Summary(
+            manifest.media_type, sum(size for _, size in blobs), blobs, (platform,) if platform else (),
+            manifest.artifact_type if not is_image_config(manifest) else None,
+            {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+            str(config["created"]) if config and config.get("created") else None,
+        )
+
+    async def image_config(self, manifest: ParsedManifest) -> dict[str, Any] | None:
+        """The image config blob as JSON; None for artifacts and unreadable or oversized configs."""
+        if not manifest.blobs or not is_image_config(manifest):
+            return None
+        descriptor = manifest.blobs[0]
+        if descriptor.size > MAX_CONFIG_BYTES:
+            return None
+        try:
+            async with self._gate:
+                doc = json.loads(await self.svc.blobs.get(descriptor.digest))
+        except (BlobUnknown, ValueError, UnicodeDecodeError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    async def detail(self, name: str, digest: Digest) -> Detail:
+        """Raises RegistryError (MANIFEST_UNKNOWN) when the repository has no such manifest."""
+        content = await load(self.svc, name, digest)
+        media_type = detect_media_type(content)
+        tags = await self.svc.tags.tags_of(name, digest)
+        detail = Detail(str(digest), media_type, len(content), pretty(content), tags, None)
+        try:
+            manifest = parse(content, media_type)
+        except RegistryError as e:
+            detail.problem = e.message
+            return detail
+        detail.manifest = manifest
+        detail.media_type = manifest.media_type
+        detail.annotations = dict(manifest.annotations or {})
+        detail.artifact_type = manifest.artifact_type
+        detail.subject = str(manifest.subject.digest) if manifest.subject else None
+        if manifest.media_type in INDEX_TYPES:
+            summaries = await asyncio.gather(*(self.summary(name, c.digest, 1) for c in manifest.children))
+            detail.children = [
+                Child(str(c.digest), c.media_type, c.size, platform_text(c.platform) or "/".join(s.platforms),
+                      s if not s.problem else None)
+                for c, s in zip(manifest.children, summaries, strict=True)
+            ]
+            detail.platforms = tuple(c.platform for c in detail.children if c.platform)
+        elif manifest.blobs:
+            config, *layers = manifest.blobs
+            detail.config_descriptor = Layer(config.media_type, str(config.digest), config.size, config.urls)
+            detail.layers = [Layer(b.media_type, str(b.digest), b.size, b.urls) for b in layers]
+            detail.config = await self.image_config(manifest)
+            platform = platform_text(detail.config)
+            detail.platforms = (platform,) if platform else ()
+            if is_image_config(manifest):
+                detail.artifact_type = None
+        for referrer in await self.svc.referrers.list(name, digest):
+            kind = referrer.get("artifactType") or referrer.get("mediaType") or "unknown"
+            detail.referrers.setdefault(kind, []).append(referrer)
+        return detail
+
+
+IMAGE_CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
+
+
+def is_image_config(manifest: ParsedManifest) -> bool:
+    return bool(manifest.blobs) and manifest.blobs[0].media_type in IMAGE_CONFIG_TYPES
+
+
+def pretty(content: bytes) -> str:
+    try:
+        return json.dumps(json.loads(content), indent=2)
+    except (ValueError, UnicodeDecodeError):
+        return content.decode(errors="replace")
+
+
+def digest_or_none(text: str) -> Digest | None:
+    try:
+        return parse_digest(text)
+    except ValueError:
+        return None

@@ -1,0 +1,76 @@
+"""The web UI's session: a signed cookie naming the logged-in user, and a CSRF token for its forms.
+
+Every visitor gets a session (anonymous until login), so forms carry a token even before login. The
+cookie is signed (itsdangerous), HttpOnly and SameSite=Strict, Secure when the browser came over
+HTTPS; it ends after ``ui.sessionttl`` or when the user's password changes (its stamp is stored).
+State-changing requests must carry the session's CSRF token and, when the browser sends one, an
+Origin that is the registry's own.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auth.login import Login
+
+COOKIE = "moorage_session"
+
+
+@dataclass(slots=True)
+class Session:
+    user: str | None
+    csrf: str
+    stamp: str | None = None
+    changed: bool = False
+
+
+class Sessions:
+    def __init__(self, secret: str | None, ttl: float, login: Login, path: str) -> None:
+        self.serializer = URLSafeTimedSerializer(secret or secrets.token_urlsafe(32), salt="moorage-ui-session")
+        self.ttl = ttl
+        self.login = login
+        self.path = path
+
+    def load(self, request: Request) -> Session:
+        raw = request.cookies.get(COOKIE)
+        if raw:
+            try:
+                data = self.serializer.loads(raw, max_age=self.ttl)
+            except BadSignature:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("c"), str):
+                user = data.get("u")
+                if user is None or (isinstance(user, str) and self.login.stamp(user) == data.get("s")):
+                    return Session(user, data["c"], data.get("s"))
+        return Session(None, secrets.token_urlsafe(24), changed=True)
+
+    def log_in(self, session: Session, user: str) -> None:
+        """A fresh CSRF token with every login (a token seen before login is not reused)."""
+        session.user, session.stamp = user, self.login.stamp(user)
+        session.csrf, session.changed = secrets.token_urlsafe(24), True
+
+    def log_out(self, session: Session) -> None:
+        session.user, session.stamp = None, None
+        session.csrf, session.changed = secrets.token_urlsafe(24), True
+
+    def save(self, session: Session, response: Response, secure: bool) -> None:
+        """``secure``: the browser came over HTTPS (directly or through a trusted proxy)."""
+        if not session.changed:
+            return
+        value = self.serializer.dumps({"u": session.user, "c": session.csrf, "s": session.stamp})
+        response.set_cookie(COOKIE, value, max_age=int(self.ttl), path=self.path, httponly=True,
+                            samesite="strict", secure=secure)
+
+
+def csrf_ok(session: Session, submitted: str | None, request: Request, origin: str) -> bool:
+    """The form's token matches the session's, and the browser's Origin (if sent) is ours."""
+    sent_origin = request.headers.get("origin")
+    if sent_origin and sent_origin != "null" and sent_origin.rstrip("/") != origin:
+        return False
+    return bool(submitted) and hmac.compare_digest(submitted.encode(), session.csrf.encode())
