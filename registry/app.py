@@ -19,7 +19,6 @@ from auth.factory import token_server_routes
 from registry import config as config_module
 from registry.config import Config, ConfigError
 from registry.errors import RegistryError, error_body, error_response
-from registry.mirror.handlers import mirror_route
 from registry.names import check_name
 from registry.routes import WRITE_METHODS, match
 from registry.search import V1Search
@@ -128,9 +127,13 @@ class RegistryApp:
             check_name(params["name"])
         if method in WRITE_METHODS and self.config.storage.readonly:
             raise RegistryError("UNSUPPORTED", "the registry is in read-only mode")
+        if endpoint.named:
+            repository = self.services.repository(params["name"], request.query_params.get("ns"))
+            if method in WRITE_METHODS:
+                repository.check_writable()
+            params["name"] = repository.name
+            scope["moorage.repository"] = repository
         handler, rule = entry
-        if endpoint.named and self.services.mirror is not None:
-            handler = mirror_route(self.services.mirror, request, params, handler)
         scope["path_params"] = params
         scope["moorage.grant"] = await self.services.access.authorize(
             request.headers, rule(request), lambda: origin(request, self.config.http))

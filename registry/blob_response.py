@@ -32,7 +32,7 @@ class BlobResponse:
         fd: int | None = None,
         stream: AsyncIterator[bytes] | None = None,
         offset: int = 0,
-        length: int = 0,
+        length: int | None = 0,  # None: a stream of unknown length, sent to its end
         whole: bool = True,
     ) -> None:
         self.status = status
@@ -66,7 +66,7 @@ class BlobResponse:
 
     async def _send_file(self, fd: int, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        position, remaining = self.offset, self.length
+        position, remaining = self.offset, self.length or 0
         BlobResponse.active_streams += 1
         try:
             pending = loop.run_in_executor(None, os.pread, fd, min(block_size(), remaining), position)

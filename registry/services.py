@@ -10,6 +10,8 @@ from auth.login import Login, build_login
 from registry.config import Config, ConfigError
 from registry.manifests import describe_referrer
 from registry.mirror.cache import Mirror
+from registry.mirror.repository import MirroredRepository
+from registry.repository import Repository
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
 from storage.driver import StorageDriver
@@ -66,6 +68,15 @@ class Services:
             login=login,
             mirror=Mirror.build(config.proxy, driver, blobs, uploads, manifests, tags),
         )
+
+    def repository(self, name: str, ns: str | None = None) -> Repository:
+        """The repository a request names: a mirrored one when ``name`` (or containerd's ``ns``) maps
+        to an upstream, which may give it another local name; else one served from storage alone."""
+        if self.mirror is not None:
+            route = self.mirror.route(name, ns)
+            if route is not None:
+                return MirroredRepository(self.mirror, route)
+        return Repository(name, self.driver, self.blobs, self.manifests, self.tags)
 
     async def close(self) -> None:
         if self.mirror is not None:

@@ -7,7 +7,7 @@ import os
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from registry.api.common import digest_headers, not_modified, services
+from registry.api.common import digest_headers, not_modified, repository, services
 from registry.blob_response import BlobResponse
 from registry.errors import RegistryError
 from registry.names import digest_param
@@ -17,35 +17,26 @@ from storage.blobs import BlobUnknown
 
 async def get_blob(request: Request) -> Response | BlobResponse:
     svc = services(request)
-    name = request.path_params["name"]
     digest = digest_param(request.path_params["digest"])
     try:
-        info = await svc.blobs.stat_in_repository(name, digest)
+        blob = await repository(request).blob(digest, body=request.method == "GET")
     except BlobUnknown:
         raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
     headers = {**digest_headers(str(digest)), "Accept-Ranges": "bytes", "Cache-Control": "max-age=31536000"}
     if not_modified(request, str(digest)):
         return Response(status_code=304, headers=headers)
-    if not svc.config.storage.redirect_disabled:
+    if blob.stored and not svc.config.storage.redirect_disabled:
         url = await svc.blobs.redirect_url(digest, request.method)
         if url is not None:
             return RedirectResponse(url, status_code=307, headers=digest_headers(str(digest)))
-    size = info.size
-    start, end, status = 0, size - 1, 200
-    range_header = request.headers.get("range")
-    if range_header:
-        try:
-            selected = parse_range(range_header, size)
-        except Unsatisfiable:
-            unsatisfiable = {"Content-Range": f"bytes */{size}"}
-            raise RegistryError("RANGE_INVALID", "range not satisfiable", headers=unsatisfiable) from None
-        if selected is not None:
-            start, end = selected
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    length = end - start + 1 if size else 0
-    headers["Content-Length"] = str(length)
+    start, length, status = byte_range(request, blob.size, headers)
+    if length is not None:
+        headers["Content-Length"] = str(length)
     headers["Content-Type"] = "application/octet-stream"
+    if not blob.stored:  # still arriving from the repository's source: no await before the stream opens
+        stream = blob.stream(start, length) if blob.stream is not None else None
+        return BlobResponse(status, headers, stream=stream, offset=start, length=length)
+    assert length is not None  # a stored blob's size is known
     path = svc.blobs.local_path(digest)
     if path is not None:
         try:
@@ -55,6 +46,24 @@ async def get_blob(request: Request) -> Response | BlobResponse:
         return BlobResponse(status, headers, path=path, fd=fd, offset=start, length=length, whole=status == 200)
     stream = svc.blobs.reader(digest, start, length) if request.method == "GET" else None
     return BlobResponse(status, headers, stream=stream, offset=start, length=length)
+
+
+def byte_range(request: Request, size: int | None, headers: dict[str, str]) -> tuple[int, int | None, int]:
+    """(offset, length, status) of the answer to the request's ``Range``; a partial answer's
+    ``Content-Range`` goes into ``headers``.  Without a known size the whole blob is sent."""
+    header = request.headers.get("range")
+    if not header or size is None:
+        return 0, size, 200
+    try:
+        selected = parse_range(header, size)
+    except Unsatisfiable:
+        unsatisfiable = {"Content-Range": f"bytes */{size}"}
+        raise RegistryError("RANGE_INVALID", "range not satisfiable", headers=unsatisfiable) from None
+    if selected is None:
+        return 0, size, 200
+    start, end = selected
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return start, end - start + 1, 206
 
 
 async def delete_blob(request: Request) -> Response:

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from registry.errors import RegistryError
+from registry.repository import Repository
 from registry.services import Services
 
 MAX_PAGE = 10_000
@@ -14,6 +15,11 @@ MAX_PAGE = 10_000
 
 def services(request: Request) -> Services:
     return request.scope["moorage.services"]
+
+
+def repository(request: Request) -> Repository:
+    """The repository the request's path names, as the app's dispatch resolved it."""
+    return request.scope["moorage.repository"]
 
 
 def page_size(request: Request, default: int | None) -> int | None:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registry.api.common import digest_headers, not_modified, services
+from registry.api.common import digest_headers, not_modified, repository, services
 from registry.errors import RegistryError
 from registry.manifests import (
     INDEX_TYPES,
@@ -19,6 +19,7 @@ from registry.manifests import (
     referrer_descriptor,
 )
 from registry.names import check_tag, digest_param, is_tag
+from registry.repository import Repository
 from registry.services import Services
 from registry.urls import location
 from storage.blobs import BlobUnknown
@@ -28,30 +29,31 @@ from storage.manifests import ManifestUnknown, TagUnknown
 DEFAULT_PLATFORM = ("linux", "amd64")
 
 
-async def resolve(svc: Services, name: str, reference: str) -> Digest:
-    if is_tag(reference):
-        try:
-            return await svc.tags.resolve(name, reference)
-        except TagUnknown:
-            raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
-    return digest_param(reference)
-
-
 async def get_manifest(request: Request) -> Response:
-    svc = services(request)
-    name, reference = request.path_params["name"], request.path_params["reference"]
+    repo = repository(request)
+    reference = request.path_params["reference"]
     if not is_tag(reference) and ":" not in reference:
         # neither a tag nor a digest, so nothing can be stored under it: the spec's 404 for a missing manifest
         raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": reference})
-    digest = await resolve(svc, name, reference)
-    content = await load(svc, name, digest)
-    media_type = detect_media_type(content)
-    if is_tag(reference) and media_type in INDEX_TYPES and not accepts(request, media_type):
-        # a client that cannot read manifest lists gets the default platform's image, as from Distribution
-        fallback = await default_platform(svc, name, content, request)
-        if fallback is not None:
-            digest, content, media_type = fallback
+    try:
+        if is_tag(reference):
+            manifest = await repo.manifest_by_tag(reference)
+        else:
+            manifest = await repo.manifest_by_digest(digest_param(reference))
+        digest, content = manifest.digest, manifest.content
+        media_type = detect_media_type(content)
+        if is_tag(reference) and media_type in INDEX_TYPES and not accepts(request, media_type):
+            # a client that cannot read manifest lists gets the default platform's image, as from Distribution
+            fallback = await default_platform(repo, content, request)
+            if fallback is not None:
+                digest, content, media_type = fallback
+    except TagUnknown:
+        raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
+    except ManifestUnknown as e:
+        raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(e)}) from None
     headers = {**digest_headers(str(digest)), "Content-Type": media_type}
+    if manifest.warning:
+        headers["Warning"] = manifest.warning
     if not_modified(request, str(digest)):
         return Response(status_code=304, headers=headers)
     headers["Content-Length"] = str(len(content))
@@ -79,17 +81,15 @@ def accepts(request: Request, media_type: str) -> bool:
     return not listed or media_type in listed or "*/*" in listed
 
 
-async def default_platform(
-    svc: Services, name: str, content: bytes, request: Request
-) -> tuple[Digest, bytes, str] | None:
+async def default_platform(repo: Repository, content: bytes, request: Request) -> tuple[Digest, bytes, str] | None:
+    """The index's linux/amd64 image, if the client reads its type (raises ManifestUnknown)."""
     for child in json.loads(content).get("manifests", []):
         platform = child.get("platform") or {}
         if (platform.get("os"), platform.get("architecture")) == DEFAULT_PLATFORM:
-            digest = digest_param(child.get("digest", ""))
-            child_content = await load(svc, name, digest)
-            child_type = detect_media_type(child_content)
-            if accepts(request, child_type):
-                return digest, child_content, child_type
+            image = await repo.manifest_by_digest(digest_param(child.get("digest", "")))
+            image_type = detect_media_type(image.content)
+            if accepts(request, image_type):
+                return image.digest, image.content, image_type
     return None
 
 

@@ -28,10 +28,10 @@ from registry.mirror.flight import BlobSpool, SingleFlight
 from registry.mirror.upstream import MANIFEST_ACCEPT, UpstreamClient, UpstreamError, UpstreamNotFound
 from registry.names import check_name
 from storage import paths
-from storage.blobs import BlobStore, read_link
+from storage.blobs import BlobStore, BlobUnknown, read_link
 from storage.digests import Digest, InvalidDigest, digest_bytes, parse_digest
 from storage.driver import PathNotFound, StorageDriver
-from storage.manifests import ManifestStore, TagStore, TagUnknown
+from storage.manifests import ManifestStore, ManifestUnknown, TagStore, TagUnknown
 from storage.uploads import DigestMismatch, UploadStore, UploadUnknown
 
 log = logging.getLogger("moorage.mirror")
@@ -149,7 +149,7 @@ class Mirror:
         try:
             await self._manifest_flights.run(key, lambda: self._fetch_manifest(route, str(digest), digest))
         except UpstreamNotFound:
-            raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
+            raise ManifestUnknown(str(digest)) from None
         except UpstreamError as e:
             raise upstream_failure(route, e) from None
         self.record("manifest", route, str(digest), MISS, " (shared)" if shared else "")
@@ -166,7 +166,7 @@ class Mirror:
         try:
             served = await self._manifest_flights.run(key, lambda: self._refresh_tag(route, tag, cached))
         except UpstreamNotFound:
-            raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": tag}) from None
+            raise TagUnknown(tag) from None
         except UpstreamError as e:
             if cached is None:
                 raise upstream_failure(route, e) from None
@@ -267,7 +267,7 @@ class Mirror:
                     spool = self._start_download(route, digest, key)
             await asyncio.shield(spool.started)
         except UpstreamNotFound:
-            raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+            raise BlobUnknown(str(digest)) from None
         except UpstreamError as e:
             raise upstream_failure(route, e) from None
         if spool.finished:
@@ -290,7 +290,7 @@ class Mirror:
             async with route.client.open("HEAD", route.remote, "blobs", str(digest)) as response:
                 length = response.headers.get("content-length", "")
         except UpstreamNotFound:
-            raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+            raise BlobUnknown(str(digest)) from None
         except UpstreamError as e:
             raise upstream_failure(route, e) from None
         self.record("blob", route, str(digest), MISS, " (HEAD)")
@@ -344,7 +344,7 @@ class Mirror:
 
     # --------------------------------------------------------------------------------------- tags
 
-    async def tag_list(self, route: Route, query: dict[str, str]) -> tuple[dict[str, Any], bool]:
+    async def tag_list(self, route: Route, query: dict[str, str]) -> tuple[list[str], bool]:
         """The upstream's tag list page and whether it has more (raises UpstreamNotFound / UpstreamError)."""
         async with route.client.open("GET", route.remote, "tags", "list", params=query) as response:
             body = await response.aread()
@@ -355,7 +355,7 @@ class Mirror:
         except (ValueError, AttributeError) as e:
             raise UpstreamError(f"malformed tag list from {route.upstream.url}: {e}") from e
         self.record("tags", route, "list", MISS)
-        return {"name": route.local, "tags": tags}, more
+        return tags, more
 
     async def close(self) -> None:
         await self._manifest_flights.close()
