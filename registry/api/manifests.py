@@ -29,6 +29,16 @@ from storage.manifests import ManifestUnknown, TagUnknown
 DEFAULT_PLATFORM = ("linux", "amd64")
 
 
+async def resolve(svc: Services, name: str, reference: str) -> Digest:
+    """The digest a reference names in storage (the web UI's lookup; the /v2 GET reads the repository)."""
+    if is_tag(reference):
+        try:
+            return await svc.tags.resolve(name, reference)
+        except TagUnknown:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
+    return digest_param(reference)
+
+
 async def get_manifest(request: Request) -> Response:
     repo = repository(request)
     reference = request.path_params["reference"]
