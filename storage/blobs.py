@@ -43,7 +43,7 @@ class BlobStore:
 
     async def unlink(self, name: str, digest: Digest) -> None:
         try:
-            await self.driver.delete(paths.layer_link(name, digest).rsplit("/", 1)[0])
+            await self.driver.delete(paths.layer_dir(name, digest))
         except PathNotFound:
             raise BlobUnknown(str(digest)) from None
 

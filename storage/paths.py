@@ -14,6 +14,10 @@ the repository, a directory Distribution's catalog walk skips like every ``_``-p
         _uploads/<id>/data | startedat | hashstates/<alg>/<offset>
         _referrers/<subject alg>/<subject hex>/<alg>/<hex>/descriptor   (Moorage)
         _referrers/_scanned                                              (Moorage)
+        _mirror/tags/<tag>/checked                                       (Moorage)
+
+The walks of this tree (every repository, its tags, revisions, links, uploads; every blob) are in
+``storage.tree``, built on the names below.
 """
 
 from __future__ import annotations
@@ -23,12 +27,19 @@ from storage.digests import Digest
 ROOT = "/docker/registry/v2"
 REPOSITORIES = f"{ROOT}/repositories"
 BLOBS = f"{ROOT}/blobs"
+# a repository's reserved directories ("_" first: no repository name component starts with "_")
+LAYERS = "_layers"
+MANIFESTS = "_manifests"
+UPLOADS = "_uploads"
+REFERRERS = "_referrers"  # Moorage
+MIRROR = "_mirror"  # Moorage
+HASHSTATES = "hashstates"
 # Distribution keeps Go-encoded hash states under hashstates/<alg>; ours are not compatible with its.
 HASHSTATE_SUFFIX = "-moorage"
 
 
 def blob_dir(digest: Digest) -> str:
-    return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
+    return f"{blobs_prefix_dir(digest.algorithm, digest.hex[:2])}/{digest.hex}"
 
 
 def blob_data(digest: Digest) -> str:
@@ -39,12 +50,29 @@ def repository(name: str) -> str:
     return f"{REPOSITORIES}/{name}"
 
 
+def blobs_dir(algorithm: str) -> str:
+    return f"{BLOBS}/{algorithm}"
+
+
+def blobs_prefix_dir(algorithm: str, prefix: str) -> str:
+    """The directory of the blobs whose hex digest starts with ``prefix`` (two characters)."""
+    return f"{blobs_dir(algorithm)}/{prefix}"
+
+
+def layers_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/{LAYERS}"
+
+
+def layer_dir(name: str, digest: Digest) -> str:
+    return f"{layers_dir(name)}/{digest.algorithm}/{digest.hex}"
+
+
 def layer_link(name: str, digest: Digest) -> str:
-    return f"{REPOSITORIES}/{name}/_layers/{digest.algorithm}/{digest.hex}/link"
+    return f"{layer_dir(name, digest)}/link"
 
 
 def manifests_dir(name: str) -> str:
-    return f"{REPOSITORIES}/{name}/_manifests"
+    return f"{REPOSITORIES}/{name}/{MANIFESTS}"
 
 
 def revisions_dir(name: str) -> str:
@@ -71,12 +99,16 @@ def tag_current_link(name: str, tag: str) -> str:
     return f"{tag_dir(name, tag)}/current/link"
 
 
+def tag_index_dir(name: str, tag: str) -> str:
+    return f"{tag_dir(name, tag)}/index"
+
+
 def tag_index_link(name: str, tag: str, digest: Digest) -> str:
-    return f"{tag_dir(name, tag)}/index/{digest.algorithm}/{digest.hex}/link"
+    return f"{tag_index_dir(name, tag)}/{digest.algorithm}/{digest.hex}/link"
 
 
 def uploads_dir(name: str) -> str:
-    return f"{REPOSITORIES}/{name}/_uploads"
+    return f"{REPOSITORIES}/{name}/{UPLOADS}"
 
 
 def upload_dir(name: str, upload_id: str) -> str:
@@ -91,21 +123,30 @@ def upload_started_at(name: str, upload_id: str) -> str:
     return f"{upload_dir(name, upload_id)}/startedat"
 
 
+def upload_hashstates_root(name: str, upload_id: str) -> str:
+    """Where the hash states of every algorithm live (Distribution's and Moorage's)."""
+    return f"{upload_dir(name, upload_id)}/{HASHSTATES}"
+
+
 def upload_hashstates_dir(name: str, upload_id: str, algorithm: str) -> str:
-    return f"{upload_dir(name, upload_id)}/hashstates/{algorithm}{HASHSTATE_SUFFIX}"
+    return f"{upload_hashstates_root(name, upload_id)}/{algorithm}{HASHSTATE_SUFFIX}"
 
 
 def upload_hashstate(name: str, upload_id: str, algorithm: str, offset: int) -> str:
     return f"{upload_hashstates_dir(name, upload_id, algorithm)}/{offset}"
 
 
+def referrers_root(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/{REFERRERS}"
+
+
 def referrers_dir(name: str, subject: Digest) -> str:
-    return f"{REPOSITORIES}/{name}/_referrers/{subject.algorithm}/{subject.hex}"
+    return f"{referrers_root(name)}/{subject.algorithm}/{subject.hex}"
 
 
 def referrers_scanned(name: str) -> str:
     """The revisions whose ``subject`` has been indexed, one digest a line (written when catching up)."""
-    return f"{REPOSITORIES}/{name}/_referrers/_scanned"
+    return f"{referrers_root(name)}/_scanned"
 
 
 def referrer_dir(name: str, subject: Digest, referrer: Digest) -> str:
@@ -114,3 +155,8 @@ def referrer_dir(name: str, subject: Digest, referrer: Digest) -> str:
 
 def referrer_descriptor(name: str, subject: Digest, referrer: Digest) -> str:
     return f"{referrer_dir(name, subject, referrer)}/descriptor"
+
+
+def mirror_tag_checked(name: str, tag: str) -> str:
+    """When the mirror last confirmed ``tag`` with its upstream (``{"checked": <unix time>}``)."""
+    return f"{REPOSITORIES}/{name}/{MIRROR}/tags/{tag}/checked"

@@ -7,6 +7,7 @@ import time
 
 from storage import paths
 from storage.driver import PathNotFound, StorageDriver
+from storage.tree import RepositoryTree
 
 log = logging.getLogger("moorage.purge")
 
@@ -14,31 +15,20 @@ log = logging.getLogger("moorage.purge")
 async def purge_uploads(driver: StorageDriver, older_than: float, dry_run: bool = False) -> list[str]:
     """Delete uploads started more than ``older_than`` seconds ago; returns their directories.
 
-    Walks every repository directory, including those whose first push never finished.
+    Visits every repository with upload sessions, including those whose first push never finished.
     """
     cutoff = time.time() - older_than
+    tree = RepositoryTree(driver)
     purged: list[str] = []
-    pending = [""]
-    while pending:
-        prefix = pending.pop()
-        directory = f"{paths.REPOSITORIES}/{prefix}".rstrip("/")
-        try:
-            children = await driver.list(directory)
-        except PathNotFound:
-            continue
-        if "_uploads" in children and prefix:
-            purged += await purge_repository(driver, prefix.rstrip("/"), cutoff, dry_run)
-        pending += [f"{prefix}{child}/" for child in children if not child.startswith("_")]
+    async for name in tree.repositories(marker=paths.UPLOADS):
+        purged += await purge_repository(tree, name, cutoff, dry_run)
     return purged
 
 
-async def purge_repository(driver: StorageDriver, name: str, cutoff: float, dry_run: bool) -> list[str]:
-    try:
-        uploads = await driver.list(paths.uploads_dir(name))
-    except PathNotFound:
-        return []
+async def purge_repository(tree: RepositoryTree, name: str, cutoff: float, dry_run: bool) -> list[str]:
+    driver = tree.driver
     purged = []
-    for upload_id in uploads:
+    for upload_id in await tree.uploads(name):
         directory = paths.upload_dir(name, upload_id)
         try:
             started = (await driver.stat(paths.upload_started_at(name, upload_id))).modified

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from storage import paths
-from storage.digests import Digest, InvalidDigest, parse_digest
+from storage.digests import Digest, parse_digest
 from storage.driver import PathNotFound, StorageDriver
 from storage.manifests import ManifestStore, ManifestUnknown
+from storage.tree import RepositoryTree
 
 Describe = Callable[[bytes, Digest], "tuple[Digest, dict[str, Any]] | None"]
 
@@ -28,6 +29,7 @@ class ReferrersIndex:
         self.driver = driver
         self.manifests = manifests
         self.describe = describe
+        self.tree = RepositoryTree(driver)
 
     async def add(self, name: str, subject: Digest, referrer: Digest, descriptor: dict[str, Any]) -> None:
         content = json.dumps(descriptor, separators=(",", ":")).encode()
@@ -43,11 +45,7 @@ class ReferrersIndex:
         """Descriptors of live referrers, ordered by digest."""
         await self.catch_up(name)
         found: list[dict[str, Any]] = []
-        for algorithm, hex_ in await _digest_names(self.driver, paths.referrers_dir(name, subject)):
-            try:
-                referrer = parse_digest(f"{algorithm}:{hex_}")
-            except InvalidDigest:
-                continue
+        for referrer in await self.tree.referrers(name, subject):
             if not await self.manifests.exists(name, referrer):
                 continue
             try:
@@ -83,13 +81,7 @@ class ReferrersIndex:
         return written
 
     async def _revisions(self, name: str) -> set[str]:
-        found: set[str] = set()
-        for algorithm, hex_ in await _digest_names(self.driver, paths.revisions_dir(name)):
-            try:
-                found.add(str(parse_digest(f"{algorithm}:{hex_}")))
-            except InvalidDigest:
-                continue
-        return found
+        return {str(digest) for digest in await self.tree.revisions(name)}
 
     async def _scanned(self, name: str) -> set[str]:
         try:
@@ -104,27 +96,6 @@ async def rebuild_referrers(index: ReferrersIndex) -> int:
     Returns the number of entries written.
     """
     written = 0
-    pending = [""]
-    while pending:
-        prefix = pending.pop()
-        children = await _names(index.driver, f"{paths.REPOSITORIES}/{prefix}".rstrip("/"))
-        if "_manifests" in children and prefix:
-            written += await index.catch_up(prefix.rstrip("/"), rescan=True)
-        pending += [f"{prefix}{child}/" for child in children if not child.startswith("_")]
+    async for name in index.tree.repositories():
+        written += await index.catch_up(name, rescan=True)
     return written
-
-
-async def _digest_names(driver: StorageDriver, path: str) -> list[tuple[str, str]]:
-    """The ``<alg>/<hex>`` entries below ``path`` in order (one listing on S3, not one per algorithm)."""
-    try:
-        entries = await driver.list_nested(path, 2)
-    except PathNotFound:
-        return []
-    return [(algorithm, hex_) for algorithm, _, hex_ in (entry.partition("/") for entry in entries)]
-
-
-async def _names(driver: StorageDriver, path: str) -> list[str]:
-    try:
-        return await driver.list(path)
-    except PathNotFound:
-        return []

@@ -116,7 +116,7 @@ class UploadStore:
         except PathNotFound:
             size = 0
         try:
-            names = await self.driver.list(f"{paths.upload_dir(name, upload_id)}/hashstates")
+            names = await self.driver.list(paths.upload_hashstates_root(name, upload_id))
         except PathNotFound:
             names = []
         algorithm = next(filter(None, map(_state_algorithm, names)), DEFAULT_ALGORITHM)
@@ -322,7 +322,7 @@ def _state_algorithm(directory: str) -> str | None:
 def _parse_state(path: str) -> tuple[str, int] | None:
     """(algorithm, offset) of ``hashstates/<alg>-moorage/<offset>``; None for anything else."""
     parts = path.split("/")
-    if len(parts) != 3 or parts[0] != "hashstates" or not parts[2].isdigit():
+    if len(parts) != 3 or parts[0] != paths.HASHSTATES or not parts[2].isdigit():
         return None
     algorithm = _state_algorithm(parts[1])
     return None if algorithm is None else (algorithm, int(parts[2]))

@@ -60,10 +60,6 @@ class Served:
     warning: str | None = None
 
 
-def checked_path(name: str, tag: str) -> str:
-    return f"{paths.repository(name)}/_mirror/tags/{tag}/checked"
-
-
 class Mirror:
     def __init__(
         self,
@@ -184,12 +180,13 @@ class Mirror:
 
     async def _checked(self, name: str, tag: str) -> float | None:
         try:
-            return float(json.loads(await self.driver.get_content(checked_path(name, tag)))["checked"])
+            return float(json.loads(await self.driver.get_content(paths.mirror_tag_checked(name, tag)))["checked"])
         except (PathNotFound, ValueError, KeyError, TypeError):
             return None
 
     async def _mark_checked(self, name: str, tag: str) -> None:
-        await self.driver.put_content(checked_path(name, tag), json.dumps({"checked": time.time()}).encode())
+        checked = json.dumps({"checked": time.time()}).encode()
+        await self.driver.put_content(paths.mirror_tag_checked(name, tag), checked)
 
     async def _refresh_tag(self, route: Route, tag: str, cached: Digest | None) -> Served:
         """One HEAD when we hold a copy (GET only when the tag moved), else a GET."""
