@@ -251,7 +251,10 @@ class WebUI:
             "tag": lambda r: r.tag, "pushed": lambda r: r.pushed or 0.0, "size": lambda r: r.summary.size,
         }
         rows.sort(key=keys[sort], reverse=descending)
+        images = [r.tag for r in rows if r.summary.artifact_type is None]
+        pull_tag = "latest" if "latest" in images else (images or [r.tag for r in rows] or ["TAG"])[0]
         return self.render(request, session, "repository.html", title=name, name=name, rows=rows, term=term,
+                           pull_tag=pull_tag,
                            sort=sort, descending=descending, may_delete=self.may_delete(session, name),
                            deleted=params.get("deleted"))
 
