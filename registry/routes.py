@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.base import Access
-from registry.api import base, blobs, catalog, manifests, referrers, tags, uploads
+from registry.api import blobs, catalog, manifests, referrers, tags, uploads, version
 
 Handler = Callable[[Request], Awaitable[Response]]
 AccessRule = Callable[[Request], list[Access]]
@@ -57,7 +57,7 @@ def endpoint(pattern: str, methods: dict[str, tuple[Handler, AccessRule]]) -> En
 
 NAME = r"(?P<name>.+?)"
 ENDPOINTS: tuple[Endpoint, ...] = (
-    endpoint(r"v2/?", {"GET": (base.version_check, nothing)}),
+    endpoint(r"v2/?", {"GET": (version.version_check, nothing)}),
     endpoint(r"v2/_catalog", {"GET": (catalog.list_repositories, catalog_access)}),
     endpoint(rf"v2/{NAME}/tags/list", {"GET": (tags.list_tags, repo("pull"))}),
     endpoint(
