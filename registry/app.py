@@ -19,10 +19,10 @@ from auth.factory import token_server_routes
 from registry import config as config_module
 from registry.config import Config, ConfigError
 from registry.errors import RegistryError, error_body, error_response
+from registry.instance import Registry
 from registry.names import check_name
 from registry.routes import WRITE_METHODS, match
 from registry.search import V1Search
-from registry.services import Services
 from registry.ui.app import WebUI
 from registry.urls import origin
 from storage import paths
@@ -35,9 +35,9 @@ STORAGE_CHECK_TIMEOUT = 5.0
 
 
 class RegistryApp:
-    def __init__(self, config: Config, services: Services, extra_routes: list[BaseRoute]) -> None:
+    def __init__(self, config: Config, registry: Registry, extra_routes: list[BaseRoute]) -> None:
         self.config = config
-        self.services = services
+        self.registry = registry
         self.prefix = config.http.prefix
         self.api_prefix = f"{self.prefix}v2"
         self.extra_headers = [(k.lower().encode(), v.encode()) for k, v in config.http.headers]
@@ -71,7 +71,7 @@ class RegistryApp:
                     purging.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await purging
-                await self.services.close()
+                await self.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -79,7 +79,7 @@ class RegistryApp:
         storage = self.config.storage
         while True:
             try:
-                driver = self.services.driver
+                driver = self.registry.driver
                 await purge_uploads(driver, storage.upload_purge_age, storage.upload_purge_dryrun)
             except Exception:
                 log.exception("purging abandoned uploads failed")
@@ -91,7 +91,7 @@ class RegistryApp:
                 message["headers"] = [*message.get("headers", []), API_VERSION_HEADER, *self.extra_headers]
             await send(message)
 
-        scope["moorage.services"] = self.services
+        scope["moorage.registry"] = self.registry
         request = Request(scope, receive)
         try:
             response = await self.dispatch(request)
@@ -128,14 +128,14 @@ class RegistryApp:
         if method in WRITE_METHODS and self.config.storage.readonly:
             raise RegistryError("UNSUPPORTED", "the registry is in read-only mode")
         if endpoint.named:
-            repository = self.services.repository(params["name"], request.query_params.get("ns"))
+            repository = self.registry.repository(params["name"], request.query_params.get("ns"))
             if method in WRITE_METHODS:
                 repository.check_writable()
             params["name"] = repository.name
             scope["moorage.repository"] = repository
         handler, rule = entry
         scope["path_params"] = params
-        scope["moorage.grant"] = await self.services.access.authorize(
+        scope["moorage.grant"] = await self.registry.access.authorize(
             request.headers, rule(request), lambda: origin(request, self.config.http))
         return await handler(request)
 
@@ -145,7 +145,7 @@ class RegistryApp:
 
     async def readiness(self, request: Request) -> Response:
         """``/healthz`` and ``/readyz``: healthy and ready to serve only while the storage answers."""
-        error = await storage_error(self.services.driver)
+        error = await storage_error(self.registry.driver)
         if error:
             return JSONResponse({"status": "unavailable", "storage": error}, status_code=503)
         return JSONResponse({"status": "ok"})
@@ -199,17 +199,17 @@ def auth_failure_response(failure: AuthFailure) -> Response:
     )
 
 
-def create_app(config: Config, services: Services | None = None) -> RegistryApp:
-    if services is None:
-        services = Services.build(config)
+def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
+    if registry is None:
+        registry = Registry.build(config)
     try:
         extra = token_server_routes(config.auth)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    extra += V1Search(services).routes()
+    extra += V1Search(registry).routes()
     if config.ui.enabled:
-        extra += WebUI(services).routes()
-    return RegistryApp(config, services, extra)
+        extra += WebUI(registry).routes()
+    return RegistryApp(config, registry, extra)
 
 
 def app_from_environment() -> RegistryApp:

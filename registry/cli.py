@@ -59,17 +59,17 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_rebuild_index(args: argparse.Namespace) -> int:
     import asyncio
 
-    from registry.services import Services
+    from registry.instance import Registry
     from storage.referrers import rebuild_referrers
 
     config = load_config(args.config)
 
     async def rebuild() -> int:
-        services = Services.build(config)
+        registry = Registry.build(config)
         try:
-            return await rebuild_referrers(services.referrers)
+            return await rebuild_referrers(registry.referrers)
         finally:
-            await services.close()
+            await registry.close()
 
     print(f"referrers index: {asyncio.run(rebuild())} entries written")
     return 0

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from auth.base import AuthFailure
-from registry.services import Services
+from registry.instance import Registry
 
 CHUNK = 500
 V1_DEFAULT_PAGE = 25
@@ -25,7 +25,7 @@ V1_MAX_PAGE = 100
 Match = Callable[[str], Awaitable[bool]]
 
 
-async def scan(svc: Services, subject: str | None, match: Match, last: str | None, want: int | None,
+async def scan(svc: Registry, subject: str | None, match: Match, last: str | None, want: int | None,
                budget: int | None = None) -> tuple[list[str], str | None]:
     """Up to ``want`` (all when None) names after ``last`` that ``subject`` may pull and ``match``
     accepts, looking at no more than ``budget`` names (all when None); and the name to continue after
@@ -59,7 +59,7 @@ def name_contains(term: str) -> Match:
 
 
 class V1Search:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Registry) -> None:
         self.svc = svc
 
     def routes(self) -> list[BaseRoute]:

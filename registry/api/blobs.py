@@ -7,7 +7,8 @@ import os
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from registry.api.common import digest_headers, not_modified, repository, services
+from registry.api.context import registry_of, repository_of
+from registry.api.etags import digest_headers, not_modified
 from registry.blob_response import BlobResponse
 from registry.errors import RegistryError
 from registry.names import digest_param
@@ -16,17 +17,17 @@ from storage.blobs import BlobUnknown
 
 
 async def get_blob(request: Request) -> Response | BlobResponse:
-    svc = services(request)
+    registry = registry_of(request)
     digest = digest_param(request.path_params["digest"])
     try:
-        blob = await repository(request).blob(digest, body=request.method == "GET")
+        blob = await repository_of(request).blob(digest, body=request.method == "GET")
     except BlobUnknown:
         raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
     headers = {**digest_headers(str(digest)), "Accept-Ranges": "bytes", "Cache-Control": "max-age=31536000"}
     if not_modified(request, str(digest)):
         return Response(status_code=304, headers=headers)
-    if blob.stored and not svc.config.storage.redirect_disabled:
-        url = await svc.blobs.redirect_url(digest, request.method)
+    if blob.stored and not registry.config.storage.redirect_disabled:
+        url = await registry.blobs.redirect_url(digest, request.method)
         if url is not None:
             return RedirectResponse(url, status_code=307, headers=digest_headers(str(digest)))
     start, length, status = byte_range(request, blob.size, headers)
@@ -37,14 +38,14 @@ async def get_blob(request: Request) -> Response | BlobResponse:
         stream = blob.stream(start, length) if blob.stream is not None else None
         return BlobResponse(status, headers, stream=stream, offset=start, length=length)
     assert length is not None  # a stored blob's size is known
-    path = svc.blobs.local_path(digest)
+    path = registry.blobs.local_path(digest)
     if path is not None:
         try:
             fd = os.open(path, os.O_RDONLY)  # opened before answering: a concurrent delete cannot break it
         except FileNotFoundError:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
         return BlobResponse(status, headers, path=path, fd=fd, offset=start, length=length, whole=status == 200)
-    stream = svc.blobs.reader(digest, start, length) if request.method == "GET" else None
+    stream = registry.blobs.reader(digest, start, length) if request.method == "GET" else None
     return BlobResponse(status, headers, stream=stream, offset=start, length=length)
 
 
@@ -67,12 +68,12 @@ def byte_range(request: Request, size: int | None, headers: dict[str, str]) -> t
 
 
 async def delete_blob(request: Request) -> Response:
-    svc = services(request)
-    if not svc.config.storage.delete_enabled:
+    registry = registry_of(request)
+    if not registry.config.storage.delete_enabled:
         raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
     digest = digest_param(request.path_params["digest"])
     try:
-        await svc.blobs.unlink(request.path_params["name"], digest)
+        await registry.blobs.unlink(request.path_params["name"], digest)
     except BlobUnknown:
         raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
     return Response(status_code=202, headers={"Docker-Content-Digest": str(digest)})

@@ -8,8 +8,10 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registry.api.common import digest_headers, not_modified, repository, services
+from registry.api.context import registry_of, repository_of
+from registry.api.etags import digest_headers, not_modified
 from registry.errors import RegistryError
+from registry.instance import Registry
 from registry.manifests import (
     INDEX_TYPES,
     MAX_MANIFEST_SIZE,
@@ -20,7 +22,6 @@ from registry.manifests import (
 )
 from registry.names import check_tag, digest_param, is_tag
 from registry.repository import Repository
-from registry.services import Services
 from registry.urls import location
 from storage.blobs import BlobUnknown
 from storage.digests import Digest, digest_bytes
@@ -29,18 +30,18 @@ from storage.manifests import ManifestUnknown, TagUnknown
 DEFAULT_PLATFORM = ("linux", "amd64")
 
 
-async def resolve(svc: Services, name: str, reference: str) -> Digest:
+async def resolve(registry: Registry, name: str, reference: str) -> Digest:
     """The digest a reference names in storage (the web UI's lookup; the /v2 GET reads the repository)."""
     if is_tag(reference):
         try:
-            return await svc.tags.resolve(name, reference)
+            return await registry.tags.resolve(name, reference)
         except TagUnknown:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
     return digest_param(reference)
 
 
 async def get_manifest(request: Request) -> Response:
-    repo = repository(request)
+    repo = repository_of(request)
     reference = request.path_params["reference"]
     if not is_tag(reference) and ":" not in reference:
         # neither a tag nor a digest, so nothing can be stored under it: the spec's 404 for a missing manifest
@@ -71,9 +72,9 @@ async def get_manifest(request: Request) -> Response:
     return Response(body, headers=headers)
 
 
-async def load(svc: Services, name: str, digest: Digest) -> bytes:
+async def load(registry: Registry, name: str, digest: Digest) -> bytes:
     try:
-        return await svc.manifests.get(name, digest)
+        return await registry.manifests.get(name, digest)
     except ManifestUnknown:
         raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
 
@@ -104,7 +105,7 @@ async def default_platform(repo: Repository, content: bytes, request: Request) -
 
 
 async def put_manifest(request: Request) -> Response:
-    svc = services(request)
+    registry = registry_of(request)
     name, reference = request.path_params["name"], request.path_params["reference"]
     content = await read_limited(request)
     manifest = parse(content, request.headers.get("content-type"))
@@ -118,18 +119,18 @@ async def put_manifest(request: Request) -> Response:
             raise RegistryError("DIGEST_INVALID", detail={"expected": str(claimed), "computed": str(digest)})
         tags = []
     tags += [check_tag(t) for t in request.query_params.getlist("tag") if t not in tags]
-    if not svc.config.validation.disabled:
-        await verify_references(svc, name, manifest)
-    await svc.manifests.put(name, digest, content)
+    if not registry.config.validation.disabled:
+        await verify_references(registry, name, manifest)
+    await registry.manifests.put(name, digest, content)
     for tag in tags:
-        await svc.tags.tag(name, tag, digest)
+        await registry.tags.tag(name, tag, digest)
     headers = {
-        "Location": location(request, svc.config.http, f"v2/{name}/manifests/{digest}"),
+        "Location": location(request, registry.config.http, f"v2/{name}/manifests/{digest}"),
         "Docker-Content-Digest": str(digest),
     }
     if manifest.subject is not None:
         descriptor = referrer_descriptor(manifest, digest, len(content))
-        await svc.referrers.add(name, manifest.subject.digest, digest, descriptor)
+        await registry.referrers.add(name, manifest.subject.digest, digest, descriptor)
         headers["OCI-Subject"] = str(manifest.subject.digest)
     if request.query_params.getlist("tag"):
         headers["OCI-Tag"] = ", ".join(tags)
@@ -152,30 +153,30 @@ async def read_limited(request: Request) -> bytes:
     return b"".join(parts)
 
 
-async def verify_references(svc: Services, name: str, manifest: ParsedManifest) -> None:
+async def verify_references(registry: Registry, name: str, manifest: ParsedManifest) -> None:
     """Every blob and child manifest must be in the repository (foreign layers by URL policy)."""
     for blob in manifest.blobs:
         if blob.urls:
-            check_urls(svc, blob.urls)
+            check_urls(registry, blob.urls)
             continue
         try:
-            await svc.blobs.stat_in_repository(name, blob.digest)
+            await registry.blobs.stat_in_repository(name, blob.digest)
         except BlobUnknown:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"digest": str(blob.digest)}) from None
     for child in manifest.children:
-        if await svc.manifests.exists(name, child.digest):
+        if await registry.manifests.exists(name, child.digest):
             continue
         try:
-            await svc.blobs.stat_in_repository(name, child.digest)
+            await registry.blobs.stat_in_repository(name, child.digest)
         except BlobUnknown:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"digest": str(child.digest)}) from None
 
 
-def check_urls(svc: Services, urls: tuple[str, ...]) -> None:
+def check_urls(registry: Registry, urls: tuple[str, ...]) -> None:
     """Foreign layer URLs are http(s) without fragment, match an ``allow`` pattern when some are
     configured (any URL otherwise) and no ``deny`` pattern."""
-    allow = svc.config.validation.manifest_urls_allow
-    deny = svc.config.validation.manifest_urls_deny
+    allow = registry.config.validation.manifest_urls_allow
+    deny = registry.config.validation.manifest_urls_deny
     for url in urls:
         parsed = urlsplit(url)
         ok = (
@@ -189,27 +190,27 @@ def check_urls(svc: Services, urls: tuple[str, ...]) -> None:
 
 
 async def delete_manifest(request: Request) -> Response:
-    svc = services(request)
-    await delete_reference(svc, request.path_params["name"], request.path_params["reference"])
+    registry = registry_of(request)
+    await delete_reference(registry, request.path_params["name"], request.path_params["reference"])
     return Response(status_code=202)
 
 
-async def delete_reference(svc: Services, name: str, reference: str) -> None:
+async def delete_reference(registry: Registry, name: str, reference: str) -> None:
     """Untag a tag, or delete a manifest by digest with its tags and its referrers-index entry (the API's
     DELETE and the web UI's)."""
-    if not svc.config.storage.delete_enabled:
+    if not registry.config.storage.delete_enabled:
         raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
     if not is_digest_reference(reference):
         try:
-            await svc.tags.untag(name, check_tag(reference))
+            await registry.tags.untag(name, check_tag(reference))
         except TagUnknown:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
         return
     digest = digest_param(reference)
-    content = await load(svc, name, digest)
-    for tag in await svc.tags.tags_of(name, digest):
+    content = await load(registry, name, digest)
+    for tag in await registry.tags.tags_of(name, digest):
         try:
-            await svc.tags.untag(name, tag)
+            await registry.tags.untag(name, tag)
         except TagUnknown:
             pass
     try:
@@ -217,8 +218,8 @@ async def delete_reference(svc: Services, name: str, reference: str) -> None:
     except RegistryError:
         manifest = None
     if manifest is not None and manifest.subject is not None:
-        await svc.referrers.remove(name, manifest.subject.digest, digest)
+        await registry.referrers.remove(name, manifest.subject.digest, digest)
     try:
-        await svc.manifests.delete(name, digest)
+        await registry.manifests.delete(name, digest)
     except ManifestUnknown:
         raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None

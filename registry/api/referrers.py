@@ -5,16 +5,16 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from registry.api.common import services
+from registry.api.context import registry_of
 from registry.names import digest_param
 
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 
 
 async def list_referrers(request: Request) -> Response:
-    svc = services(request)
+    registry = registry_of(request)
     subject = digest_param(request.path_params["digest"])
-    descriptors = await svc.referrers.list(request.path_params["name"], subject)
+    descriptors = await registry.referrers.list(request.path_params["name"], subject)
     headers = {}
     wanted = request.query_params.getlist("artifactType")
     if wanted:

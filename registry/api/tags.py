@@ -5,13 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from registry.api.common import next_link, page_size, repository
+from registry.api.context import repository_of
+from registry.api.paging import next_link, page_size
 from registry.errors import RegistryError
 from registry.repository import RepositoryUnknown
 
 
 async def list_tags(request: Request) -> Response:
-    repo = repository(request)
+    repo = repository_of(request)
     n = page_size(request, None)
     try:
         page = await repo.tag_page(request.query_params.get("last") or None, n)

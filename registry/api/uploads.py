@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registry.api.common import services
+from registry.api.context import registry_of
 from registry.errors import RegistryError
 from registry.names import check_name, digest_param
 from registry.ranges import parse_content_range, upload_range
@@ -21,7 +21,7 @@ CHUNK_MIN_LENGTH = "0"
 
 
 async def start_upload(request: Request) -> Response:
-    svc = services(request)
+    registry = registry_of(request)
     name = request.path_params["name"]
     mount = request.query_params.get("mount")
     if mount:
@@ -34,15 +34,15 @@ async def start_upload(request: Request) -> Response:
         raise RegistryError("DIGEST_INVALID", f"unsupported digest algorithm {algorithm!r}")
     if digest_text:
         digest = digest_param(digest_text)
-        upload = await svc.uploads.create(name, digest.algorithm)
+        upload = await registry.uploads.create(name, digest.algorithm)
         try:
             return await finish(request, upload, digest, body(request))
         except BaseException:
             # the client never learnt of this session: nothing may stay behind (a retry starts anew)
             with contextlib.suppress(UploadUnknown):
-                await svc.uploads.cancel(upload.name, upload.id)
+                await registry.uploads.cancel(upload.name, upload.id)
             raise
-    upload = await svc.uploads.create(name, algorithm)
+    upload = await registry.uploads.create(name, algorithm)
     return Response(status_code=202, headers=upload_headers(request, upload))
 
 
@@ -52,19 +52,19 @@ async def try_mount(request: Request, name: str, digest: Digest) -> Response | N
     Without ``from`` any blob in the registry qualifies, but only for a caller who may read everything
     (auth off, or an admin): otherwise knowing a digest would grant access to a private layer.
     """
-    svc = services(request)
+    registry = registry_of(request)
     source = request.query_params.get("from")
     try:
         if source:
             check_name(source)
-            await svc.blobs.stat_in_repository(source, digest)
+            await registry.blobs.stat_in_repository(source, digest)
         elif request.scope["moorage.grant"].everything:
-            await svc.blobs.stat(digest)
+            await registry.blobs.stat(digest)
         else:
             return None
     except (BlobUnknown, RegistryError):
         return None
-    await svc.blobs.link(name, digest)
+    await registry.blobs.link(name, digest)
     return blob_created(request, name, digest)
 
 
@@ -74,12 +74,12 @@ async def upload_status(request: Request) -> Response:
 
 
 async def patch_upload(request: Request) -> Response:
-    svc = services(request)
+    registry = registry_of(request)
     upload = await load(request)
     start, length = chunk_bounds(request)
-    async with svc.uploads.lock(upload.name, upload.id):
+    async with registry.uploads.lock(upload.name, upload.id):
         try:
-            await svc.uploads.append(upload, request.stream(), start, length)
+            await registry.uploads.append(upload, request.stream(), start, length)
         except OffsetMismatch as e:
             upload.size = e.size
             raise RegistryError(
@@ -105,10 +105,10 @@ async def complete_upload(request: Request) -> Response:
 
 
 async def cancel_upload(request: Request) -> Response:
-    svc = services(request)
+    registry = registry_of(request)
     upload = await load(request)
     try:
-        await svc.uploads.cancel(upload.name, upload.id)
+        await registry.uploads.cancel(upload.name, upload.id)
     except UploadUnknown:
         raise RegistryError("BLOB_UPLOAD_UNKNOWN") from None
     return Response(status_code=204)
@@ -117,10 +117,10 @@ async def cancel_upload(request: Request) -> Response:
 async def finish(
     request: Request, upload: UploadInfo, digest: Digest, chunks: AsyncIterator[bytes] | None
 ) -> Response:
-    svc = services(request)
-    async with svc.uploads.lock(upload.name, upload.id):
+    registry = registry_of(request)
+    async with registry.uploads.lock(upload.name, upload.id):
         try:
-            await svc.uploads.commit(upload, digest, chunks)
+            await registry.uploads.commit(upload, digest, chunks)
         except DigestMismatch as e:
             detail = {"expected": str(digest), "reason": str(e)}
             raise RegistryError("DIGEST_INVALID", detail=detail) from None
@@ -130,7 +130,7 @@ async def finish(
 async def load(request: Request) -> UploadInfo:
     name, upload_id = request.path_params["name"], request.path_params["upload"]
     try:
-        return await services(request).uploads.info(name, upload_id)
+        return await registry_of(request).uploads.info(name, upload_id)
     except UploadUnknown:
         raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": request.path_params["upload"]}) from None
 
@@ -159,9 +159,9 @@ def body(request: Request) -> AsyncIterator[bytes] | None:
 
 
 def upload_headers(request: Request, upload: UploadInfo) -> dict[str, str]:
-    svc = services(request)
+    registry = registry_of(request)
     return {
-        "Location": location(request, svc.config.http, f"v2/{upload.name}/blobs/uploads/{upload.id}"),
+        "Location": location(request, registry.config.http, f"v2/{upload.name}/blobs/uploads/{upload.id}"),
         "Docker-Upload-UUID": upload.id,
         "Range": upload_range(upload.size),
         "OCI-Chunk-Min-Length": CHUNK_MIN_LENGTH,
@@ -169,11 +169,11 @@ def upload_headers(request: Request, upload: UploadInfo) -> dict[str, str]:
 
 
 def blob_created(request: Request, name: str, digest: Digest) -> Response:
-    svc = services(request)
+    registry = registry_of(request)
     return Response(
         status_code=201,
         headers={
-            "Location": location(request, svc.config.http, f"v2/{name}/blobs/{digest}"),
+            "Location": location(request, registry.config.http, f"v2/{name}/blobs/{digest}"),
             "Docker-Content-Digest": str(digest),
             },
     )

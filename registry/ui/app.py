@@ -30,9 +30,9 @@ from starlette.staticfiles import StaticFiles
 from auth.tokenserver import read_form
 from registry.api.manifests import delete_reference, resolve
 from registry.errors import RegistryError
+from registry.instance import Registry
 from registry.names import NAME_RE, TAG_RE
 from registry.search import scan
-from registry.services import Services
 from registry.ui.content import Inspector, digest_or_none
 from registry.ui.session import Session, Sessions, csrf_ok
 from registry.urls import origin
@@ -115,7 +115,7 @@ def environment(base: str) -> jinja2.Environment:
 
 
 class WebUI:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Registry) -> None:
         self.svc = svc
         self.config = svc.config
         self.base = f"{self.config.http.prefix}ui"

@@ -14,8 +14,8 @@ from typing import Any
 
 from registry.api.manifests import load
 from registry.errors import RegistryError
+from registry.instance import Registry
 from registry.manifests import INDEX_TYPES, ParsedManifest, detect_media_type, parse
-from registry.services import Services
 from storage.blobs import BlobUnknown
 from storage.digests import Digest, parse_digest
 from storage.driver import PathNotFound
@@ -103,7 +103,7 @@ def platform_text(platform: dict[str, Any] | None) -> str:
 
 
 class Inspector:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Registry) -> None:
         self.svc = svc
         self._summaries: OrderedDict[Digest, Summary] = OrderedDict()
         self._gate = asyncio.Semaphore(CONCURRENCY)

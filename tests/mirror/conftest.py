@@ -163,7 +163,7 @@ class Mirror:
 
     def settle(self, timeout: float = 10) -> None:
         """Wait until the blob downloads still being verified and stored are done."""
-        mirror = self.app.services.mirror
+        mirror = self.app.registry.mirror
         assert mirror is not None
         deadline = time.monotonic() + timeout
         while mirror.downloads_in_flight:

@@ -50,7 +50,7 @@ def test_pull_by_tag_caches_everything(upstream: Upstream, start_mirror: Callabl
     assert len(upstream.recorder.requests) == first  # warm: no upstream request at all
     with mirror.client() as c:  # cached repositories are ordinary ones; _mirror/ is no repository
         assert c.get("/v2/_catalog").json() == {"repositories": ["up/team/app"]}
-    stats = mirror.app.services.mirror.stats  # type: ignore[union-attr]
+    stats = mirror.app.registry.mirror.stats  # type: ignore[union-attr]
     assert stats["manifest.miss"] == 1 and stats["manifest.hit"] == 2
     assert stats["blob.miss"] == 3 and stats["blob.hit"] == 6
 
@@ -115,7 +115,7 @@ def test_ttl_revalidation_and_moved_tag(upstream: Upstream, start_mirror: Callab
         r = c.get("/v2/up/team/app/manifests/v1", headers={"Accept": ACCEPT})
         assert r.headers["docker-content-digest"] == new
         assert rec.requests == [("HEAD", "/v2/team/app/manifests/v1")]  # exactly one revalidating HEAD
-        stats = mirror.app.services.mirror.stats  # type: ignore[union-attr]
+        stats = mirror.app.registry.mirror.stats  # type: ignore[union-attr]
         assert stats["manifest.revalidated"] == 1
     checked = mirror.root / "docker/registry/v2/repositories/up/team/app/_mirror/tags/v1/checked"
     assert json.loads(checked.read_text())["checked"] > time.time() - 5  # TTL state lives in storage
@@ -155,7 +155,7 @@ def test_upstream_down_serves_stale(upstream: Upstream, start_mirror: Callable[.
         assert r.status_code == 503 and r.json()["errors"][0]["code"] == "UNAVAILABLE"
         r = c.get("/v2/up/team/app/tags/list")
         assert r.status_code == 200 and r.json()["tags"] == ["v1"] and "warning" in r.headers
-    assert mirror.app.services.mirror.stats["manifest.stale"] == 1  # type: ignore[union-attr]
+    assert mirror.app.registry.mirror.stats["manifest.stale"] == 1  # type: ignore[union-attr]
 
 
 def test_rate_limited_upstream_serves_stale(upstream: Upstream, start_mirror: Callable[..., Mirror]) -> None:

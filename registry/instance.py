@@ -1,4 +1,5 @@
-"""The stores and policies one registry instance works with, built once from the config."""
+"""``Registry``: the stores and policies of one registry instance, built once from the config; it hands
+the /v2 handlers the repository a request names (local, or mirrored from an upstream)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from storage.uploads import UploadStore
 
 
 @dataclass(slots=True)
-class Services:
+class Registry:
     config: Config
     driver: StorageDriver
     blobs: BlobStore
@@ -36,7 +37,7 @@ class Services:
     mirror: Mirror | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
 
     @classmethod
-    def build(cls, config: Config, driver: StorageDriver | None = None) -> Services:
+    def build(cls, config: Config, driver: StorageDriver | None = None) -> Registry:
         if driver is None:
             try:
                 driver = build_driver(

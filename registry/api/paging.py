@@ -1,4 +1,4 @@
-"""Helpers every handler uses: the services, pagination and the standard headers."""
+"""``n``/``last`` pagination of the tag list and the catalog."""
 
 from __future__ import annotations
 
@@ -7,19 +7,8 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from registry.errors import RegistryError
-from registry.repository import Repository
-from registry.services import Services
 
 MAX_PAGE = 10_000
-
-
-def services(request: Request) -> Services:
-    return request.scope["moorage.services"]
-
-
-def repository(request: Request) -> Repository:
-    """The repository the request's path names, as the app's dispatch resolved it."""
-    return request.scope["moorage.repository"]
 
 
 def page_size(request: Request, default: int | None) -> int | None:
@@ -39,15 +28,3 @@ def page_size(request: Request, default: int | None) -> int | None:
 def next_link(request: Request, last: str, n: int) -> str:
     path = request.scope["path"]
     return f'<{path}?{urlencode({"last": last, "n": n})}>; rel="next"'
-
-
-def digest_headers(digest: str) -> dict[str, str]:
-    return {"Docker-Content-Digest": digest, "ETag": f'"{digest}"'}
-
-
-def not_modified(request: Request, digest: str) -> bool:
-    header = request.headers.get("if-none-match")
-    if not header:
-        return False
-    tags = {t.strip().removeprefix("W/").strip('"') for t in header.split(",")}
-    return digest in tags or "*" in tags
