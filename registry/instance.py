@@ -10,8 +10,8 @@ from auth.factory import build_access_controller
 from auth.login import Login, build_login
 from registry.config import Config, ConfigError
 from registry.manifests import describe_referrer
-from registry.mirror.cache import Mirror
 from registry.mirror.repository import MirroredRepository
+from registry.mirror.source import UpstreamSource
 from registry.repository import Repository
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
@@ -34,7 +34,7 @@ class Registry:
     catalog: Catalog
     access: AccessController
     login: Login  # the same users and rights for web UI sessions and /v1/search
-    mirror: Mirror | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
+    mirror: UpstreamSource | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
 
     @classmethod
     def build(cls, config: Config, driver: StorageDriver | None = None) -> Registry:
@@ -67,7 +67,7 @@ class Registry:
             catalog=Catalog(driver),
             access=access,
             login=login,
-            mirror=Mirror.build(config.proxy, driver, blobs, uploads, manifests, tags),
+            mirror=UpstreamSource.build(config.proxy, driver, blobs, uploads, manifests, tags),
         )
 
     def repository(self, name: str, ns: str | None = None) -> Repository:

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from registry.errors import RegistryError
-from registry.mirror.cache import STALE, STALE_WARNING, Mirror, Route
+from registry.mirror.source import STALE, STALE_WARNING, UpstreamRoute, UpstreamSource
 from registry.mirror.upstream import UpstreamError, UpstreamNotFound
 from registry.repository import Blob, Manifest, Repository, RepositoryUnknown, TagPage
 from storage.digests import Digest
 
 
 class MirroredRepository(Repository):
-    def __init__(self, mirror: Mirror, route: Route) -> None:
+    def __init__(self, mirror: UpstreamSource, route: UpstreamRoute) -> None:
         super().__init__(route.local, mirror.driver, mirror.blobs, mirror.manifests, mirror.tags)
         self.mirror = mirror
         self.route = route

@@ -12,8 +12,8 @@ import pytest
 
 from registry.config import ConfigError
 from registry.errors import RegistryError
-from registry.mirror.cache import Mirror
 from registry.mirror.config import DEFAULT_TTL, Upstream, parse_proxy
+from registry.mirror.source import UpstreamSource
 from registry.mirror.upstream import UpstreamClient, UpstreamError, UpstreamNotFound
 from storage.blobs import BlobStore
 from storage.driver.filesystem import FilesystemDriver
@@ -64,11 +64,11 @@ def test_config_errors(raw: dict, key: str) -> None:
         parse_proxy(raw)
 
 
-def make_mirror(tmp_path: Path, proxy: dict) -> Mirror:
+def make_mirror(tmp_path: Path, proxy: dict) -> UpstreamSource:
     driver = FilesystemDriver(str(tmp_path))
     blobs = BlobStore(driver)
     uploads = UploadStore(driver, blobs)
-    mirror = Mirror.build(proxy, driver, blobs, uploads, ManifestStore(driver, blobs), TagStore(driver))
+    mirror = UpstreamSource.build(proxy, driver, blobs, uploads, ManifestStore(driver, blobs), TagStore(driver))
     assert mirror is not None
     return mirror
 

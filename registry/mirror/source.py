@@ -1,4 +1,7 @@
-"""The caching rules of mirrored repositories, on top of the core stores and Distribution's layout.
+"""The upstreams as the content source of mirrored repositories (``MirroredRepository`` asks it first).
+
+``UpstreamSource`` maps a name to its upstream and puts into storage what a request needs, by the
+caching rules:
 
 * Manifests by digest and blobs are immutable: once stored they are served with no upstream request.
 * A tag is trusted for the upstream's TTL after it was last checked; the time of that check is kept in
@@ -6,6 +9,7 @@
   HEAD revalidates it; when the upstream fails or rate-limits, the cached manifest is served stale.
 * A blob download is written through ``UploadStore`` (hashed, verified, then moved into place) and teed
   into a local spool that every client waiting on it streams from.
+* Concurrent requests for the same content share one upstream fetch.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ CHUNK = 1 << 20  # upstream reads handed on at once: fewer wake-ups of the waiti
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class UpstreamRoute:
     """Where a request for a mirrored repository goes: its name here and upstream."""
 
     upstream: Upstream
@@ -60,7 +64,9 @@ class Served:
     warning: str | None = None
 
 
-class Mirror:
+class UpstreamSource:
+    """Routes names to upstreams and fetches, verifies and stores their content; counts the outcomes."""
+
     def __init__(
         self,
         config: MirrorConfig,
@@ -96,7 +102,7 @@ class Mirror:
         uploads: UploadStore,
         manifests: ManifestStore,
         tags: TagStore,
-    ) -> Mirror | None:
+    ) -> UpstreamSource | None:
         """The mirror configured by the raw ``proxy`` section; None when there is none."""
         config = parse_proxy(proxy)
         return None if config is None else cls(config, driver, blobs, uploads, manifests, tags)
@@ -108,7 +114,7 @@ class Mirror:
 
     # ------------------------------------------------------------------------------------ routing
 
-    def route(self, name: str, ns: str | None) -> Route | None:
+    def route(self, name: str, ns: str | None) -> UpstreamRoute | None:
         """The upstream serving ``name`` (by the containerd ``ns`` parameter, else by prefix), if any."""
         if ns:
             for client in self.clients:
@@ -124,19 +130,19 @@ class Mirror:
         return None
 
     @staticmethod
-    def _route(client: UpstreamClient, local: str, remote: str) -> Route:
+    def _route(client: UpstreamClient, local: str, remote: str) -> UpstreamRoute:
         if client.upstream.docker_hub and "/" not in remote:
             remote = f"library/{remote}"  # Docker Hub's official images, as the docker CLI names them
-        return Route(client.upstream, client, local, remote)
+        return UpstreamRoute(client.upstream, client, local, remote)
 
-    def record(self, kind: str, route: Route, reference: str, outcome: str, note: str = "") -> None:
+    def record(self, kind: str, route: UpstreamRoute, reference: str, outcome: str, note: str = "") -> None:
         self.stats[f"{kind}.{outcome}"] += 1
         log.info("mirror %s %s@%s %s%s (upstream %s/%s)", kind, route.local, reference, outcome, note,
                  route.upstream.url, route.remote)
 
     # ---------------------------------------------------------------------------------- manifests
 
-    async def manifest_by_digest(self, route: Route, digest: Digest) -> Served:
+    async def manifest_by_digest(self, route: UpstreamRoute, digest: Digest) -> Served:
         if await self.manifests.exists(route.local, digest):
             self.record("manifest", route, str(digest), HIT)
             return Served(digest, HIT)
@@ -151,7 +157,7 @@ class Mirror:
         self.record("manifest", route, str(digest), MISS, " (shared)" if shared else "")
         return Served(digest, MISS)
 
-    async def manifest_by_tag(self, route: Route, tag: str) -> Served:
+    async def manifest_by_tag(self, route: UpstreamRoute, tag: str) -> Served:
         cached = await self._cached_tag(route.local, tag)
         if cached is not None:
             checked = await self._checked(route.local, tag)
@@ -188,7 +194,7 @@ class Mirror:
         checked = json.dumps({"checked": time.time()}).encode()
         await self.driver.put_content(paths.mirror_tag_checked(name, tag), checked)
 
-    async def _refresh_tag(self, route: Route, tag: str, cached: Digest | None) -> Served:
+    async def _refresh_tag(self, route: UpstreamRoute, tag: str, cached: Digest | None) -> Served:
         """One HEAD when we hold a copy (GET only when the tag moved), else a GET."""
         if cached is not None:
             headers = {"Accept": MANIFEST_ACCEPT}
@@ -202,7 +208,7 @@ class Mirror:
         await self._mark_checked(route.local, tag)
         return Served(digest, MISS)
 
-    async def _fetch_manifest(self, route: Route, reference: str, expected: Digest | None) -> Digest:
+    async def _fetch_manifest(self, route: UpstreamRoute, reference: str, expected: Digest | None) -> Digest:
         """GET a manifest upstream, verify its digest and store it in the repository."""
         async with route.client.open("GET", route.remote, "manifests", reference,
                                      {"Accept": MANIFEST_ACCEPT}) as response:
@@ -232,7 +238,7 @@ class Mirror:
         linked = await read_link(self.driver, paths.layer_link(name, digest)) == digest
         return linked and await self.blobs.exists(digest)
 
-    async def _adopt(self, route: Route, digest: Digest) -> bool:
+    async def _adopt(self, route: UpstreamRoute, digest: Digest) -> bool:
         """Link a blob stored for another repository once the upstream confirms this one has it too."""
         if not await self.blobs.exists(digest):
             return False
@@ -241,7 +247,7 @@ class Mirror:
         await self.blobs.link(route.local, digest)
         return True
 
-    async def blob(self, route: Route, digest: Digest) -> BlobSpool | None:
+    async def blob(self, route: UpstreamRoute, digest: Digest) -> BlobSpool | None:
         """None when the blob is in the repository's storage; else the spool of its download.
 
         The caller must open its reader on the spool before it awaits anything: a finished spool
@@ -275,7 +281,7 @@ class Mirror:
         self.record("blob", route, str(digest), MISS, " (shared)" if shared else "")
         return spool
 
-    async def blob_size(self, route: Route, digest: Digest) -> int | None:
+    async def blob_size(self, route: UpstreamRoute, digest: Digest) -> int | None:
         """For HEAD: None when stored here, else the upstream's size (nothing is downloaded)."""
         try:
             if await self._linked(route.local, digest) or await self._adopt(route, digest):
@@ -295,7 +301,7 @@ class Mirror:
             raise upstream_failure(route, UpstreamError("HEAD of a blob without Content-Length"))
         return int(length)
 
-    def _start_download(self, route: Route, digest: Digest, key: tuple[str, Digest]) -> BlobSpool:
+    def _start_download(self, route: UpstreamRoute, digest: Digest, key: tuple[str, Digest]) -> BlobSpool:
         spool = BlobSpool(self.config.spooldir)
         self._spools[key] = spool
         task = asyncio.ensure_future(self._download(route, digest, spool, key))
@@ -304,7 +310,7 @@ class Mirror:
         return spool
 
     async def _download(
-        self, route: Route, digest: Digest, spool: BlobSpool, key: tuple[str, Digest]
+        self, route: UpstreamRoute, digest: Digest, spool: BlobSpool, key: tuple[str, Digest]
     ) -> None:
         """Runs on its own: a client going away does not stop a download others (or later pulls) need."""
         upload = None
@@ -341,7 +347,7 @@ class Mirror:
 
     # --------------------------------------------------------------------------------------- tags
 
-    async def tag_list(self, route: Route, query: dict[str, str]) -> tuple[list[str], bool]:
+    async def tag_list(self, route: UpstreamRoute, query: dict[str, str]) -> tuple[list[str], bool]:
         """The upstream's tag list page and whether it has more (raises UpstreamNotFound / UpstreamError)."""
         async with route.client.open("GET", route.remote, "tags", "list", params=query) as response:
             body = await response.aread()
@@ -362,7 +368,7 @@ class Mirror:
         await self.http.aclose()
 
 
-def upstream_failure(route: Route, error: UpstreamError) -> RegistryError:
+def upstream_failure(route: UpstreamRoute, error: UpstreamError) -> RegistryError:
     """The spec's error for an upstream we could not use and have no copy for."""
     message = f"upstream {route.upstream.url} unavailable: {error}"
     if error.status == 429:
