@@ -15,6 +15,7 @@ from registry.instance import Registry
 from registry.manifests import (
     INDEX_TYPES,
     MAX_MANIFEST_SIZE,
+    InvalidManifest,
     ParsedManifest,
     detect_media_type,
     parse,
@@ -108,7 +109,10 @@ async def put_manifest(request: Request) -> Response:
     registry = registry_of(request)
     name, reference = request.path_params["name"], request.path_params["reference"]
     content = await read_limited(request)
-    manifest = parse(content, request.headers.get("content-type"))
+    try:
+        manifest = parse(content, request.headers.get("content-type"))
+    except InvalidManifest as e:
+        raise RegistryError("MANIFEST_INVALID", e.message, detail=e.detail) from None
     if not is_digest_reference(reference):
         digest = digest_bytes(content)
         tags = [check_tag(reference)]
@@ -215,7 +219,7 @@ async def delete_reference(registry: Registry, name: str, reference: str) -> Non
             pass
     try:
         manifest = parse(content, detect_media_type(content))
-    except RegistryError:
+    except InvalidManifest:
         manifest = None
     if manifest is not None and manifest.subject is not None:
         await registry.referrers.remove(name, manifest.subject.digest, digest)

@@ -7,9 +7,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from registry.errors import RegistryError
 from registry.manifests import docker_manifest_list, docker_schema2, oci_index, oci_manifest
-from registry.manifests.descriptor import Descriptor, ParsedManifest, invalid
+from registry.manifests.descriptor import Descriptor, InvalidManifest, ParsedManifest, invalid
 from storage.digests import Digest
 
 MAX_MANIFEST_SIZE = 4 << 20
@@ -27,11 +26,15 @@ PARSERS: dict[str, Callable[[dict[str, Any]], ParsedManifest]] = {
 INDEX_TYPES = (docker_manifest_list.MEDIA_TYPE, oci_index.MEDIA_TYPE)
 GENERIC_TYPES = ("", "application/json", "application/octet-stream")
 
-__all__ = ["Descriptor", "ParsedManifest", "parse", "detect_media_type", "referrer_descriptor", "MAX_MANIFEST_SIZE"]
+__all__ = [
+    "Descriptor", "InvalidManifest", "ParsedManifest", "parse", "detect_media_type", "referrer_descriptor",
+    "MAX_MANIFEST_SIZE",
+]
 
 
 def parse(content: bytes, content_type: str | None) -> ParsedManifest:
-    """Validate a pushed manifest; the Content-Type decides its type, else its ``mediaType`` field."""
+    """Validate a pushed manifest (raises InvalidManifest); the Content-Type decides its type, else its
+    ``mediaType`` field."""
     if len(content) > MAX_MANIFEST_SIZE:
         raise invalid(f"manifest larger than {MAX_MANIFEST_SIZE} bytes")
     if not nesting_within(content, MAX_DEPTH):
@@ -106,7 +109,7 @@ def describe_referrer(content: bytes, digest: Digest) -> tuple[Digest, dict[str,
     """A stored manifest's subject and referrer descriptor; None without a subject (or when unreadable)."""
     try:
         manifest = parse(content, detect_media_type(content))
-    except RegistryError:
+    except InvalidManifest:
         return None
     if manifest.subject is None:
         return None

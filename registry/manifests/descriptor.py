@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.errors import RegistryError
 from storage.digests import Digest, InvalidDigest, parse_digest
 
 MAX_SIZE = 2**63 - 1  # sizes are int64 in the spec and in every client
@@ -34,8 +33,17 @@ class ParsedManifest:
     annotations: dict[str, str] | None = None
 
 
-def invalid(message: str, detail: object = None) -> RegistryError:
-    return RegistryError("MANIFEST_INVALID", message, detail=detail)
+class InvalidManifest(ValueError):
+    """The document is no valid manifest of its type (the HTTP layer answers MANIFEST_INVALID)."""
+
+    def __init__(self, message: str, detail: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+def invalid(message: str, detail: object = None) -> InvalidManifest:
+    return InvalidManifest(message, detail)
 
 
 def descriptor(value: Any, where: str) -> Descriptor:

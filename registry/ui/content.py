@@ -15,7 +15,7 @@ from typing import Any
 from registry.api.manifests import load
 from registry.errors import RegistryError
 from registry.instance import Registry
-from registry.manifests import INDEX_TYPES, ParsedManifest, detect_media_type, parse
+from registry.manifests import INDEX_TYPES, InvalidManifest, ParsedManifest, detect_media_type, parse
 from storage.blobs import BlobUnknown
 from storage.digests import Digest, parse_digest
 from storage.driver import PathNotFound
@@ -158,6 +158,8 @@ class Inspector:
             manifest = parse(content, detect_media_type(content))
         except RegistryError as e:
             return Summary("", 0, frozenset(), (), problem=e.message or e.code)
+        except InvalidManifest as e:
+            return Summary("", 0, frozenset(), (), problem=e.message)
         if manifest.media_type in INDEX_TYPES:
             if depth > 0:
                 return Summary(manifest.media_type, 0, frozenset(), (), problem="nested index")
@@ -204,7 +206,7 @@ class Inspector:
         detail = Detail(str(digest), media_type, len(content), pretty(content), tags, None)
         try:
             manifest = parse(content, media_type)
-        except RegistryError as e:
+        except InvalidManifest as e:
             detail.problem = e.message
             return detail
         detail.manifest = manifest

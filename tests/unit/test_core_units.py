@@ -9,7 +9,7 @@ import pytest
 
 from registry import config
 from registry.errors import RegistryError
-from registry.manifests import detect_media_type, parse
+from registry.manifests import InvalidManifest, detect_media_type, parse
 from registry.names import check_name, check_tag, digest_param
 from registry.ranges import Unsatisfiable, parse_content_range, parse_range, upload_range
 from storage.digests import InvalidDigest, digest_bytes, new_hasher, parse_digest, restore_hasher
@@ -157,6 +157,6 @@ def test_manifest_parsing_by_type() -> None:
     assert parse(json.dumps(oci).encode(), None).media_type == "application/vnd.oci.image.manifest.v1+json"
     index = {"schemaVersion": 2, "manifests": [descriptor(b"m", "application/vnd.oci.image.manifest.v1+json")]}
     assert detect_media_type(json.dumps(index).encode()) == "application/vnd.oci.image.index.v1+json"
-    with pytest.raises(RegistryError, match="does not match"):
+    with pytest.raises(InvalidManifest, match="does not match"):
         parse(json.dumps({**oci, "mediaType": "application/vnd.oci.image.index.v1+json"}).encode(),
               "application/vnd.oci.image.manifest.v1+json")
