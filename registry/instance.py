@@ -9,7 +9,7 @@ from auth.base import AccessController
 from auth.factory import build_access_controller
 from auth.login import Login, build_login
 from registry.config import Config, ConfigError
-from registry.manifests import describe_referrer
+from registry.mediatypes import describe_referrer
 from registry.mirror.repository import MirroredRepository
 from registry.mirror.source import UpstreamSource
 from registry.repository import Repository

@@ -12,7 +12,7 @@ from registry.api.context import registry_of, repository_of
 from registry.api.etags import digest_headers, not_modified
 from registry.errors import RegistryError
 from registry.instance import Registry
-from registry.manifests import (
+from registry.mediatypes import (
     INDEX_TYPES,
     MAX_MANIFEST_SIZE,
     InvalidManifest,

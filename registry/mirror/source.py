@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from registry.errors import RegistryError
-from registry.manifests import MAX_MANIFEST_SIZE
+from registry.mediatypes import MAX_MANIFEST_SIZE
 from registry.mirror.config import MirrorConfig, Upstream, parse_proxy
 from registry.mirror.flight import BlobSpool, SingleFlight
 from registry.mirror.upstream import MANIFEST_ACCEPT, UpstreamClient, UpstreamError, UpstreamNotFound

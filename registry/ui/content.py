@@ -1,6 +1,6 @@
 """What the web UI shows of repositories and manifests, read through the API's stores and parsers.
 
-Manifests are parsed by ``registry.manifests`` (the parser the API validates pushes with); what a
+Manifests are parsed by ``registry.mediatypes`` (the parser the API validates pushes with); what a
 digest summarises to (platforms, size, labels) never changes, so summaries are cached by digest.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from registry.api.manifests import load
 from registry.errors import RegistryError
 from registry.instance import Registry
-from registry.manifests import INDEX_TYPES, InvalidManifest, ParsedManifest, detect_media_type, parse
+from registry.mediatypes import INDEX_TYPES, InvalidManifest, ParsedManifest, detect_media_type, parse
 from storage.blobs import BlobUnknown
 from storage.digests import Digest, parse_digest
 from storage.driver import PathNotFound

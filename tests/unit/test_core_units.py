@@ -9,7 +9,7 @@ import pytest
 
 from registry import config
 from registry.errors import RegistryError
-from registry.manifests import InvalidManifest, detect_media_type, parse
+from registry.mediatypes import InvalidManifest, detect_media_type, parse
 from registry.names import check_name, check_tag, digest_param
 from registry.ranges import Unsatisfiable, parse_content_range, parse_range, upload_range
 from storage.digests import InvalidDigest, digest_bytes, new_hasher, parse_digest, restore_hasher

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from registry.manifests.descriptor import (
+from registry.mediatypes.descriptor import (
     ParsedManifest,
     check_media_type_field,
     check_schema_version,

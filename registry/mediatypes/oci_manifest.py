@@ -1,29 +1,30 @@
-"""OCI image index (multi-platform, index of indexes, or an artifact with ``subject``)."""
+"""OCI image manifest, including artifacts (any config media type or ``artifactType``) and ``subject``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from registry.manifests.descriptor import (
+from registry.mediatypes.descriptor import (
     ParsedManifest,
     check_annotations,
     check_media_type_field,
     check_schema_version,
-    descriptor_list,
+    config_and_layers,
     optional_artifact_type,
     optional_subject,
 )
 
-MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 
 def parse(doc: dict[str, Any]) -> ParsedManifest:
     check_schema_version(doc)
     check_media_type_field(doc, MEDIA_TYPE)
+    blobs = config_and_layers(doc)
     return ParsedManifest(
         MEDIA_TYPE,
-        children=descriptor_list(doc, "manifests", required=True),
+        blobs=blobs,
         subject=optional_subject(doc),
-        artifact_type=optional_artifact_type(doc),
+        artifact_type=optional_artifact_type(doc) or blobs[0].media_type,  # the spec's fallback: config type
         annotations=check_annotations(doc.get("annotations"), "annotations"),
     )

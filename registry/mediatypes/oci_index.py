@@ -1,30 +1,29 @@
-"""OCI image manifest, including artifacts (any config media type or ``artifactType``) and ``subject``."""
+"""OCI image index (multi-platform, index of indexes, or an artifact with ``subject``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from registry.manifests.descriptor import (
+from registry.mediatypes.descriptor import (
     ParsedManifest,
     check_annotations,
     check_media_type_field,
     check_schema_version,
-    config_and_layers,
+    descriptor_list,
     optional_artifact_type,
     optional_subject,
 )
 
-MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 
 
 def parse(doc: dict[str, Any]) -> ParsedManifest:
     check_schema_version(doc)
     check_media_type_field(doc, MEDIA_TYPE)
-    blobs = config_and_layers(doc)
     return ParsedManifest(
         MEDIA_TYPE,
-        blobs=blobs,
+        children=descriptor_list(doc, "manifests", required=True),
         subject=optional_subject(doc),
-        artifact_type=optional_artifact_type(doc) or blobs[0].media_type,  # the spec's fallback: config type
+        artifact_type=optional_artifact_type(doc),
         annotations=check_annotations(doc.get("annotations"), "annotations"),
     )

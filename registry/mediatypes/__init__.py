@@ -1,4 +1,5 @@
-"""Manifest media types: one module per type, chosen by Content-Type or the document's own mediaType."""
+"""Manifest media types: one module per type, chosen by Content-Type or the document's own mediaType; parsing
+and validation only (errors are ``InvalidManifest``; the HTTP layer gives them their status)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from registry.manifests import docker_manifest_list, docker_schema2, oci_index, oci_manifest
-from registry.manifests.descriptor import Descriptor, InvalidManifest, ParsedManifest, invalid
+from registry.mediatypes import docker_manifest_list, docker_schema2, oci_index, oci_manifest
+from registry.mediatypes.descriptor import Descriptor, InvalidManifest, ParsedManifest, invalid
 from storage.digests import Digest
 
 MAX_MANIFEST_SIZE = 4 << 20
