@@ -10,13 +10,18 @@ import argparse
 import getpass
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from auth import htpasswd, keygen, keys
 
+# Reads a config file into the registry's config (``.auth``, ``.log_level``), exiting with a message on
+# errors.  The registry's CLI passes its own: auth does not import the registry.
+ConfigLoader = Callable[[str], Any]
 
-def add_commands(sub: Any) -> None:
+
+def add_commands(sub: Any, load_config: ConfigLoader) -> None:
     """Register the subcommands on the ``moorage`` subparsers; each sets ``run`` like the core ones."""
     user = sub.add_parser("user", help="manage htpasswd users")
     users = user.add_subparsers(dest="user_command", required=True)
@@ -34,7 +39,7 @@ def add_commands(sub: Any) -> None:
         where = p.add_mutually_exclusive_group()
         where.add_argument("--htpasswd", type=Path, help="htpasswd file")
         where.add_argument("-c", "--config", help="config file naming the htpasswd file")
-        p.set_defaults(run=func)
+        p.set_defaults(run=func, load_config=load_config)
 
     auth = sub.add_parser("auth", help="token auth helpers")
     auth_sub = auth.add_subparsers(dest="auth_command", required=True)
@@ -50,7 +55,7 @@ def add_commands(sub: Any) -> None:
     server = sub.add_parser("token-server", help="run the built-in token server alone")
     server.add_argument("config")
     server.add_argument("--addr", help="HOST:PORT (default: auth.tokenserver.addr)")
-    server.set_defaults(run=token_server)
+    server.set_defaults(run=token_server, load_config=load_config)
 
 
 def htpasswd_path(args: argparse.Namespace) -> Path:
@@ -58,9 +63,7 @@ def htpasswd_path(args: argparse.Namespace) -> Path:
         return args.htpasswd
     if not args.config:
         raise SystemExit("moorage user: give --htpasswd FILE or --config CONFIG")
-    from registry.cli import load_config
-
-    auth = load_config(args.config).auth
+    auth = args.load_config(args.config).auth
     for section in ("htpasswd", "tokenserver"):
         value = (auth.get(section) or {}).get("path" if section == "htpasswd" else "htpasswd")
         if value:
@@ -127,9 +130,8 @@ def auth_keygen(args: argparse.Namespace) -> int:
 
 def token_server(args: argparse.Namespace) -> int:
     from auth.standalone import serve
-    from registry.cli import load_config
 
-    config = load_config(args.config)
+    config = args.load_config(args.config)
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
