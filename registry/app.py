@@ -14,18 +14,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import Message, Receive, Scope, Send
 
-from auth.base import AuthFailure
+from auth.base import Access, AuthFailure
 from auth.factory import token_server_routes
 from registry import config as config_module
 from registry.config import Config, ConfigError
 from registry.errors import RegistryError, error_body, error_response
 from registry.instance import Registry
+from registry.maintenance import collect_periodically
 from registry.names import check_name
 from registry.routes import WRITE_METHODS, match
 from registry.search import V1Search
 from registry.ui.app import WebUI
 from registry.urls import origin
 from storage import paths
+from storage.accounting import usage_report
 from storage.driver import PathNotFound, StorageDriver
 from storage.purge import purge_uploads
 
@@ -43,6 +45,7 @@ class RegistryApp:
         self.extra_headers = [(k.lower().encode(), v.encode()) for k, v in config.http.headers]
         routes = [
             *extra_routes,
+            Route("/api/v1/usage", self.usage, methods=["GET"]),
             Route("/livez", self.liveness, methods=["GET", "HEAD"]),
             Route("/healthz", self.readiness, methods=["GET", "HEAD"]),
             Route("/readyz", self.readiness, methods=["GET", "HEAD"]),
@@ -58,19 +61,21 @@ class RegistryApp:
             await self.other(scope, receive, send)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
-        purging: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 storage = self.config.storage
                 if storage.upload_purge_enabled and not storage.readonly:
-                    purging = asyncio.create_task(self.purge_periodically())
+                    tasks.append(asyncio.create_task(self.purge_periodically()))
+                if storage.gc.enabled and not storage.readonly:
+                    tasks.append(asyncio.create_task(collect_periodically(self.registry)))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if purging is not None:
-                    purging.cancel()
+                for task in tasks:
+                    task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await purging
+                        await task
                 await self.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -138,6 +143,22 @@ class RegistryApp:
         scope["moorage.grant"] = await self.registry.access.authorize(
             request.headers, rule(request), lambda: origin(request, self.config.http))
         return await handler(request)
+
+    async def usage(self, request: Request) -> Response:
+        """``/api/v1/usage``: bytes per repository and namespace (storage/accounting.py), for whoever may
+        read the catalog, over the repositories the catalog shows them."""
+        access = self.registry.access
+        try:
+            grant = await access.authorize(request.headers, [Access("registry", "catalog", "*")],
+                                           lambda: origin(request, self.config.http))
+        except AuthFailure as e:
+            return auth_failure_response(e)
+
+        async def visible(name: str) -> bool:
+            return await access.may_list(grant, name)
+
+        report = await usage_report(self.registry.driver, visible)
+        return JSONResponse(report.as_json())
 
     async def liveness(self, request: Request) -> Response:
         """``/livez``: the process answers; storage is not consulted (an outage must not restart it)."""

@@ -9,6 +9,7 @@ import sys
 
 from auth import cli as auth_cli
 from registry import config as config_module
+from registry import maintenance_cli
 from registry.config import Config, ConfigError
 
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rebuild.add_argument("config", nargs="?", help="YAML config file")
     rebuild.set_defaults(run=run_rebuild_index)
+    maintenance_cli.add_commands(commands)
     auth_cli.add_commands(commands, load_config)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)

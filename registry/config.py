@@ -11,14 +11,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from registry.quotas import Quotas
+    from registry.retention import Retention
 
 ENV_PREFIX = "REGISTRY_"
 STORAGE_DRIVERS = ("filesystem", "s3")
 FILESYSTEM_KEYS = ("rootdirectory", "maxthreads", "fsync")
-STORAGE_SECTIONS = ("delete", "maintenance", "redirect", "cache")
+STORAGE_SECTIONS = ("delete", "maintenance", "redirect", "cache", "quotas")
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 
 
@@ -50,6 +54,17 @@ class HTTPConfig:
 
 
 @dataclass(slots=True)
+class GCConfig:
+    """``storage.maintenance.gc``: scheduled online garbage collection (docs/gc.md)."""
+
+    enabled: bool = False
+    interval: float = 24 * 3600.0
+    grace: float = 3600.0  # what was pushed or relied on this recently is never collected
+    deleteuntagged: bool = False
+    dryrun: bool = False
+
+
+@dataclass(slots=True)
 class StorageConfig:
     driver: str = "filesystem"
     parameters: dict[str, Any] = field(default_factory=lambda: {"rootdirectory": "./data"})
@@ -60,6 +75,9 @@ class StorageConfig:
     upload_purge_age: float = 7 * 24 * 3600.0
     upload_purge_interval: float = 24 * 3600.0
     upload_purge_dryrun: bool = False
+    gc: GCConfig = field(default_factory=lambda: GCConfig())
+    retention: Retention | None = None  # storage.maintenance.retention, applied by GC runs
+    quotas: Quotas | None = None  # storage.quotas: byte limits per namespace
 
 
 @dataclass(slots=True)
@@ -219,7 +237,7 @@ def parse_storage(raw: Mapping[str, Any]) -> StorageConfig:
         storage.parameters["rootdirectory"] = string(root, "storage.filesystem.rootdirectory")
     delete = section(raw, "storage.delete", ("enabled",))
     storage.delete_enabled = boolean(delete.get("enabled", True), "storage.delete.enabled")
-    maintenance = section(raw, "storage.maintenance", ("uploadpurging", "readonly"))
+    maintenance = section(raw, "storage.maintenance", ("uploadpurging", "readonly", "gc", "retention"))
     readonly = section(maintenance, "storage.maintenance.readonly", ("enabled",))
     storage.readonly = boolean(readonly.get("enabled", False), "storage.maintenance.readonly.enabled")
     purging = section(maintenance, "storage.maintenance.uploadpurging",
@@ -233,6 +251,15 @@ def parse_storage(raw: Mapping[str, Any]) -> StorageConfig:
         storage.upload_purge_interval = duration(purging["interval"], f"{key}.interval")
         if storage.upload_purge_interval <= 0:
             raise ConfigError(f"{key}.interval: must be positive")
+    storage.gc = parse_gc(section(maintenance, "storage.maintenance.gc", GC_KEYS))
+    from registry.retention import parse_retention  # (it reads its values with this module's helpers)
+
+    retention = section(maintenance, "storage.maintenance.retention", None)
+    storage.retention = parse_retention(retention) if retention else None
+    if raw.get("quotas") is not None:
+        from registry.quotas import parse_quotas
+
+        storage.quotas = parse_quotas(raw["quotas"])
     redirect = section(raw, "storage.redirect", ("disable",))
     storage.redirect_disabled = boolean(redirect.get("disable", False), "storage.redirect.disable")
     return storage
@@ -248,6 +275,24 @@ def parse_ui(raw: Mapping[str, Any]) -> UIConfig:
     if ui.sessionttl <= 0:
         raise ConfigError("ui.sessionttl: must be positive")
     return ui
+
+
+GC_KEYS = ("enabled", "interval", "grace", "deleteuntagged", "dryrun")
+
+
+def parse_gc(raw: Mapping[str, Any]) -> GCConfig:
+    key = "storage.maintenance.gc"
+    gc = GCConfig()
+    gc.enabled = boolean(raw.get("enabled", gc.enabled), f"{key}.enabled")
+    gc.deleteuntagged = boolean(raw.get("deleteuntagged", gc.deleteuntagged), f"{key}.deleteuntagged")
+    gc.dryrun = boolean(raw.get("dryrun", gc.dryrun), f"{key}.dryrun")
+    gc.interval = duration(raw.get("interval", gc.interval), f"{key}.interval")
+    if gc.interval <= 0:
+        raise ConfigError(f"{key}.interval: must be positive")
+    gc.grace = duration(raw.get("grace", gc.grace), f"{key}.grace")
+    if gc.grace < 0:
+        raise ConfigError(f"{key}.grace: must not be negative")
+    return gc
 
 
 def parse_validation(raw: Mapping[str, Any]) -> ValidationConfig:
@@ -321,11 +366,11 @@ def choice(value: Any, key: str, options: tuple[str, ...]) -> str:
     return text
 
 
-DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def duration(value: Any, key: str) -> float:
-    """Go-style durations (``168h``, ``90m``, ``1h30m``) or plain seconds, in seconds."""
+    """Go-style durations (``168h``, ``90m``, ``1h30m``; ``30d`` too) or plain seconds, in seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     text = string(value, key).strip()

@@ -17,9 +17,12 @@ from storage.blobs import BlobStore
 from storage.catalog import Catalog
 from storage.driver import StorageDriver
 from storage.driver.factory import build_driver
+from storage.gc import LEASE_NAME
+from storage.lease import Lease
 from storage.manifests import ManifestStore, TagStore
 from storage.referrers import ReferrersIndex
 from storage.uploads import UploadStore
+from storage.usage import UsageLedger
 
 
 @dataclass(slots=True)
@@ -52,7 +55,9 @@ class Registry:
             login = build_login(config.auth, access)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        blobs = BlobStore(driver)
+        # a push marks what it relies on at most once per quarter of GC's grace window (docs/gc.md)
+        ledger = UsageLedger(driver) if config.storage.quotas is not None else None
+        blobs = BlobStore(driver, touch_interval=config.storage.gc.grace / 4, ledger=ledger)
         manifests = ManifestStore(driver, blobs)
         uploads = UploadStore(driver, blobs)
         tags = TagStore(driver)
@@ -78,6 +83,15 @@ class Registry:
             if route is not None:
                 return MirroredRepository(self.mirror, route)
         return Repository(name, self.driver, self.blobs, self.manifests, self.tags)
+
+    async def check_quota(self, name: str, adding: int) -> None:
+        """Refuse (DENIED) a push that would take the namespace of ``name`` over its quota."""
+        if self.config.storage.quotas is not None and self.blobs.ledger is not None:
+            await self.config.storage.quotas.check(self.blobs.ledger, name, adding)
+
+    async def gc_running(self) -> bool:
+        """Whether some process holds the garbage collection lease now."""
+        return await Lease(self.driver, LEASE_NAME).current() is not None
 
     async def close(self) -> None:
         if self.mirror is not None:

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 from storage import paths
 from storage.digests import Digest, InvalidDigest, parse_digest
 from storage.driver import FileInfo, PathNotFound, StorageDriver
+from storage.usage import UsageLedger
 
 
 class BlobUnknown(Exception):
     """No such blob (in the registry, or linked into the repository)."""
 
 
-class BlobStore:
-    """Blob data under ``blobs/`` plus the ``_layers`` links that make a blob part of a repository."""
+TOUCH_CACHE_ENTRIES = 65536
 
-    def __init__(self, driver: StorageDriver) -> None:
+
+class BlobStore:
+    """Blob data under ``blobs/`` plus the ``_layers`` links that make a blob part of a repository.
+
+    ``touch_interval``: a push that relies on a stored blob (HEAD, mount, manifest PUT) marks the blob
+    and its link as used, so that a GC running meanwhile spares them (docs/gc.md); this process marks
+    each at most once per interval (a quarter of GC's grace window).
+    """
+
+    def __init__(self, driver: StorageDriver, touch_interval: float = 0.0, ledger: UsageLedger | None = None) -> None:
         self.driver = driver
+        self.ledger = ledger  # counts what each namespace stores, when quotas are configured
+        self.touch_interval = touch_interval
+        self._touched: OrderedDict[str, float] = OrderedDict()
 
     async def stat(self, digest: Digest) -> FileInfo:
         try:
@@ -40,6 +54,40 @@ class BlobStore:
 
     async def link(self, name: str, digest: Digest) -> None:
         await self.driver.put_content(paths.layer_link(name, digest), str(digest).encode())
+        self.remember_write(paths.layer_link(name, digest))
+        if self.ledger is not None:
+            await self.ledger.add(name, digest)
+
+    async def relied_on(self, name: str, digest: Digest) -> None:
+        """A push in ``name`` relies on this stored blob: mark the blob and its link as used now."""
+        await self.touch(digest)
+        await self._touch(paths.layer_link(name, digest), str(digest).encode())
+
+    async def touch(self, digest: Digest) -> None:
+        """Mark the blob as used now (its ``lastused`` object; the data itself is never rewritten)."""
+        await self._touch(paths.blob_last_used(digest), str(time.time()).encode())
+
+    def fresh(self, digest: Digest) -> None:
+        """The blob was just stored: it counts as used now without writing ``lastused``."""
+        self.remember_write(paths.blob_last_used(digest))
+
+    async def touch_path(self, path: str, content: bytes) -> None:
+        """Rewrite a small object (a link) with the same content: its modification time becomes now."""
+        await self._touch(path, content)
+
+    async def _touch(self, path: str, content: bytes) -> None:
+        last = self._touched.get(path)
+        if last is not None and time.monotonic() - last < self.touch_interval:
+            return
+        await self.driver.put_content(path, content)
+        self.remember_write(path)
+
+    def remember_write(self, path: str) -> None:
+        """``path`` was written just now: it counts as touched."""
+        self._touched[path] = time.monotonic()
+        self._touched.move_to_end(path)
+        if len(self._touched) > TOUCH_CACHE_ENTRIES:
+            self._touched.popitem(last=False)
 
     async def unlink(self, name: str, digest: Digest) -> None:
         try:
@@ -60,6 +108,9 @@ class BlobStore:
         """Store small content whose digest the caller has computed (manifests)."""
         if not await self.exists(digest):
             await self.driver.put_content(paths.blob_data(digest), content)
+            self.fresh(digest)
+        else:
+            await self.touch(digest)  # an old blob, maybe unreferenced: GC must spare it now
 
     def local_path(self, digest: Digest) -> str | None:
         return self.driver.local_path(paths.blob_data(digest))

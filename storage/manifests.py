@@ -50,7 +50,15 @@ class ManifestStore:
     async def put(self, name: str, digest: Digest, content: bytes) -> None:
         await self.blobs.put(digest, content)
         await self.driver.put_content(paths.revision_link(name, digest), str(digest).encode())
+        self.blobs.remember_write(paths.revision_link(name, digest))
+        if self.blobs.ledger is not None:
+            await self.blobs.ledger.add(name, digest, len(content))
         self._remember(digest, content)
+
+    async def relied_on(self, name: str, digest: Digest) -> None:
+        """A push in ``name`` relies on this stored manifest (an index lists it): GC must spare it now."""
+        await self.blobs.touch(digest)
+        await self.blobs.touch_path(paths.revision_link(name, digest), str(digest).encode())
 
     async def delete(self, name: str, digest: Digest) -> None:
         try:

@@ -15,6 +15,8 @@ the repository, a directory Distribution's catalog walk skips like every ``_``-p
         _referrers/<subject alg>/<subject hex>/<alg>/<hex>/descriptor   (Moorage)
         _referrers/_scanned                                              (Moorage)
         _mirror/tags/<tag>/checked                                       (Moorage)
+      blobs/<alg>/<hex[:2]>/<hex>/lastused    when a push last relied on the blob (Moorage, GC)
+      _moorage/leases/<name>                  who runs GC now, until when (Moorage)
 
 The walks of this tree (every repository, its tags, revisions, links, uploads; every blob) are in
 ``storage.tree``, built on the names below.
@@ -44,6 +46,20 @@ def blob_dir(digest: Digest) -> str:
 
 def blob_data(digest: Digest) -> str:
     return f"{blob_dir(digest)}/data"
+
+
+def blob_last_used(digest: Digest) -> str:
+    """Rewritten when a push relies on an existing blob: GC spares blobs used since its cut-off.
+
+    Distribution's blob enumeration reads only ``data`` files and deletes the whole directory."""
+    return f"{blob_dir(digest)}/lastused"
+
+
+MOORAGE = f"{ROOT}/_moorage"  # Moorage's own state: Distribution reads only blobs/ and repositories/
+
+
+def lease(name: str) -> str:
+    return f"{MOORAGE}/leases/{name}"
 
 
 def repository(name: str) -> str:

@@ -192,8 +192,10 @@ class UploadStore:
             raise DigestMismatch(f"computed {digest.algorithm}:{actual}")
         if await self.blobs.exists(digest):
             await self.driver.delete(data_path)
+            await self.blobs.touch(digest)  # an old blob, maybe unreferenced: GC must spare it now
         else:
             await self.driver.move(data_path, paths.blob_data(digest))
+            self.blobs.fresh(digest)
         await self.blobs.link(upload.name, digest)
         await self.cancel(upload.name, upload.id)
         return upload.size

@@ -19,10 +19,13 @@ from storage.blobs import BlobUnknown
 async def get_blob(request: Request) -> Response | BlobResponse:
     registry = registry_of(request)
     digest = digest_param(request.path_params["digest"])
+    repo = repository_of(request)
     try:
-        blob = await repository_of(request).blob(digest, body=request.method == "GET")
+        blob = await repo.blob(digest, body=request.method == "GET")
     except BlobUnknown:
         raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+    if request.method == "HEAD" and blob.stored:
+        await registry.blobs.relied_on(repo.name, digest)  # "layer already exists": the push will rely on it
     headers = {**digest_headers(str(digest)), "Accept-Ranges": "bytes", "Cache-Control": "max-age=31536000"}
     if not_modified(request, str(digest)):
         return Response(status_code=304, headers=headers)

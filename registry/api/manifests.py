@@ -125,7 +125,11 @@ async def put_manifest(request: Request) -> Response:
     tags += [check_tag(t) for t in request.query_params.getlist("tag") if t not in tags]
     if not registry.config.validation.disabled:
         await verify_references(registry, name, manifest)
+    if registry.blobs.ledger is not None:
+        await registry.check_quota(name, await uncounted_bytes(registry, name, digest, len(content), manifest))
     await registry.manifests.put(name, digest, content)
+    if not registry.config.validation.disabled and await registry.gc_running():
+        await recheck_references(registry, name, digest, manifest)
     for tag in tags:
         await registry.tags.tag(name, tag, digest)
     headers = {
@@ -167,13 +171,44 @@ async def verify_references(registry: Registry, name: str, manifest: ParsedManif
             await registry.blobs.stat_in_repository(name, blob.digest)
         except BlobUnknown:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"digest": str(blob.digest)}) from None
+        await registry.blobs.relied_on(name, blob.digest)  # a GC running now must spare it (docs/gc.md)
     for child in manifest.children:
         if await registry.manifests.exists(name, child.digest):
+            await registry.manifests.relied_on(name, child.digest)
             continue
         try:
             await registry.blobs.stat_in_repository(name, child.digest)
         except BlobUnknown:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"digest": str(child.digest)}) from None
+        await registry.blobs.relied_on(name, child.digest)
+
+
+async def uncounted_bytes(registry: Registry, name: str, digest: Digest, size: int, manifest: ParsedManifest) -> int:
+    """What storing this manifest adds to its namespace's usage (blobs it does not count yet, usually
+    only the manifest itself: uploads and mounts count their blobs)."""
+    ledger = registry.blobs.ledger
+    assert ledger is not None
+    adding = 0 if await ledger.counted(name, digest) else size
+    for ref in [*manifest.blobs, *manifest.children]:
+        if not ref.urls and not await ledger.counted(name, ref.digest):
+            adding += ref.size
+    return adding
+
+
+async def recheck_references(registry: Registry, name: str, digest: Digest, manifest: ParsedManifest) -> None:
+    """While a GC runs: every reference must still be there after the manifest was stored.
+
+    A GC that read a blob's age just before this push marked it used, and deleted it right after,
+    would otherwise leave a manifest without its blob; the revision is withdrawn and the push refused.
+    """
+    for ref in [*(b for b in manifest.blobs if not b.urls), *manifest.children]:
+        if not await registry.blobs.exists(ref.digest):
+            try:
+                await registry.manifests.delete(name, digest)
+            except ManifestUnknown:
+                pass
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", "removed by garbage collection while pushing",
+                                detail={"digest": str(ref.digest)})
 
 
 def check_urls(registry: Registry, urls: tuple[str, ...]) -> None:

@@ -34,6 +34,7 @@ async def start_upload(request: Request) -> Response:
         raise RegistryError("DIGEST_INVALID", f"unsupported digest algorithm {algorithm!r}")
     if digest_text:
         digest = digest_param(digest_text)
+        await registry.check_quota(name, declared_length(request))
         upload = await registry.uploads.create(name, digest.algorithm)
         try:
             return await finish(request, upload, digest, body(request))
@@ -64,7 +65,10 @@ async def try_mount(request: Request, name: str, digest: Digest) -> Response | N
             return None
     except (BlobUnknown, RegistryError):
         return None
+    if registry.blobs.ledger is not None and not await registry.blobs.ledger.counted(name, digest):
+        await registry.check_quota(name, (await registry.blobs.stat(digest)).size)
     await registry.blobs.link(name, digest)
+    await registry.blobs.touch(digest)  # the push relies on a blob that may be old and unreferenced
     return blob_created(request, name, digest)
 
 
@@ -77,6 +81,7 @@ async def patch_upload(request: Request) -> Response:
     registry = registry_of(request)
     upload = await load(request)
     start, length = chunk_bounds(request)
+    await registry.check_quota(upload.name, upload.size + (length if length is not None else declared_length(request)))
     async with registry.uploads.lock(upload.name, upload.id):
         try:
             await registry.uploads.append(upload, request.stream(), start, length)
@@ -101,6 +106,7 @@ async def complete_upload(request: Request) -> Response:
     if start is not None and start != upload.size:
         raise RegistryError("RANGE_INVALID", "chunk does not start where the upload ends",
                             headers=upload_headers(request, upload))
+    await registry_of(request).check_quota(upload.name, upload.size + declared_length(request))
     return await finish(request, upload, digest, body(request))
 
 
@@ -149,6 +155,12 @@ def chunk_bounds(request: Request) -> tuple[int | None, int | None]:
     if declared is not None and declared.isdigit() and int(declared) != length:
         raise RegistryError("SIZE_INVALID", "Content-Length does not match Content-Range")
     return start, length
+
+
+def declared_length(request: Request) -> int:
+    """The body's Content-Length (0 when absent or streamed)."""
+    declared = request.headers.get("content-length", "0")
+    return int(declared) if declared.isdigit() else 0
 
 
 def body(request: Request) -> AsyncIterator[bytes] | None:

@@ -1,0 +1,70 @@
+"""An expiring lease stored in the storage itself: one holder at a time across replicas.
+
+The lease is a small JSON object (holder, token, expiry).  A process takes it when it is absent or
+expired, then reads it back after ``settle`` seconds: of several processes that wrote at once, the one
+whose write came last finds its own token and holds the lease; the others back off.  The holder renews
+it while it works; a holder that died stops renewing and the lease expires after ``ttl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+from storage import paths
+from storage.driver import PathNotFound, StorageDriver
+
+
+class LeaseLost(Exception):
+    """Another process holds the lease now: the work it guards must stop."""
+
+
+class Lease:
+    def __init__(self, driver: StorageDriver, name: str, ttl: float = 600.0, settle: float = 1.0) -> None:
+        self.driver = driver
+        self.path = paths.lease(name)
+        self.ttl = ttl
+        self.settle = settle
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.token = uuid.uuid4().hex
+
+    async def current(self) -> dict[str, Any] | None:
+        """The lease as stored, or None when nobody holds it (absent, garbled or expired)."""
+        try:
+            found = json.loads(await self.driver.get_content(self.path))
+        except (PathNotFound, ValueError):
+            return None
+        if not isinstance(found, dict) or float(found.get("expires", 0)) <= time.time():
+            return None
+        return found
+
+    async def acquire(self) -> bool:
+        """Take the lease if nobody else holds it; True when this process holds it now."""
+        found = await self.current()
+        if found is not None and found.get("token") != self.token:
+            return False
+        await self._write()
+        await asyncio.sleep(self.settle)
+        found = await self.current()
+        return found is not None and found.get("token") == self.token
+
+    async def renew(self) -> None:
+        """Extend the lease; raises LeaseLost when someone else took it meanwhile."""
+        found = await self.current()
+        if found is None or found.get("token") != self.token:
+            raise LeaseLost(f"lease {self.path} lost")
+        await self._write()
+
+    async def release(self) -> None:
+        found = await self.current()
+        if found is not None and found.get("token") == self.token:
+            await self.driver.delete_file(self.path)
+
+    async def _write(self) -> None:
+        body = {"holder": self.holder, "token": self.token, "expires": time.time() + self.ttl}
+        await self.driver.put_content(self.path, json.dumps(body).encode())

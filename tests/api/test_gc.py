@@ -1,0 +1,111 @@
+"""GC through the API: push, delete, ``moorage gc``, and the pushes that rely on old blobs meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+from registry.cli import main
+from registry.config import ConfigError, parse
+from storage import paths
+from storage.digests import Digest, parse_digest
+from storage.driver.filesystem import FilesystemDriver
+from storage.gc import CLOCK_SLACK
+from storage.lease import Lease
+
+from .conftest import image_manifest, make_client, put_manifest, sha256
+
+GC = {"maintenance": {"gc": {"grace": "0s"}}}  # the registry and `moorage gc` use the same grace window
+
+
+def write_config(tmp_path: Path, root: Path) -> Path:
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"storage": {"filesystem": {"rootdirectory": str(root)}, **GC}}))
+    return config
+
+
+def gc_client(root: Path) -> TestClient:
+    return make_client(root, storage={"filesystem": {"rootdirectory": str(root)}, **GC})
+
+
+def age() -> None:
+    time.sleep(1.1 + CLOCK_SLACK)
+
+
+def test_gc_command_frees_deleted_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    with gc_client(root) as c:
+        kept = image_manifest(c, "team/app", [b"shared", b"kept"])
+        assert put_manifest(c, "team/app", "1", kept).status_code == 201
+        gone = image_manifest(c, "team/app", [b"shared", b"gone" * 1000])
+        r = put_manifest(c, "team/app", "0", gone)
+        gone_digest = r.headers["Docker-Content-Digest"]
+        assert c.delete(f"/v2/team/app/manifests/{gone_digest}").status_code == 202
+        age()
+        assert main(["gc", str(write_config(tmp_path, root)), "--dry-run"]) == 0
+        assert c.get(f"/v2/team/app/blobs/{sha256(b'gone' * 1000)}").status_code == 200
+        assert main(["gc", str(write_config(tmp_path, root))]) == 0
+        out = capsys.readouterr()
+        assert "gc: mark: 1" in out.err and "gc: sweep blobs: 2" in out.err  # plain lines: no terminal
+        assert "dry run: 1 repositories; manifests: 1 kept, 0 would remove; blobs: 4 kept" in out.out
+        assert f"2 removed ({(4000 + len(gone)) / 1024:.1f} KiB freed)" in out.out
+        assert c.get(f"/v2/team/app/blobs/{sha256(b'gone' * 1000)}").status_code == 404
+        assert c.get(f"/v2/team/app/manifests/{gone_digest}").status_code == 404
+        r = c.get("/v2/team/app/manifests/1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 200 and r.content == kept
+        for blob in (b"shared", b"kept"):
+            assert c.get(f"/v2/team/app/blobs/{sha256(blob)}").content == blob
+
+
+def test_head_and_mount_protect_an_old_unreferenced_layer(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with gc_client(root) as c:
+        doc = image_manifest(c, "src", [b"old layer"])
+        digest = put_manifest(c, "src", "x", doc).headers["Docker-Content-Digest"]
+        assert c.delete(f"/v2/src/manifests/{digest}").status_code == 202
+        age()
+        layer = sha256(b"old layer")
+        # a push finds the layer ("layer already exists") and mounts it into another repository
+        assert c.head(f"/v2/src/blobs/{layer}").status_code == 200
+        assert c.post(f"/v2/dst/blobs/uploads/?mount={layer}&from=src").status_code == 201
+        assert main(["gc", str(write_config(tmp_path, root))]) == 0
+        assert c.get(f"/v2/src/blobs/{layer}").content == b"old layer"
+        assert c.get(f"/v2/dst/blobs/{layer}").content == b"old layer"
+        # the push completes afterwards, and pulls
+        doc = image_manifest(c, "dst", [b"old layer"])
+        assert put_manifest(c, "dst", "1", doc).status_code == 201
+
+
+def test_manifest_put_while_gc_runs_rechecks_its_blobs(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with gc_client(root) as c:
+        doc = image_manifest(c, "app", [b"layer"])
+        driver = FilesystemDriver(str(root))
+        asyncio.run(Lease(driver, "gc", settle=0).acquire())
+        manifests = c.app.registry.manifests
+        store = manifests.put
+
+        async def put_while_swept(name: str, digest: Digest, content: bytes) -> None:
+            await store(name, digest, content)
+            # the GC read the layer's age just before this push relied on it, and deletes it now
+            await driver.delete(paths.blob_dir(parse_digest(sha256(b"layer"))))
+
+        manifests.put = put_while_swept
+        r = put_manifest(c, "app", "1", doc)
+        assert r.status_code == 400 and r.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN"
+        assert c.get("/v2/app/manifests/1").status_code == 404
+        assert c.get(f"/v2/app/manifests/{sha256(doc)}").status_code == 404
+
+
+def test_gc_config_keys() -> None:
+    gc = parse({"storage": {"maintenance": {"gc": {"enabled": True, "interval": "12h", "grace": "30m",
+                                                   "deleteuntagged": True}}}}).storage.gc
+    assert (gc.enabled, gc.interval, gc.grace, gc.deleteuntagged, gc.dryrun) == (True, 43200, 1800, True, False)
+    for bad in ({"interval": "0s"}, {"grace": "-1s"}, {"enabled": "yes"}, {"every": "1h"}):
+        with pytest.raises(ConfigError, match="storage.maintenance.gc"):
+            parse({"storage": {"maintenance": {"gc": bad}}})
