@@ -25,7 +25,7 @@ V1_MAX_PAGE = 100
 Match = Callable[[str], Awaitable[bool]]
 
 
-async def scan(svc: Registry, subject: str | None, match: Match, last: str | None, want: int | None,
+async def scan(registry: Registry, subject: str | None, match: Match, last: str | None, want: int | None,
                budget: int | None = None) -> tuple[list[str], str | None]:
     """Up to ``want`` (all when None) names after ``last`` that ``subject`` may pull and ``match``
     accepts, looking at no more than ``budget`` names (all when None); and the name to continue after
@@ -35,11 +35,11 @@ async def scan(svc: Registry, subject: str | None, match: Match, last: str | Non
     examined = 0
     while True:
         chunk = CHUNK if budget is None else max(1, min(CHUNK, budget - examined))
-        names, more = await svc.catalog.page(cursor, chunk)
+        names, more = await registry.catalog.page(cursor, chunk)
         for i, name in enumerate(names):
             examined += 1
             cursor = name
-            if "pull" in svc.login.actions(subject, name) and await match(name):
+            if "pull" in registry.login.actions(subject, name) and await match(name):
                 found.append(name)
                 if want is not None and len(found) >= want:
                     return found, cursor if (more or i + 1 < len(names)) else None
@@ -59,8 +59,8 @@ def name_contains(term: str) -> Match:
 
 
 class V1Search:
-    def __init__(self, svc: Registry) -> None:
-        self.svc = svc
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/v1/search", self.search, methods=["GET"]), Route("/v1/_ping", self.ping, methods=["GET"])]
@@ -77,10 +77,10 @@ class V1Search:
             return v1_error(400, "n and page must be at least 1")
         size = min(size, V1_MAX_PAGE)
         try:
-            subject = await self.svc.login.identify(request.headers)
+            subject = await self.registry.login.identify(request.headers)
         except AuthFailure as e:
             return v1_error(e.status, e.message, {"WWW-Authenticate": e.challenge} if e.challenge else None)
-        names, _ = await scan(self.svc, subject, name_contains(term), None, None)
+        names, _ = await scan(self.registry, subject, name_contains(term), None, None)
         start = (page - 1) * size
         results = [
             {"name": name, "description": "", "star_count": 0, "is_official": False, "is_automated": False}

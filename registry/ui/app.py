@@ -115,12 +115,12 @@ def environment(base: str) -> jinja2.Environment:
 
 
 class WebUI:
-    def __init__(self, svc: Registry) -> None:
-        self.svc = svc
-        self.config = svc.config
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.config = registry.config
         self.base = f"{self.config.http.prefix}ui"
-        self.inspector = Inspector(svc)
-        self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, svc.login, self.base)
+        self.inspector = Inspector(registry)
+        self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, registry.login, self.base)
         self.env = environment(self.base)
 
     def routes(self) -> list[BaseRoute]:
@@ -172,12 +172,12 @@ class WebUI:
         host = self.origin(request).partition("://")[2]
         context.setdefault("search_term", "")
         page = self.env.get_template(template).render(
-            session=session, login_enabled=self.svc.login.enabled, host=host, path=request.url.path,
+            session=session, login_enabled=self.registry.login.enabled, host=host, path=request.url.path,
             query=request.url.query, **context)
         return HTMLResponse(page, status_code=status)
 
     def may(self, session: Session, name: str, action: str) -> bool:
-        return action in self.svc.login.actions(session.user, name)
+        return action in self.registry.login.actions(session.user, name)
 
     def may_delete(self, session: Session, name: str) -> bool:
         storage = self.config.storage
@@ -194,7 +194,7 @@ class WebUI:
         async def match(name: str) -> bool:
             return term in name
 
-        names, cursor = await scan(self.svc, session.user, match, last, size, SCAN_BUDGET)
+        names, cursor = await scan(self.registry, session.user, match, last, size, SCAN_BUDGET)
         rows = await self.inspector.repository_rows(names)
         following = f"?{urlencode({'q': term, 'last': cursor, 'n': size})}" if cursor else None
         return self.render(request, session, "repositories.html", title="Repositories", rows=rows, term=term,
@@ -219,7 +219,7 @@ class WebUI:
                     hits[name] = reasons[:5]
                 return bool(reasons)
 
-            _, cursor = await scan(self.svc, session.user, match, last, PAGE, SEARCH_BUDGET)
+            _, cursor = await scan(self.registry, session.user, match, last, PAGE, SEARCH_BUDGET)
         following = f"?{urlencode({'q': term, 'last': cursor})}" if cursor else None
         return self.render(request, session, "search.html", title=f"Search: {term}" if term else "Search",
                            term=term, search_term=term, hits=hits, following=following)
@@ -229,7 +229,7 @@ class WebUI:
         self.check_visible(session, name, tag, digest_text)
         if tag is None and digest_text is None:
             return await self.repository(request, session, name)
-        digest = await resolve(self.svc, name, tag) if tag is not None else digest_or_none(digest_text or "")
+        digest = await resolve(self.registry, name, tag) if tag is not None else digest_or_none(digest_text or "")
         if digest is None:
             raise RegistryError("MANIFEST_UNKNOWN", "no such manifest", status=404)
         detail = await self.inspector.detail(name, digest)
@@ -272,10 +272,10 @@ class WebUI:
             form = await read_fields(request)
             if not csrf_ok(session, form.get("csrf"), request, self.origin(request)):
                 raise Forbidden("the form expired or came from another site: reload the page and try again")
-            await delete_reference(self.svc, name, reference)
+            await delete_reference(self.registry, name, reference)
             target = f"{self.base}/r/{quote(name)}?{urlencode({'deleted': shown})}"
             return RedirectResponse(target, status_code=303)
-        digest = await resolve(self.svc, name, reference) if tag is not None else digest_or_none(reference)
+        digest = await resolve(self.registry, name, reference) if tag is not None else digest_or_none(reference)
         if digest is None:
             raise RegistryError("MANIFEST_UNKNOWN", "no such manifest", status=404)
         detail = await self.inspector.detail(name, digest)
@@ -284,7 +284,7 @@ class WebUI:
 
     async def login(self, request: Request, session: Session) -> Response:
         target = safe_next(request.query_params.get("next"), self.base)
-        if not self.svc.login.enabled:
+        if not self.registry.login.enabled:
             raise RegistryError("UNSUPPORTED", "this registry has no users to log in as", status=404)
         error = None
         status = 200
@@ -294,7 +294,7 @@ class WebUI:
             user, password = form.get("username", ""), form.get("password", "")
             if not csrf_ok(session, form.get("csrf"), request, self.origin(request)):
                 error, status = "The form expired: please try again.", 403
-            elif await self.svc.login.check(user, password):
+            elif await self.registry.login.check(user, password):
                 self.sessions.log_in(session, user)
                 return RedirectResponse(target, status_code=303)
             else:
@@ -319,7 +319,7 @@ class WebUI:
             raise RegistryError("NAME_UNKNOWN", "no such repository", status=404)
 
     async def exists(self, name: str) -> bool:
-        return await repository_exists(self.svc.driver, name)
+        return await repository_exists(self.registry.driver, name)
 
 
 async def read_fields(request: Request) -> dict[str, str]:

@@ -103,8 +103,8 @@ def platform_text(platform: dict[str, Any] | None) -> str:
 
 
 class Inspector:
-    def __init__(self, svc: Registry) -> None:
-        self.svc = svc
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
         self._summaries: OrderedDict[Digest, Summary] = OrderedDict()
         self._gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -113,7 +113,7 @@ class Inspector:
     async def tag_rows(self, name: str) -> list[TagRow]:
         """Every tag of the repository with what it points at; [] for a repository without tags."""
         try:
-            tags = await self.svc.tags.list(name)
+            tags = await self.registry.tags.list(name)
         except PathNotFound:
             return []
         rows = await asyncio.gather(*(self._tag_row(name, tag) for tag in tags))
@@ -122,10 +122,10 @@ class Inspector:
     async def _tag_row(self, name: str, tag: str) -> TagRow | None:
         async with self._gate:
             try:
-                digest = await self.svc.tags.resolve(name, tag)
+                digest = await self.registry.tags.resolve(name, tag)
             except TagUnknown:
                 return None  # untagged meanwhile
-            pushed = await self.svc.tags.pushed_at(name, tag)
+            pushed = await self.registry.tags.pushed_at(name, tag)
         return TagRow(tag, str(digest), pushed, await self.summary(name, digest))
 
     async def repository_row(self, name: str) -> RepositoryRow:
@@ -154,7 +154,7 @@ class Inspector:
     async def _summarize(self, name: str, digest: Digest, depth: int) -> Summary:
         try:
             async with self._gate:
-                content = await load(self.svc, name, digest)
+                content = await load(self.registry, name, digest)
             manifest = parse(content, detect_media_type(content))
         except RegistryError as e:
             return Summary("", 0, frozenset(), (), problem=e.message or e.code)
@@ -193,16 +193,16 @@ class Inspector:
             return None
         try:
             async with self._gate:
-                doc = json.loads(await self.svc.blobs.get(descriptor.digest))
+                doc = json.loads(await self.registry.blobs.get(descriptor.digest))
         except (BlobUnknown, ValueError, UnicodeDecodeError):
             return None
         return doc if isinstance(doc, dict) else None
 
     async def detail(self, name: str, digest: Digest) -> Detail:
         """Raises RegistryError (MANIFEST_UNKNOWN) when the repository has no such manifest."""
-        content = await load(self.svc, name, digest)
+        content = await load(self.registry, name, digest)
         media_type = detect_media_type(content)
-        tags = await self.svc.tags.tags_of(name, digest)
+        tags = await self.registry.tags.tags_of(name, digest)
         detail = Detail(str(digest), media_type, len(content), pretty(content), tags, None)
         try:
             manifest = parse(content, media_type)
@@ -231,7 +231,7 @@ class Inspector:
             detail.platforms = (platform,) if platform else ()
             if is_image_config(manifest):
                 detail.artifact_type = None
-        for referrer in await self.svc.referrers.list(name, digest):
+        for referrer in await self.registry.referrers.list(name, digest):
             kind = referrer.get("artifactType") or referrer.get("mediaType") or "unknown"
             detail.referrers.setdefault(kind, []).append(referrer)
         return detail
