@@ -74,13 +74,14 @@ class AccessRules:
     """The ``auth.access`` section, compiled."""
 
     def __init__(self, raw: Mapping[str, Any], key: str = "auth.access") -> None:
-        section = settings.checked(raw, key, ("groups", "admins", "catalog", "rules"))
+        section = settings.checked(raw, key, ("groups", "admins", "catalog", "metrics", "rules"))
         groups = settings.checked(section.get("groups"), f"{key}.groups", None)
         self.groups: dict[str, frozenset[str]] = {}
         for name, members in groups.items():
             self.groups[str(name)] = frozenset(settings.texts(members or [], f"{key}.groups.{name}"))
         self.admins = self._who(section.get("admins", []), f"{key}.admins", allow_special=False)
         self.catalog = self._who(section.get("catalog", [AUTHENTICATED]), f"{key}.catalog")
+        self.metrics = self._who(section.get("metrics", []), f"{key}.metrics")  # beside the admins
         rules = section.get("rules", [])
         if not isinstance(rules, list):
             raise ValueError(f"{key}.rules: expected a list of rules")
@@ -97,7 +98,8 @@ class AccessRules:
     def actions(self, user: str | None, type_: str, name: str) -> frozenset[str]:
         """What ``user`` (None: anonymous) may do on a resource; ``*`` stands for every action."""
         if type_ == "registry":
-            if name == "catalog" and (self.is_admin(user) or self._in(user, self.catalog)):
+            who = {"catalog": self.catalog, "metrics": self.metrics}.get(name)
+            if who is not None and (self.is_admin(user) or self._in(user, who)):
                 return frozenset({"*"})
             return frozenset()
         if type_ != "repository" or not valid_repository(name):

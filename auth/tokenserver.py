@@ -23,6 +23,7 @@ from auth.basic import EMPTY_BASIC, basic_credentials
 from auth.challenge import header
 from auth.htpasswd import Htpasswd
 from auth.issuer import TokenIssuer
+from auth.metrics import tokens_issued, tokens_refused
 from auth.rules import AccessRules
 from auth.scopes import parse_scope
 
@@ -74,21 +75,25 @@ class TokenServer:
             credentials = basic_credentials(authorization)
             if credentials is None or not await self.htpasswd.check(*credentials):
                 log.info("token refused: invalid credentials for user %r", credentials and credentials[0])
+                tokens_refused.labels("invalid_credentials").inc()
                 return self._unauthorized("invalid username or password")
             user = credentials[0]
             account = params.get("account")
             if account and account != user:
+                tokens_refused.labels("account_mismatch").inc()
                 return self._unauthorized("account does not match the credentials")
         offline = params.get("offline_token", "").lower() == "true"
         body = self._grant(user, params.getlist("scope"))
         if offline and user is not None:
             body["refresh_token"] = self.issuer.refresh_token(user, self.htpasswd.tag(user) or "")
         log.info("token issued to %s (client %r)", user or "anonymous", params.get("client_id", "-"))
+        tokens_issued.labels("basic").inc()
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def post(self, request: Request) -> Response:
         form = await read_form(request)
         if form is None:
+            tokens_refused.labels("bad_request").inc()
             return self._oauth_error(400, "invalid_request", "expected a small urlencoded form")
         fields = {name: values[0] for name, values in form.items()}
         if (bad := self._service_mismatch(fields.get("service"))) is not None:
@@ -99,6 +104,7 @@ class TokenServer:
             user, password = fields.get("username", ""), fields.get("password", "")
             if not user or not await self.htpasswd.check(user, password):
                 log.info("token refused: invalid credentials for user %r", user)
+                tokens_refused.labels("invalid_credentials").inc()
                 return self._oauth_error(401, "invalid_grant", "invalid username or password")
             body = self._grant(user, scopes)
             if fields.get("access_type") == "offline":
@@ -107,14 +113,18 @@ class TokenServer:
             try:
                 user, tag = self.issuer.read_refresh_token(fields.get("refresh_token", ""))
             except jwt.PyJWTError:
+                tokens_refused.labels("invalid_refresh_token").inc()
                 return self._oauth_error(401, "invalid_grant", "invalid or expired refresh token")
             if self.htpasswd.tag(user) != tag:
+                tokens_refused.labels("revoked").inc()
                 return self._oauth_error(401, "invalid_grant", "refresh token revoked")
             body = self._grant(user, scopes)
         else:
             message = "grant_type must be password or refresh_token"
+            tokens_refused.labels("bad_request").inc()
             return self._oauth_error(400, "unsupported_grant_type", message)
         log.info("token issued to %s (client %r, %s grant)", user, fields.get("client_id", "-"), grant_type)
+        tokens_issued.labels(grant_type).inc()
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     def _grant(self, user: str | None, scope_params: Iterable[str]) -> dict[str, Any]:
@@ -142,6 +152,7 @@ class TokenServer:
     def _service_mismatch(self, service: str | None) -> Response | None:
         if service is None or service == self.issuer.service:
             return None
+        tokens_refused.labels("unknown_service").inc()
         body = {"errors": [{"code": "INVALID_REQUEST", "message": f"unknown service {service!r}"}],
                 "error": "invalid_request", "error_description": "unknown service"}
         return JSONResponse(body, status_code=400)

@@ -17,11 +17,15 @@ from starlette.types import Message, Receive, Scope, Send
 from auth.base import Access, AuthFailure
 from auth.factory import token_server_routes
 from registry import config as config_module
+from registry import logs, metrics
+from registry.audit import AuditTrail
 from registry.config import Config, ConfigError
 from registry.errors import RegistryError, error_body, error_response
 from registry.instance import Registry
 from registry.maintenance import collect_periodically
 from registry.names import check_name
+from registry.notifications import Notifier
+from registry.observe import Listener, Observer
 from registry.routes import WRITE_METHODS, match
 from registry.search import V1Search
 from registry.ui.app import WebUI
@@ -34,6 +38,9 @@ from storage.purge import purge_uploads
 log = logging.getLogger("moorage")
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 STORAGE_CHECK_TIMEOUT = 5.0
+
+
+METRICS_ACCESS = [Access("registry", "metrics", "*")]
 
 
 class RegistryApp:
@@ -50,12 +57,25 @@ class RegistryApp:
             Route("/healthz", self.readiness, methods=["GET", "HEAD"]),
             Route("/readyz", self.readiness, methods=["GET", "HEAD"]),
         ]
+        if config.http.metrics:
+            routes.append(Route(config.http.metrics_path, self.metrics, methods=["GET"]))
         self.other = Router(routes=routes)
+        self.notifier = Notifier.build(config, registry.driver)
+        listeners: list[Listener] = [AuditTrail(config.audit_path)]
+        if self.notifier is not None:
+            listeners.append(self.notifier)
+        self.observer = Observer(config, routes, listeners)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
-        elif scope["type"] == "http" and scope["path"].startswith(self.api_prefix):
+        elif scope["type"] == "http":
+            await self.observer(scope, receive, send, self.route)
+        else:
+            await self.other(scope, receive, send)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"].startswith(self.api_prefix):
             await self.api(scope, receive, send)
         else:
             await self.other(scope, receive, send)
@@ -70,12 +90,16 @@ class RegistryApp:
                     tasks.append(asyncio.create_task(self.purge_periodically()))
                 if storage.gc.enabled and not storage.readonly:
                     tasks.append(asyncio.create_task(collect_periodically(self.registry)))
+                if self.notifier is not None:
+                    self.notifier.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in tasks:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                if self.notifier is not None:
+                    await self.notifier.close()
                 await self.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -123,6 +147,7 @@ class RegistryApp:
             raise RegistryError("UNSUPPORTED", "no such endpoint", status=404)
         endpoint, raw_params = found
         params = {key: unquote(value) for key, value in raw_params.items()}
+        scope["moorage.route"] = endpoint.route
         method = scope["method"]
         entry = endpoint.methods.get(method)
         if entry is None:
@@ -140,8 +165,9 @@ class RegistryApp:
             scope["moorage.repository"] = repository
         handler, rule = entry
         scope["path_params"] = params
+        scope["moorage.wanted"] = wanted = rule(request)
         scope["moorage.grant"] = await self.registry.access.authorize(
-            request.headers, rule(request), lambda: origin(request, self.config.http))
+            request.headers, wanted, lambda: origin(request, self.config.http))
         return await handler(request)
 
     async def usage(self, request: Request) -> Response:
@@ -159,6 +185,16 @@ class RegistryApp:
 
         report = await usage_report(self.registry.driver, visible)
         return JSONResponse(report.as_json())
+
+    async def metrics(self, request: Request) -> Response:
+        """``http.metrics``: /metrics on the main address, for admins or whom ``auth.access.metrics`` names."""
+        try:
+            await self.registry.access.authorize(request.headers, METRICS_ACCESS,
+                                                 lambda: origin(request, self.config.http))
+        except AuthFailure as e:
+            return auth_failure_response(e)
+        body, content_type = metrics.exposition()
+        return Response(body, headers={"Content-Type": content_type})
 
     async def liveness(self, request: Request) -> Response:
         """``/livez``: the process answers; storage is not consulted (an outage must not restart it)."""
@@ -235,4 +271,6 @@ def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
 
 def app_from_environment() -> RegistryApp:
     """Factory for ASGI servers that import the app (several workers): config path in MOORAGE_CONFIG."""
-    return create_app(config_module.load(os.environ.get("MOORAGE_CONFIG") or None))
+    config = config_module.load(os.environ.get("MOORAGE_CONFIG") or None)
+    logs.configure(config)  # a worker process: its logs in the configured format too
+    return create_app(config)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -39,15 +38,11 @@ def load_config(path: str | None) -> Config:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from registry import logs
     from registry.server import serve
 
     config = load_config(args.config)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if config.log_level != "debug":  # one line per upstream request of the mirror is noise
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure(config)
     if args.config:
         os.environ["MOORAGE_CONFIG"] = os.path.abspath(args.config)
     try:

@@ -24,6 +24,7 @@ STORAGE_DRIVERS = ("filesystem", "s3")
 FILESYSTEM_KEYS = ("rootdirectory", "maxthreads", "fsync")
 STORAGE_SECTIONS = ("delete", "maintenance", "redirect", "cache", "quotas")
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+LOG_FORMATTERS = ("text", "json", "logstash")  # Distribution's; logstash is written as json
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,10 @@ class HTTPConfig:
     trustedproxies: list[str] = field(default_factory=list)
     tls: TLSConfig = field(default_factory=TLSConfig)
     debug_addr: str | None = None
+    debug_prometheus: bool = False  # http.debug.prometheus.enabled: /metrics on the debug address
+    debug_prometheus_path: str = "/metrics"
+    metrics: bool = False  # http.metrics.enabled: /metrics on the main address too, behind auth
+    metrics_path: str = "/metrics"
     workers: int = 1
     server: str = "uvicorn"
     draintimeout: float = 30.0  # seconds requests in flight get to finish after SIGTERM
@@ -98,6 +103,9 @@ class UIConfig:
 @dataclass(slots=True)
 class Config:
     log_level: str = "info"
+    log_formatter: str = "text"
+    log_fields: dict[str, str] = field(default_factory=dict)  # added to every log event
+    audit_path: str | None = None  # log.audit.path: audit events also appended to this file (JSON lines)
     accesslog: bool = True
     http: HTTPConfig = field(default_factory=HTTPConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -105,7 +113,13 @@ class Config:
     ui: UIConfig = field(default_factory=UIConfig)
     auth: dict[str, Any] = field(default_factory=dict)
     proxy: dict[str, Any] = field(default_factory=dict)
+    notifications: dict[str, Any] = field(default_factory=dict)  # parsed by registry.notifications.config
     source: str | None = None
+
+    @property
+    def metrics_enabled(self) -> bool:
+        """Whether requests and storage calls are measured: some ``/metrics`` is served."""
+        return self.http.debug_prometheus or self.http.metrics
 
 
 def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -155,9 +169,14 @@ def parse(raw: Mapping[str, Any]) -> Config:
     config = Config()
     section(raw, "", ("version", "log", "http", "storage", "validation", "auth", "proxy",
                       "notifications", "redis", "health", "reporting", "compatibility", "loglevel", "ui"))
-    log = section(raw, "log", ("level", "formatter", "fields", "accesslog", "hooks"))
+    log = section(raw, "log", ("level", "formatter", "fields", "accesslog", "hooks", "audit"))
     level = choice(log.get("level", raw.get("loglevel", "info")), "log.level", LOG_LEVELS)
     config.log_level = "warning" if level == "warn" else level
+    formatter = choice(log.get("formatter", "text"), "log.formatter", LOG_FORMATTERS)
+    config.log_formatter = "json" if formatter == "logstash" else formatter
+    config.log_fields = {str(k): string(v, f"log.fields.{k}") for k, v in section(log, "log.fields", None).items()}
+    audit = section(log, "log.audit", ("path",))
+    config.audit_path = string(audit["path"], "log.audit.path") if audit.get("path") else None
     accesslog = section(log, "log.accesslog", ("disabled",))
     config.accesslog = not boolean(accesslog.get("disabled", False), "log.accesslog.disabled")
     config.http = parse_http(section(raw, "http", HTTP_KEYS))
@@ -166,12 +185,13 @@ def parse(raw: Mapping[str, Any]) -> Config:
     config.ui = parse_ui(section(raw, "ui", ("enabled", "secret", "sessionttl")))
     config.auth = dict(section(raw, "auth", None))
     config.proxy = dict(section(raw, "proxy", None))
+    config.notifications = dict(section(raw, "notifications", None))
     return config
 
 
 VALIDATION_KEYS = ("disabled", "enabled", "manifests")
 HTTP_KEYS = ("addr", "net", "host", "prefix", "secret", "relativeurls", "draintimeout", "tls", "debug",
-             "headers", "http2", "h2c", "trustedproxies", "workers", "server")
+             "headers", "http2", "h2c", "trustedproxies", "workers", "server", "metrics")
 
 
 def parse_http(raw: Mapping[str, Any]) -> HTTPConfig:
@@ -200,16 +220,31 @@ def parse_http(raw: Mapping[str, Any]) -> HTTPConfig:
     )
     if bool(http.tls.certificate) != bool(http.tls.key):
         raise ConfigError("http.tls: certificate and key must be given together")
-    debug = section(raw, "http.debug", ("addr",))
+    debug = section(raw, "http.debug", ("addr", "prometheus"))
     http.debug_addr = string(debug["addr"], "http.debug.addr") if debug.get("addr") else None
+    prometheus = section(debug, "http.debug.prometheus", ("enabled", "path"))
+    http.debug_prometheus = boolean(prometheus.get("enabled", False), "http.debug.prometheus.enabled")
+    http.debug_prometheus_path = url_path(prometheus.get("path", "/metrics"), "http.debug.prometheus.path")
+    if http.debug_prometheus and not http.debug_addr:
+        raise ConfigError("http.debug.prometheus.enabled: needs http.debug.addr")
+    metrics = section(raw, "http.metrics", ("enabled", "path"))
+    http.metrics = boolean(metrics.get("enabled", False), "http.metrics.enabled")
+    http.metrics_path = url_path(metrics.get("path", "/metrics"), "http.metrics.path")
     return http
 
 
-def parse_headers(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+def url_path(value: Any, key: str) -> str:
+    path = string(value, key)
+    if not path.startswith("/") or path.startswith("/v2") or any(c in path for c in "?# "):
+        raise ConfigError(f"{key}: expected a path starting with / (not /v2), got {value!r}")
+    return path
+
+
+def parse_headers(raw: Mapping[str, Any], where: str = "http.headers") -> list[tuple[str, str]]:
     """Distribution's ``http.headers``: name -> list of values, e.g. ``X-Content-Type-Options: [nosniff]``."""
     headers = []
     for name, values in raw.items():
-        key = f"http.headers.{name}"
+        key = f"{where}.{name}"
         if not isinstance(name, str) or not name.isascii() or not name.replace("-", "").isalnum():
             raise ConfigError(f"{key}: not a valid header name")
         for value in string_list(values, key):

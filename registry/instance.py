@@ -17,6 +17,7 @@ from storage.blobs import BlobStore
 from storage.catalog import Catalog
 from storage.driver import StorageDriver
 from storage.driver.factory import build_driver
+from storage.driver.instrumented import InstrumentedDriver
 from storage.gc import LEASE_NAME
 from storage.lease import Lease
 from storage.manifests import ManifestStore, TagStore
@@ -50,6 +51,8 @@ class Registry:
                 )
             except ValueError as e:
                 raise ConfigError(str(e)) from None
+        if config.metrics_enabled:
+            driver = InstrumentedDriver(driver)
         try:
             access = build_access_controller(config.auth)
             login = build_login(config.auth, access)

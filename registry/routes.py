@@ -47,12 +47,14 @@ class Endpoint:
     pattern: re.Pattern[str]
     methods: dict[str, tuple[Handler, AccessRule]]
     named: bool  # the pattern captures a repository name
+    route: str  # the template, e.g. /v2/{name}/manifests/{reference}: a metrics label and log field
 
 
 def endpoint(pattern: str, methods: dict[str, tuple[Handler, AccessRule]]) -> Endpoint:
     if "GET" in methods and "HEAD" not in methods:
         methods = {**methods, "HEAD": methods["GET"]}
-    return Endpoint(re.compile(pattern), methods, "(?P<name>" in pattern)
+    template = "/" + re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).replace("/?", "/")
+    return Endpoint(re.compile(pattern), methods, "(?P<name>" in pattern, template)
 
 
 NAME = r"(?P<name>.+?)"

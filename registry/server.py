@@ -3,7 +3,11 @@
 * ``http.tls``: served TLS; ``clientcas`` makes it mutual TLS (a client certificate signed by one
   of them is required); ``minimumtls`` is the lowest protocol version accepted.
 * ``http.debug.addr``: a second listener (plain HTTP, keep it private) with Distribution's
-  ``/debug/health``, served from a thread of the main process whatever the server.
+  ``/debug/health`` and, with ``http.debug.prometheus.enabled``, the metrics (``path``, default
+  ``/metrics``), served from a thread of the main process whatever the server.  When the app runs in
+  other processes (``http.workers`` > 1, or granian) the workers share their metrics through
+  ``PROMETHEUS_MULTIPROC_DIR`` (see ``registry.metrics``).
+* Logs: the app's per-request event is the access log; the servers' own access logs are off.
 * ``http.draintimeout``: on SIGTERM the listener closes at once, requests in flight (uploads) get
   this long to finish, then they are cut and the process exits.
 """
@@ -14,8 +18,10 @@ import functools
 import ipaddress
 import logging
 import math
+import multiprocessing
 import os
 import secrets
+import shutil
 import signal
 import ssl
 import tempfile
@@ -32,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.supervisors import Multiprocess
 
+from registry import metrics
 from registry.app import create_app, storage_error
 from registry.config import Config, ConfigError, TLSConfig
 from storage.driver.factory import build_driver
@@ -61,6 +68,7 @@ def serve(config: Config) -> None:
     if config.http.workers > 1 and config.ui.secret is None:
         # workers load the config themselves: one random session key for all, or a login works on one only
         os.environ["REGISTRY_UI_SECRET"] = secrets.token_urlsafe(32)
+    scratch = multiprocess_metrics(config)
     debug = DebugServer(config) if config.http.debug_addr else None
     if debug:
         debug.start()
@@ -74,6 +82,26 @@ def serve(config: Config) -> None:
     finally:
         if debug:
             debug.stop()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def multiprocess_metrics(config: Config) -> str | None:
+    """Point the workers at a clean ``PROMETHEUS_MULTIPROC_DIR`` when the app runs in worker processes.
+
+    Returns the directory when it was created here (removed at exit). Workers must import
+    prometheus-client afresh to see it: uvicorn spawns them; granian is told to spawn, not fork.
+    """
+    if not config.metrics_enabled or (config.http.workers == 1 and config.http.server == "uvicorn"):
+        return None
+    given = os.environ.get(metrics.MULTIPROC_ENV)
+    if given:
+        for stale in Path(given).glob("*.db"):  # samples of an earlier run would be added up
+            stale.unlink()
+        return None
+    scratch = tempfile.mkdtemp(prefix="moorage-metrics-")
+    os.environ[metrics.MULTIPROC_ENV] = scratch
+    return scratch
 
 
 def exit_quietly(_signum: int, _frame: object) -> None:
@@ -97,7 +125,8 @@ def serve_uvicorn(config: Config, host: str, port: int) -> None:
     common: dict[str, Any] = dict(
         host=host,
         port=port,
-        access_log=config.accesslog,
+        access_log=False,  # the app logs each request itself (registry.observe)
+        log_config=None,  # keep the handlers of registry.logs
         log_level=config.log_level,
         proxy_headers=False,
         server_header=False,
@@ -159,6 +188,8 @@ def serve_granian(config: Config, host: str, port: int) -> None:
         raise ConfigError("http.server: granian is not installed (pip install 'moorage[granian]')") from e
     http = config.http
     options: dict[str, object] = {}
+    if config.metrics_enabled:
+        multiprocessing.set_start_method("spawn", force=True)  # workers import prometheus-client afresh
     with tempfile.TemporaryDirectory(prefix="moorage-granian-") as scratch:
         if http.tls.certificate:
             ssl_context(http.tls)  # the same errors as under uvicorn, before granian forks
@@ -182,7 +213,7 @@ def serve_granian(config: Config, host: str, port: int) -> None:
             interface=Interfaces.ASGI,
             workers=http.workers,
             log_level=LogLevels(config.log_level),
-            log_access=config.accesslog,
+            log_access=False,  # the app logs each request itself (registry.observe)
             workers_kill_timeout=max(1, math.ceil(http.draintimeout)),  # 0 would mean: wait forever
             **options,
         ).serve()
@@ -202,7 +233,8 @@ def ca_bundle(cafiles: list[str], scratch: Path) -> Path:
 
 class DebugServer:
     """``http.debug.addr``: Distribution's ``/debug/health`` (200 ``{}``, or 503 with the failing
-    checks), plus ``/livez``, ``/healthz`` and ``/readyz``, served by uvicorn in a thread with its own loop."""
+    checks), plus ``/livez``, ``/healthz``, ``/readyz`` and the metrics when enabled, served by uvicorn in a
+    thread with its own loop."""
 
     def __init__(self, config: Config) -> None:
         assert config.http.debug_addr
@@ -238,15 +270,19 @@ class DebugServer:
         async def liveness(_request: Request) -> Response:
             return JSONResponse({"status": "ok"})
 
-        return Starlette(
-            routes=[
-                Route("/debug/health", health, methods=["GET", "HEAD"]),
-                Route("/livez", liveness, methods=["GET", "HEAD"]),
-                Route("/healthz", readiness, methods=["GET", "HEAD"]),
-                Route("/readyz", readiness, methods=["GET", "HEAD"]),
-            ],
-            lifespan=lifespan,
-        )
+        async def prometheus(_request: Request) -> Response:
+            body, content_type = metrics.exposition()
+            return Response(body, headers={"Content-Type": content_type})
+
+        routes = [
+            Route("/debug/health", health, methods=["GET", "HEAD"]),
+            Route("/livez", liveness, methods=["GET", "HEAD"]),
+            Route("/healthz", readiness, methods=["GET", "HEAD"]),
+            Route("/readyz", readiness, methods=["GET", "HEAD"]),
+        ]
+        if self.config.http.debug_prometheus:
+            routes.append(Route(self.config.http.debug_prometheus_path, prometheus, methods=["GET"]))
+        return Starlette(routes=routes, lifespan=lifespan)
 
     def start(self) -> None:
         self.thread.start()
@@ -254,7 +290,8 @@ class DebugServer:
             threading.Event().wait(0.02)
         if not self.server.started:
             raise ConfigError(f"http.debug.addr: cannot listen on {self.config.http.debug_addr}")
-        log.info("debug server on http://%s (/debug/health)", self.config.http.debug_addr)
+        extra = f", {self.config.http.debug_prometheus_path}" if self.config.http.debug_prometheus else ""
+        log.info("debug server on http://%s (/debug/health%s)", self.config.http.debug_addr, extra)
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -27,6 +27,7 @@ import httpx
 
 from registry.errors import RegistryError
 from registry.mediatypes import MAX_MANIFEST_SIZE
+from registry.metrics import mirror_requests, mirror_upstream_fetches
 from registry.mirror.config import MirrorConfig, Upstream, parse_proxy
 from registry.mirror.flight import BlobSpool, SingleFlight
 from registry.mirror.upstream import MANIFEST_ACCEPT, UpstreamClient, UpstreamError, UpstreamNotFound
@@ -88,7 +89,7 @@ class UpstreamSource:
         self.clients = [
             UpstreamClient(u, self.http) for u in sorted(config.upstreams, key=lambda u: -len(u.prefix))
         ]
-        self.stats: Counter[str] = Counter()  # "manifest.hit", "blob.miss", ... for a metrics endpoint
+        self.stats: Counter[str] = Counter()  # "manifest.hit", "blob.miss", ... (also in registry.metrics)
         self._manifest_flights = SingleFlight()
         self._spools: dict[tuple[str, Digest], BlobSpool] = {}
         self._downloads: set[asyncio.Task[None]] = set()
@@ -137,6 +138,7 @@ class UpstreamSource:
 
     def record(self, kind: str, route: UpstreamRoute, reference: str, outcome: str, note: str = "") -> None:
         self.stats[f"{kind}.{outcome}"] += 1
+        mirror_requests.labels(kind, outcome).inc()
         log.info("mirror %s %s@%s %s%s (upstream %s/%s)", kind, route.local, reference, outcome, note,
                  route.upstream.url, route.remote)
 
@@ -230,6 +232,7 @@ class UpstreamSource:
         if expected is not None and digest != expected:
             raise UpstreamError(f"manifest {route.remote}:{reference} is {digest}, not {expected}")
         await self.manifests.put(route.local, digest, content)
+        mirror_upstream_fetches.labels("manifest", "ok").inc()
         return digest
 
     # -------------------------------------------------------------------------------------- blobs
@@ -323,6 +326,7 @@ class UpstreamSource:
                 await self.uploads.commit(upload, digest, spool.tee(response.aiter_bytes(CHUNK)))
                 upload = None  # committed: the session is gone and the blob linked
         except BaseException as e:  # noqa: BLE001 - every failure must reach the waiting readers
+            mirror_upstream_fetches.labels("blob", "error").inc()
             if isinstance(e, DigestMismatch):
                 e = UpstreamError(f"blob {digest} from {route.upstream.url} failed verification: {e}")
             spool.finish(e)
@@ -334,6 +338,7 @@ class UpstreamSource:
             if not isinstance(e, Exception):
                 raise
         else:
+            mirror_upstream_fetches.labels("blob", "ok").inc()
             spool.finish()
             self._spools.pop(key, None)
             log.info("mirror: stored %s for %s (%d bytes, %.2fs)", digest, route.local, spool.written,

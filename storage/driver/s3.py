@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from storage.driver.base import BaseDriver, check_path
 from storage.driver.interface import FileInfo, FileWriter, InvalidOffset, KeyPage, PathNotFound, StorageError
 from storage.driver.s3_config import MAX_PART, MIN_PART, S3Parameters
+from storage.metrics import s3_requests
 
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
@@ -74,8 +75,10 @@ class S3Driver(BaseDriver):
 
     def _count_request(self, event_name: str, **_: object) -> None:
         """Count HTTP requests (retries included) per S3 operation: the bill is per request."""
+        operation = event_name.rsplit(".", 1)[-1]
+        s3_requests.labels(operation).inc()
         with self._counts_lock:
-            self._counts[event_name.rsplit(".", 1)[-1]] += 1
+            self._counts[operation] += 1
 
     def request_counts(self, reset: bool = False) -> dict[str, int]:
         """S3 requests sent so far, by operation name (e.g. ``{"HeadObject": 3}``)."""

@@ -33,6 +33,7 @@ import yaml
 from auth import factory, htpasswd, keygen, keys, standalone
 from registry import config as config_module
 from registry.mirror import config as mirror_config
+from registry.notifications.config import parse_notifications
 from registry.server import ssl_context
 from storage.driver.factory import build_driver
 from storage.driver.s3_config import S3Parameters
@@ -150,7 +151,8 @@ def outcome(raw: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[str, 
         config = config_module.parse(raw)
         # the raw sections it hands on are compared as their owners read them, below
         storage = dataclasses.replace(config.storage, parameters={})
-        result: list[Any] = [dataclasses.replace(config, storage=storage, auth={}, proxy={})]
+        result: list[Any] = [dataclasses.replace(config, storage=storage, auth={}, proxy={}, notifications={})]
+        result.append(parse_notifications(config.notifications))
         if config.http.tls.certificate:
             ssl_context(config.http.tls)
         if config.storage.driver == "s3":
@@ -215,12 +217,16 @@ def test_every_key_the_code_knows_is_documented() -> None:
     full = full_example()
     http, storage, auth, proxy = full["http"], full["storage"], full["auth"], full["proxy"]
     expected = {
-        "": {"version", "log", "http", "storage", "validation", "auth", "proxy"},
-        "log": {"level", "accesslog"},
+        "": {"version", "log", "http", "storage", "validation", "auth", "proxy", "notifications"},
+        "log": {"level", "formatter", "fields", "accesslog", "audit"},
         "log.accesslog": {"disabled"},
-        "http": {f.name for f in dataclasses.fields(config_module.HTTPConfig)} - {"debug_addr"} | {"debug"},
+        "log.audit": {"path"},
+        "http": {f.name for f in dataclasses.fields(config_module.HTTPConfig)}
+        - {"debug_addr", "debug_prometheus", "debug_prometheus_path", "metrics_path"} | {"debug"},
         "http.tls": {f.name for f in dataclasses.fields(config_module.TLSConfig)},
-        "http.debug": {"addr"},
+        "http.debug": {"addr", "prometheus"},
+        "http.debug.prometheus": {"enabled", "path"},
+        "http.metrics": {"enabled", "path"},
         "storage": set(config_module.STORAGE_DRIVERS) | set(config_module.STORAGE_SECTIONS) - {"cache"},
         "storage.filesystem": {"rootdirectory", "fsync"},
         "storage.s3": {f.name for f in dataclasses.fields(S3Parameters)},
@@ -235,7 +241,8 @@ def test_every_key_the_code_knows_is_documented() -> None:
         "auth.token": set(factory.TOKEN_KEYS),
         "auth.tokenserver": set(factory.TOKENSERVER_KEYS),
         "auth.tokenserver.tls": {"certificate", "key"},
-        "auth.access": {"groups", "admins", "catalog", "rules"},
+        "auth.access": {"groups", "admins", "catalog", "metrics", "rules"},
+        "notifications": {"endpoints", "poll", "lease"},
         "proxy": set(mirror_config.SINGLE_KEYS) | set(mirror_config.LIST_KEYS),
     }
     for where, keys_ in expected.items():

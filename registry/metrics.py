@@ -1,0 +1,69 @@
+"""Prometheus metrics of the HTTP layer, the mirror and notifications, and the ``/metrics`` exposition.
+
+Every label has a bounded set of values: routes are the endpoint *templates* (``/v2/{name}/manifests/
+{reference}``), never a repository name, tag or digest, so a thousand repositories make no new series.
+The storage layer's metrics (driver operations, S3 requests, GC and quotas) are in ``storage.metrics``,
+the token server's in ``auth.metrics``; all register in prometheus-client's default registry.
+
+Several worker processes (``http.workers`` > 1, or granian, whose workers are processes) share their
+metrics through prometheus-client's multiprocess mode: ``registry.server`` points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before the workers start (or clears the one given in
+the environment), every worker writes its samples there, and ``/metrics`` adds them up.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# request durations from a cached manifest GET (~1 ms) to a multi-GiB layer upload
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    60.0, 300.0)
+HTTP_LABELS = ("route", "method", "status")
+
+http_requests = Counter("moorage_http_requests_total", "HTTP requests answered, by route template, method "
+                        "and status", HTTP_LABELS)
+http_duration = Histogram("moorage_http_request_duration_seconds", "Time from a request's arrival to the end "
+                          "of its answer", ("route", "method"), buckets=DURATION_BUCKETS)
+http_request_bytes = Counter("moorage_http_request_bytes_total", "Request body bytes received", HTTP_LABELS)
+http_response_bytes = Counter("moorage_http_response_bytes_total", "Response body bytes sent", HTTP_LABELS)
+http_in_flight = Gauge("moorage_http_requests_in_flight", "Requests being answered now", ("route",),
+                       multiprocess_mode="livesum")
+uploads_in_flight = Gauge("moorage_uploads_in_flight", "Blob upload requests (POST, PATCH, PUT of an upload) "
+                          "receiving data now", multiprocess_mode="livesum")
+mirror_requests = Counter("moorage_mirror_requests_total", "Mirror lookups by kind (manifest, blob, tags) and "
+                          "outcome (hit, miss, revalidated, stale)", ("kind", "outcome"))
+mirror_upstream_fetches = Counter("moorage_mirror_upstream_fetches_total", "Downloads of manifests and blobs "
+                                  "from an upstream, by kind and result (ok, error)", ("kind", "result"))
+notification_events = Counter("moorage_notification_events_total", "Events queued for an endpoint",
+                              ("endpoint",))
+notification_deliveries = Counter("moorage_notification_deliveries_total", "Envelopes sent to an endpoint, by "
+                                  "result (ok, error)", ("endpoint", "result"))
+notification_delivered = Counter("moorage_notification_events_delivered_total", "Events an endpoint accepted",
+                                 ("endpoint",))
+notification_pending = Gauge("moorage_notification_events_pending", "Events in the durable queue at the last "
+                             "look of the replica delivering to the endpoint", ("endpoint",),
+                             multiprocess_mode="mostrecent")
+audit_events = Counter("moorage_audit_events_total", "Audit events written, by action (push, delete, mount, "
+                       "refused)", ("action",))
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text format of every metric, added up over all workers in multiprocess mode."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,98 @@
+"""Delivery of one endpoint's queue: envelopes of up to ``batch`` events, oldest first, POSTed until the
+endpoint accepts them (any 2xx or 3xx after redirects, as Distribution), then removed from the queue.
+
+Failures are retried at once until ``threshold`` consecutive ones, then after ``backoff``, doubled on
+every further failure up to ``maxbackoff`` (Distribution waits ``backoff`` every time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import httpx
+
+from registry import metrics
+from registry.notifications.config import EndpointConfig
+from registry.notifications.events import EVENTS_MEDIA_TYPE
+from registry.notifications.queue import EventQueue
+
+log = logging.getLogger("moorage.notifications")
+
+
+class Delivery:
+    def __init__(self, endpoint: EndpointConfig, queue: EventQueue, http: httpx.AsyncClient, poll: float) -> None:
+        self.endpoint = endpoint
+        self.queue = queue
+        self.http = http
+        self.poll = poll
+        self.wake = asyncio.Event()
+        self.failures = 0
+        self.headers = [*endpoint.headers, ("Content-Type", EVENTS_MEDIA_TYPE)]
+        self.delivered = metrics.notification_delivered.labels(endpoint.name)
+        self.pending = metrics.notification_pending.labels(endpoint.name)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # storage trouble: try again later, the events are safe in the queue
+                log.exception("notifications: endpoint %s: queue error", self.endpoint.name)
+                await self.idle()
+
+    async def step(self) -> None:
+        if not await self.queue.hold():
+            await self.idle()
+            return
+        names = await self.queue.pending()
+        self.pending.set(len(names))
+        if not names:
+            await self.idle()
+            return
+        batch = await self.queue.read(names[: self.endpoint.batch])
+        if not batch:
+            return
+        if await self.send([event for _, event in batch]):
+            await self.queue.remove([name for name, _ in batch])
+            self.delivered.inc(len(batch))
+            self.failures = 0
+            return
+        self.failures += 1
+        await asyncio.sleep(self.retry_wait())
+
+    def retry_wait(self) -> float:
+        beyond = self.failures - self.endpoint.threshold
+        if beyond < 0:
+            return 0.0
+        return min(self.endpoint.backoff * 2 ** min(beyond, 20), self.endpoint.maxbackoff)
+
+    async def send(self, events: list[dict[str, Any]]) -> bool:
+        body = json.dumps({"events": events}).encode()
+        try:
+            response = await self.http.post(self.endpoint.url, content=body, headers=self.headers,
+                                            timeout=self.endpoint.timeout)
+        except httpx.HTTPError as e:
+            return self.failed(f"{type(e).__name__}: {e}")
+        if response.status_code >= 400:
+            return self.failed(f"status {response.status_code}")
+        metrics.notification_deliveries.labels(self.endpoint.name, "ok").inc()
+        return True
+
+    def failed(self, why: str) -> bool:
+        metrics.notification_deliveries.labels(self.endpoint.name, "error").inc()
+        if self.failures + 1 == self.endpoint.threshold or self.failures == 0:
+            log.warning("notifications: endpoint %s (%s) failed: %s; retrying", self.endpoint.name,
+                        self.endpoint.url, why)
+        return False
+
+    async def idle(self) -> None:
+        """Until an event is queued here, or ``poll`` seconds (events other replicas queued)."""
+        try:
+            await asyncio.wait_for(self.wake.wait(), self.poll)
+        except TimeoutError:
+            pass
+        self.wake.clear()

@@ -1,0 +1,194 @@
+"""Around every HTTP request: its request id, its metrics, its one log event, its audit and notification events.
+
+The request id is the ``X-Request-Id`` a trusted proxy (``http.trustedproxies``) sent, else a new one; it
+is returned in the response's ``X-Request-Id`` and appears in the log event, audit events and the
+notifications' ``request.id``.  The route is the endpoint's template (``registry.routes``), so metrics
+labels stay bounded whatever the repository names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from starlette.routing import BaseRoute, Match
+from starlette.types import Message, Receive, Scope, Send
+
+from registry import metrics
+from registry.config import Config
+
+access_log = logging.getLogger("moorage.access")
+REQUEST_ID_HEADER = b"x-request-id"
+MAX_REQUEST_ID = 128
+KEPT_HEADERS = frozenset({b"docker-content-digest", b"content-type", b"content-length", b"location"})
+NO_ANSWER = 499  # the client went away before an answer (nginx's convention)
+UNMATCHED = "unmatched"
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request and its answer, as the log, the audit trail and notifications see it."""
+
+    request_id: str
+    method: str
+    path: str
+    remote_addr: str
+    scope: Scope
+    route: str = UNMATCHED
+    status: int = NO_ANSWER
+    bytes_in: int = 0
+    bytes_out: int = 0
+    duration: float = 0.0
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def repository(self) -> str | None:
+        params = self.scope.get("path_params")
+        return params.get("name") if params else None
+
+    @property
+    def user(self) -> str | None:
+        grant = self.scope.get("moorage.grant")
+        return grant.subject if grant is not None else None
+
+    def header(self, name: str) -> str | None:
+        """A request header (lowercase name)."""
+        wanted = name.encode()
+        for key, value in self.scope["headers"]:
+            if key == wanted:
+                return value.decode("latin-1")
+        return None
+
+
+class Listener(Protocol):
+    """Something that hears of every answered request (the audit trail, notifications)."""
+
+    async def heard(self, exchange: Exchange) -> None: ...
+
+
+class Observer:
+    def __init__(self, config: Config, other_routes: list[BaseRoute], listeners: list[Listener]) -> None:
+        self.metrics = config.metrics_enabled
+        self.access_log = config.accesslog
+        self.trusted = [ipaddress.ip_network(n, strict=False) for n in config.http.trustedproxies]
+        self.other_routes = other_routes
+        self.listeners = listeners
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, app: App) -> None:
+        started = time.perf_counter()
+        peer = scope.get("client")
+        peer_host = peer[0] if peer else ""
+        from_proxy = self._trusted(peer_host)
+        exchange = Exchange(self._request_id(scope, from_proxy), scope["method"], scope["path"],
+                            self._remote(scope, peer_host, from_proxy), scope)
+        scope["moorage.request_id"] = exchange.request_id
+        id_header = (REQUEST_ID_HEADER, exchange.request_id.encode())
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                exchange.bytes_in += len(message.get("body", b""))
+            return message
+
+        async def observing_send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                exchange.status = message["status"]
+                headers = message.get("headers", [])
+                for key, value in headers:
+                    if key in KEPT_HEADERS:
+                        exchange.response_headers[key.decode()] = value.decode("latin-1")
+                message["headers"] = [*headers, id_header]
+            elif kind == "http.response.body":
+                exchange.bytes_out += len(message.get("body", b""))
+            elif kind == "http.response.pathsend":
+                exchange.bytes_out += int(exchange.response_headers.get("content-length", 0))
+            await send(message)
+
+        upload = scope["method"] in ("POST", "PATCH", "PUT") and "/blobs/uploads" in scope["path"]
+        if self.metrics and upload:
+            metrics.uploads_in_flight.inc()
+        try:
+            await app(scope, counting_receive, observing_send)
+        except BaseException:
+            if exchange.status == NO_ANSWER:
+                exchange.status = 500
+            raise
+        finally:
+            if self.metrics and upload:
+                metrics.uploads_in_flight.dec()
+            exchange.duration = time.perf_counter() - started
+            exchange.route = scope.get("moorage.route") or self._other_route(scope)
+            await self._finish(exchange)
+
+    async def _finish(self, exchange: Exchange) -> None:
+        if self.metrics:
+            labels = (exchange.route, exchange.method, str(exchange.status))
+            metrics.http_requests.labels(*labels).inc()
+            metrics.http_duration.labels(exchange.route, exchange.method).observe(exchange.duration)
+            if exchange.bytes_in:
+                metrics.http_request_bytes.labels(*labels).inc(exchange.bytes_in)
+            if exchange.bytes_out:
+                metrics.http_response_bytes.labels(*labels).inc(exchange.bytes_out)
+        if self.access_log and access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                '%s "%s %s" %d', exchange.remote_addr, exchange.method, exchange.path, exchange.status,
+                extra={"fields": {
+                    "request_id": exchange.request_id, "method": exchange.method, "route": exchange.route,
+                    "repository": exchange.repository, "user": exchange.user, "status": exchange.status,
+                    "bytes_in": exchange.bytes_in, "bytes": exchange.bytes_out,
+                    "duration": round(exchange.duration, 6), "remote_addr": exchange.remote_addr,
+                    "user_agent": exchange.header("user-agent"),
+                }},
+            )
+        for listener in self.listeners:
+            try:
+                await listener.heard(exchange)
+            except Exception:
+                logging.getLogger("moorage").exception("%s failed on request %s", type(listener).__name__,
+                                                       exchange.request_id)
+
+    def _trusted(self, host: str) -> bool:
+        if not self.trusted or not host:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)
+
+    @staticmethod
+    def _request_id(scope: Scope, from_proxy: bool) -> str:
+        if from_proxy:
+            for key, value in scope["headers"]:
+                if key == REQUEST_ID_HEADER:
+                    text = value.decode("latin-1").strip()
+                    if 0 < len(text) <= MAX_REQUEST_ID and text.isprintable() and text.isascii():
+                        return text
+        return str(uuid.uuid4())
+
+    @staticmethod
+    def _remote(scope: Scope, peer_host: str, from_proxy: bool) -> str:
+        """The client's address: the first X-Forwarded-For entry when a trusted proxy sent one."""
+        if from_proxy:
+            for key, value in scope["headers"]:
+                if key == b"x-forwarded-for":
+                    first = value.decode("latin-1").split(",")[0].strip()
+                    if first:
+                        return first
+        return peer_host
+
+    def _other_route(self, scope: Scope) -> str:
+        """The path of the matching non-/v2 route (health, token server, metrics, UI mount)."""
+        for route in self.other_routes:
+            found, _ = route.matches(scope)
+            if found is Match.FULL:
+                return str(getattr(route, "path", UNMATCHED)) or UNMATCHED
+        return UNMATCHED
+
