@@ -138,7 +138,8 @@ class Observer:
                 metrics.http_response_bytes.labels(*labels).inc(exchange.bytes_out)
         if self.access_log and access_log.isEnabledFor(logging.INFO):
             access_log.info(
-                '%s "%s %s" %d', exchange.remote_addr, exchange.method, exchange.path, exchange.status,
+                '%s "%s %s HTTP/%s" %d', exchange.remote_addr, exchange.method, exchange.path,
+                exchange.scope.get("http_version", "1.1"), exchange.status,
                 extra={"fields": {
                     "request_id": exchange.request_id, "method": exchange.method, "route": exchange.route,
                     "repository": exchange.repository, "user": exchange.user, "status": exchange.status,

@@ -147,7 +147,7 @@ def test_one_log_event_per_request_in_json(tmp_path: Path, caplog: pytest.LogCap
     assert line["method"] == "GET" and line["route"] == "/v2/{name}/blobs/{digest}"
     assert line["repository"] == "team/app" and line["status"] == 200 and line["bytes"] == len(b"some bytes")
     assert line["user_agent"] == "test-agent/1" and 0 < line["duration"] < 10
-    assert f'"GET /v2/team/app/blobs/{digest}" 200' in line["msg"]
+    assert f'"GET /v2/team/app/blobs/{digest} HTTP/1.1" 200' in line["msg"]  # the common log format's request
     text = TextFormatter({}).format(records[0])
     assert "moorage.access:" in text and "status=201" in text and "route=/v2/{name}/blobs/uploads/" in text
 
