@@ -38,8 +38,7 @@ http_duration = Histogram("moorage_http_request_duration_seconds", "Time from a 
                           "of its answer", ("route", "method"), buckets=DURATION_BUCKETS)
 http_request_bytes = Counter("moorage_http_request_bytes_total", "Request body bytes received", HTTP_LABELS)
 http_response_bytes = Counter("moorage_http_response_bytes_total", "Response body bytes sent", HTTP_LABELS)
-http_in_flight = Gauge("moorage_http_requests_in_flight", "Requests being answered now", ("route",),
-                       multiprocess_mode="livesum")
+http_in_flight = Gauge("moorage_http_requests_in_flight", "Requests being answered now", multiprocess_mode="livesum")
 uploads_in_flight = Gauge("moorage_uploads_in_flight", "Blob upload requests (POST, PATCH, PUT of an upload) "
                           "receiving data now", multiprocess_mode="livesum")
 mirror_requests = Counter("moorage_mirror_requests_total", "Mirror lookups by kind (manifest, blob, tags) and "

@@ -112,8 +112,10 @@ class Observer:
             await send(message)
 
         upload = scope["method"] in ("POST", "PATCH", "PUT") and "/blobs/uploads" in scope["path"]
-        if self.metrics and upload:
-            metrics.uploads_in_flight.inc()
+        if self.metrics:
+            metrics.http_in_flight.inc()
+            if upload:
+                metrics.uploads_in_flight.inc()
         try:
             await app(scope, counting_receive, observing_send)
         except BaseException:
@@ -121,8 +123,10 @@ class Observer:
                 exchange.status = 500
             raise
         finally:
-            if self.metrics and upload:
-                metrics.uploads_in_flight.dec()
+            if self.metrics:
+                metrics.http_in_flight.dec()
+                if upload:
+                    metrics.uploads_in_flight.dec()
             exchange.duration = time.perf_counter() - started
             exchange.route = scope.get("moorage.route") or self._other_route(scope)
             await self._finish(exchange)

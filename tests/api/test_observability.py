@@ -193,3 +193,46 @@ def test_audit_trail_of_pushes_deletes_mounts_and_refusals(tmp_path: Path, caplo
     assert wrong_password["status"] == 401 and "not-bobs-password" not in sink.read_text()
     assert all(e["request_id"] and e["time"] for e in lines)
     assert [r.fields["audit"] for r in caplog.records if r.name == "moorage.audit"] == [e["audit"] for e in lines]
+
+
+def test_grafana_dashboard_uses_only_metrics_that_exist() -> None:
+    import re
+
+    import auth.metrics  # noqa: F401 - registers the token counters
+    import storage.metrics  # noqa: F401
+
+    dashboard = json.loads((Path(__file__).parents[2] / "docs" / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"moorage_[a-z0-9_]+", e)}
+    known = {family.name + ("_total" if family.type == "counter" else "") for family in REGISTRY.collect()}
+    assert used and used <= known, sorted(used - known)
+    assert len(dashboard["panels"]) >= 10 and all(p["targets"] for p in dashboard["panels"])
+
+
+def test_uploads_and_requests_in_flight_while_a_chunk_streams(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    seen: list[float] = []
+
+    async def body():
+        yield b"first part "
+        seen.append(sample("moorage_uploads_in_flight"))
+        seen.append(sample("moorage_http_requests_in_flight"))
+        yield b"second part"
+
+    async def upload() -> None:
+        app = create_app(parse({"storage": {"filesystem": {"rootdirectory": str(tmp_path)}},
+                                "http": {"metrics": {"enabled": True}}}))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry.test") as c:
+            started = await c.post("/v2/team/app/blobs/uploads/")
+            assert started.status_code == 202
+            r = await c.patch(started.headers["location"], content=body())
+            assert r.status_code == 202, r.text
+            await app.services.close()
+
+    before = sample("moorage_uploads_in_flight")
+    asyncio.run(upload())
+    assert seen == [before + 1, seen[1]] and seen[1] >= 1
+    assert sample("moorage_uploads_in_flight") == before
