@@ -230,7 +230,7 @@ def test_uploads_and_requests_in_flight_while_a_chunk_streams(tmp_path: Path) ->
             assert started.status_code == 202
             r = await c.patch(started.headers["location"], content=body())
             assert r.status_code == 202, r.text
-            await app.services.close()
+            await app.registry.close()
 
     before = sample("moorage_uploads_in_flight")
     asyncio.run(upload())
