@@ -11,6 +11,7 @@ import hashlib
 import random
 import time
 
+import httpx
 import pytest
 
 from storage.driver import FileInfo, InvalidOffset, PathNotFound, StorageDriver
@@ -313,6 +314,46 @@ async def test_walk_depth_first_sorted(driver: StorageDriver) -> None:
     ]
 
 
+async def test_list_nested(driver: StorageDriver) -> None:
+    for path in ("/n/sha256/aa/link", "/n/sha256/bb/link", "/n/sha512/cc/link", "/n/file", "/n/x-y/z",
+                 "/n/x/deep/er/link"):
+        await driver.put_content(path, b"x")
+    assert await driver.list_nested("/n", 2) == ["sha256/aa", "sha256/bb", "sha512/cc", "x/deep", "x-y/z"]
+    assert await driver.list_nested("/n", 1) == await driver.list("/n")
+    assert await driver.list_nested("/n/sha512", 2) == ["cc/link"]
+    with pytest.raises(PathNotFound):
+        await driver.list_nested("/missing", 2)
+
+
+async def test_list_keys(driver: StorageDriver, backend: str) -> None:
+    for path in ("/k/a/_l/1", "/k/a/_l/2", "/k/a/_m/1", "/k/a-b/_m/1", "/k/a/b/_m/1", "/k/c"):
+        await driver.put_content(path, b"x")
+    page = await driver.list_keys("/k", "", "/_m/")
+    if page is None:
+        assert backend == "filesystem"  # no key order: callers list directory by directory
+        return
+    assert page.names == ["a-b/_m/", "a/_l/1", "a/_l/2", "a/_m/", "a/b/_m/", "c"] and not page.truncated
+    seen = []
+    start = ""
+    while True:
+        page = await driver.list_keys("/k", start, "/_m/", limit=2)
+        seen += page.names
+        if not page.truncated:
+            break
+        start = page.next_start
+    assert seen == ["a-b/_m/", "a/_l/1", "a/_l/2", "a/_m/", "a/b/_m/", "c"]
+    assert (await driver.list_keys("/k", "a/_l/1", "")).names == ["a/_l/2", "a/_m/1", "a/b/_m/1", "c"]
+    assert (await driver.list_keys("/nothing")).names == []
+
+
+async def test_delete_file(driver: StorageDriver) -> None:
+    await driver.put_content("/df/a", b"x")
+    await driver.put_content("/df/b", b"x")
+    await driver.delete_file("/df/a")
+    await driver.delete_file("/df/missing")
+    assert await driver.list("/df") == ["b"]
+
+
 async def test_concurrent_writers(make_driver: DriverFactory) -> None:
     driver = make_driver()
     contents = {f"/conc/{i}/data": data(3 * MiB + i, i) for i in range(6)}
@@ -328,9 +369,34 @@ async def test_concurrent_writers(make_driver: DriverFactory) -> None:
         assert await digest(driver, path) == hashlib.sha256(content).hexdigest()
 
 
-@pytest.mark.parametrize("path", ["/a/../b", "/..", "/a/./b", "relative/path", ""])
+@pytest.mark.parametrize("path", ["/a/../b", "/..", "/a/./b", "relative/path", "", "/a//b", "/trailing/", "/sp ace",
+                                  "/nul\0", "/ü"])
 async def test_invalid_paths_refused(driver: StorageDriver, path: str) -> None:
     with pytest.raises(ValueError):
         await driver.put_content(path, b"x")
     with pytest.raises(ValueError):
         await driver.get_content(path)
+
+
+async def test_list_of_the_root_and_a_valid_path_alphabet(driver: StorageDriver) -> None:
+    """Distribution's path alphabet ([A-Za-z0-9._-] components) is accepted by every driver."""
+    await driver.put_content("/Aa09._-/x", b"x")
+    assert await driver.get_content("/Aa09._-/x") == b"x"
+    assert "Aa09._-" in await driver.list("/")
+
+
+async def test_redirect_url_or_local_path_serve_the_object(driver: StorageDriver) -> None:
+    """A driver may offer a URL to fetch an object from or a local file holding it; either has its bytes."""
+    content = data(1000, 7)
+    await driver.put_content("/direct/blob/data", content)
+    url = await driver.redirect_url("/direct/blob/data", "GET")
+    if url is not None:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(url)
+        assert response.status_code == 200 and response.content == content
+    local = driver.local_path("/direct/blob/data")
+    if local is not None:
+        with open(local, "rb") as f:
+            assert f.read() == content
+    assert (url is None) != (local is None), "each backend here offers exactly one way"
+    assert await driver.redirect_url("/direct/blob/data", "PUT") is None

@@ -1,5 +1,5 @@
-"""The stores that cost S3 requests per registry operation (uploads, catalog, referrers) on every backend,
-and the driver calls they rely on (``list_nested``, ``list_keys``, ``delete_file``).
+"""The stores that cost S3 requests per registry operation (uploads, catalog, referrers) on every backend
+(the driver calls they rely on are in the driver suite, ``test_driver_suite.py``).
 
 Every upload request is served by a new store on a new driver instance, as another replica would.
 """
@@ -328,46 +328,3 @@ async def test_referrers_across_algorithms(driver: StorageDriver, backend: str) 
         await index.list("team/app", subject)
         # revisions and referrers: one listing each; _scanned; per referrer its revision link and descriptor
         assert cost() == {"ListObjectsV2": 2, "GetObject": 1 + 2 * 3}
-
-
-# --- driver calls the stores rely on ----------------------------------------------------------------
-
-
-async def test_list_nested(driver: StorageDriver) -> None:
-    for path in ("/n/sha256/aa/link", "/n/sha256/bb/link", "/n/sha512/cc/link", "/n/file", "/n/x-y/z",
-                 "/n/x/deep/er/link"):
-        await driver.put_content(path, b"x")
-    assert await driver.list_nested("/n", 2) == ["sha256/aa", "sha256/bb", "sha512/cc", "x/deep", "x-y/z"]
-    assert await driver.list_nested("/n", 1) == await driver.list("/n")
-    assert await driver.list_nested("/n/sha512", 2) == ["cc/link"]
-    with pytest.raises(PathNotFound):
-        await driver.list_nested("/missing", 2)
-
-
-async def test_list_keys(driver: StorageDriver, backend: str) -> None:
-    for path in ("/k/a/_l/1", "/k/a/_l/2", "/k/a/_m/1", "/k/a-b/_m/1", "/k/a/b/_m/1", "/k/c"):
-        await driver.put_content(path, b"x")
-    page = await driver.list_keys("/k", "", "/_m/")
-    if page is None:
-        assert backend == "filesystem"  # no key order: callers list directory by directory
-        return
-    assert page.names == ["a-b/_m/", "a/_l/1", "a/_l/2", "a/_m/", "a/b/_m/", "c"] and not page.truncated
-    seen = []
-    start = ""
-    while True:
-        page = await driver.list_keys("/k", start, "/_m/", limit=2)
-        seen += page.names
-        if not page.truncated:
-            break
-        start = page.next_start
-    assert seen == ["a-b/_m/", "a/_l/1", "a/_l/2", "a/_m/", "a/b/_m/", "c"]
-    assert (await driver.list_keys("/k", "a/_l/1", "")).names == ["a/_l/2", "a/_m/1", "a/b/_m/1", "c"]
-    assert (await driver.list_keys("/nothing")).names == []
-
-
-async def test_delete_file(driver: StorageDriver) -> None:
-    await driver.put_content("/df/a", b"x")
-    await driver.put_content("/df/b", b"x")
-    await driver.delete_file("/df/a")
-    await driver.delete_file("/df/missing")
-    assert await driver.list("/df") == ["b"]
