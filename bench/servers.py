@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench import procstat
+from storage import paths
+from storage.digests import parse_digest
 
 if TYPE_CHECKING:
     from bench.s3 import S3Backend
@@ -181,8 +183,7 @@ class Server:
 
     def drop_blob(self, digest: str) -> None:
         """Delete a pushed blob's data from storage (Distribution layout) to keep the run's disk use bounded."""
-        alg, hexd = digest.split(":", 1)
-        rel = f"docker/registry/v2/blobs/{alg}/{hexd[:2]}/{hexd}"
+        rel = paths.blob_dir(parse_digest(digest)).lstrip("/")
         if self.s3 is not None:
             self.s3.delete_prefix(self.bucket, (self.s3root.strip("/") + "/" + rel + "/").lstrip("/"))
         else:
