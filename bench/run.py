@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         _summary(b, peaks)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-    except s3mod.S3Unavailable as exc:
+    except s3mod.ServerUnavailable as exc:
         print(f"S3 back end unavailable: {exc}", file=sys.stderr)
     finally:
         for srv in servers.values():

@@ -1,8 +1,9 @@
-"""S3 back ends for ``--s3``: a moto server, a throw-away single-node Ceph radosgw, or an existing endpoint.
+"""S3 servers on 127.0.0.1 for the bench (``--s3``) and the tests: a moto server, a throw-away single-node
+Ceph radosgw, or an existing endpoint.
 
-Self-contained on purpose: ``tests/storage/servers.py`` starts the same two servers, but its Ceph OSD binds
-messenger ports in Ceph's default 6800-7300; here every daemon stays inside the bench's port range.
-Only processes started here are stopped, by their own PIDs.
+Every daemon stays inside the port range its caller reserves (the Ceph OSD's messenger ports included), so
+runs of the bench and of the tests never collide.  Only processes started here are stopped, by their own
+PIDs.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ CEPH_PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common")
 GIB = 1 << 30
 
 
-class S3Unavailable(RuntimeError):
-    """The S3 server could not be started or reached."""
+class ServerUnavailable(RuntimeError):
+    """The server could not be installed, started or reached on this machine."""
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     """Nobody listens on it (TIME_WAIT leftovers of an earlier run are fine: servers bind with SO_REUSEADDR)."""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -52,7 +53,15 @@ def _tail(path: Path, lines: int = 8) -> str:
         return "(no log)"
 
 
-def _wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout: float, log: Path) -> None:
+def free_port(ports: range, count: int = 1) -> int:
+    """The first port p of ``ports`` with p..p+count-1 all free (and in ``ports``)."""
+    for port in ports[: len(ports) + 1 - count]:
+        if all(port_free(p) for p in range(port, port + count)):
+            return port
+    raise ServerUnavailable(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+def wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -64,9 +73,9 @@ def _wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout: float, l
             pass
         for proc in procs:
             if proc.poll() is not None:
-                raise S3Unavailable(f"{proc.args[0]} exited with {proc.returncode}:\n{_tail(log)}")
+                raise ServerUnavailable(f"{proc.args[0]} exited with {proc.returncode}:\n{_tail(log)}")
         time.sleep(0.1)
-    raise S3Unavailable(f"no answer from {url} after {timeout:.0f}s:\n{_tail(log)}")
+    raise ServerUnavailable(f"no answer from {url} after {timeout:.0f}s:\n{_tail(log)}")
 
 
 @dataclass
@@ -105,7 +114,8 @@ class S3Backend:
             )
         return self._client
 
-    def make_bucket(self, name: str) -> str:
+    def make_bucket(self, name: str | None = None) -> str:
+        name = name or f"moorage-{uuid.uuid4().hex[:12]}"
         c = self.client()
         try:
             c.create_bucket(Bucket=name)
@@ -114,16 +124,17 @@ class S3Backend:
         self.created_buckets.append(name)
         return name
 
+    def parameters(self, bucket: str, **extra: object) -> dict[str, object]:
+        """``storage.s3`` parameters for a Moorage driver on this server."""
+        return {"regionendpoint": self.endpoint, "region": self.region, "bucket": bucket,
+                "accesskey": self.accesskey, "secretkey": self.secretkey, **extra}
+
     def storage(self, bucket: str, rootdirectory: str) -> dict[str, object]:
         """The ``storage.s3`` section for either registry (Distribution 2.8.2 keys; Moorage reads the same).
 
         Distribution 2.8.2 has no ``forcepathstyle`` key: it forces path-style addressing whenever
         ``regionendpoint`` is set, and so does Moorage."""
-        return {
-            "accesskey": self.accesskey, "secretkey": self.secretkey, "region": self.region,
-            "regionendpoint": self.endpoint, "bucket": bucket, "rootdirectory": rootdirectory,
-            "secure": self.secure, "v4auth": True,
-        }
+        return self.parameters(bucket, rootdirectory=rootdirectory, secure=self.secure, v4auth=True)
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Delete every object under ``prefix`` (and multipart uploads left there); returns objects deleted."""
@@ -198,14 +209,14 @@ def from_url(url: str) -> S3Backend:
                      os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or REGION)
 
 
-def start_moto(directory: Path, port: int) -> S3Backend:
-    """``python -m moto.server`` on 127.0.0.1:port; large objects spool to files in ``directory``."""
+def start_moto(directory: Path, ports: range) -> S3Backend:
+    """``python -m moto.server`` on the first free port of ``ports``; large objects spool to files in
+    ``directory``."""
     try:
         import moto.server  # noqa: F401
     except ImportError as exc:
-        raise S3Unavailable("moto is not installed: pip install 'moto[s3]' flask flask-cors") from exc
-    if not _port_free(port):
-        raise S3Unavailable(f"port {port} is in use")
+        raise ServerUnavailable("moto is not installed: pip install 'moto[s3]' flask flask-cors") from exc
+    port = free_port(ports)
     directory.mkdir(parents=True, exist_ok=True)
     log = directory / "moto.log"
     env = {**os.environ, "TMPDIR": str(directory)}
@@ -216,7 +227,7 @@ def start_moto(directory: Path, port: int) -> S3Backend:
                                 start_new_session=True)
     backend = S3Backend("moto", f"http://{HOST}:{port}", directory=directory, procs=[proc])
     try:
-        _wait_http(backend.endpoint + "/", backend.procs, 60, log)
+        wait_http(backend.endpoint + "/", backend.procs, 60, log)
     except BaseException:
         backend.stop()
         raise
@@ -228,7 +239,7 @@ def _install_ceph() -> None:
     if all(shutil.which(c) for c in ("radosgw", "ceph-mon", "ceph-osd", "ceph", "radosgw-admin", "monmaptool")):
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise S3Unavailable(f"radosgw is not installed: apt-get install {' '.join(CEPH_PACKAGES)} (as root)")
+        raise ServerUnavailable(f"radosgw is not installed: apt-get install {' '.join(CEPH_PACKAGES)} (as root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     policy = subprocess.run(["apt-cache", "policy", "radosgw"], capture_output=True, text=True, env=env)
     if "Candidate: (none)" in policy.stdout or "Candidate:" not in policy.stdout:
@@ -236,7 +247,7 @@ def _install_ceph() -> None:
     done = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *CEPH_PACKAGES],
                           capture_output=True, text=True, env=env, timeout=900, check=False)
     if done.returncode != 0:
-        raise S3Unavailable(f"apt-get install {' '.join(CEPH_PACKAGES)} failed: {done.stderr[-400:]}")
+        raise ServerUnavailable(f"apt-get install {' '.join(CEPH_PACKAGES)} failed: {done.stderr[-400:]}")
 
 
 def start_radosgw(directory: Path, ports: range, memstore_bytes: int, timeout: float = 120) -> S3Backend:
@@ -244,10 +255,10 @@ def start_radosgw(directory: Path, ports: range, memstore_bytes: int, timeout: f
     rgw on ``ports[0]``, the mon on ``ports[1]``, the OSD's messenger ports in the rest (it needs 8)."""
     _install_ceph()
     if len(ports) < 12:
-        raise S3Unavailable("radosgw needs 12 ports")
-    busy = [p for p in ports if not _port_free(p)]
+        raise ServerUnavailable("radosgw needs 12 ports")
+    busy = [p for p in ports if not port_free(p)]
     if busy:
-        raise S3Unavailable(f"ports {busy} (reserved for radosgw) are in use")
+        raise ServerUnavailable(f"ports {busy} (reserved for radosgw) are in use")
     rgw_port, mon_port = ports[0], ports[1]
     d = directory
     for sub in ("mon.a", "osd.0", "rgw", "run", "log"):
@@ -301,7 +312,7 @@ rgw_gc_processor_period = 10
     def run(*args: str, limit: float = 60) -> str:
         done = subprocess.run(list(args), capture_output=True, text=True, timeout=limit, check=False)
         if done.returncode != 0:
-            raise S3Unavailable(f"{' '.join(args[:3])} failed: {done.stderr[-400:]}")
+            raise ServerUnavailable(f"{' '.join(args[:3])} failed: {done.stderr[-400:]}")
         return done.stdout
 
     def daemon(name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -321,9 +332,9 @@ rgw_gc_processor_period = 10
             except subprocess.TimeoutExpired:
                 pass
             if proc.poll() is not None:
-                raise S3Unavailable(f"{what} exited with {proc.returncode}:\n{_tail(d / 'log' / f'{what}.log')}")
+                raise ServerUnavailable(f"{what} exited with {proc.returncode}:\n{_tail(d / 'log' / f'{what}.log')}")
             time.sleep(0.5)
-        raise S3Unavailable(f"{what} not up after {timeout:.0f}s")
+        raise ServerUnavailable(f"{what} not up after {timeout:.0f}s")
 
     try:
         run("monmaptool", "--create", "--fsid", str(fsid), "--addv", "a", f"[v2:{HOST}:{mon_port}]",
@@ -336,12 +347,12 @@ rgw_gc_processor_period = 10
         until(["ceph", *c, "mon", "stat"], "", mon, "mon.a")
         osd_id = run("ceph", *c, "osd", "new", str(osd_uuid), limit=30).strip()
         if osd_id != "0":
-            raise S3Unavailable(f"unexpected osd id {osd_id!r}")
+            raise ServerUnavailable(f"unexpected osd id {osd_id!r}")
         run("ceph-osd", *c, "-i", "0", "--mkfs", "--osd-uuid", str(osd_uuid))
         osd = daemon("osd", "ceph-osd", *c, "-i", "0", "-f")
         until(["ceph", *c, "osd", "stat"], " 1 up", osd, "osd.0")
         rgw = daemon("rgw", "radosgw", *c, "-n", "client.rgw.a", "-f")
-        _wait_http(backend.endpoint + "/", [rgw], timeout, d / "log" / "client.rgw.a.log")
+        wait_http(backend.endpoint + "/", [rgw], timeout, d / "log" / "client.rgw.a.log")
         run("radosgw-admin", *c, "-n", "client.admin", "user", "create", "--uid=bench", "--display-name=bench",
             f"--access-key={ACCESS_KEY}", f"--secret-key={SECRET_KEY}")
     except BaseException:
@@ -371,10 +382,7 @@ def memstore_default() -> int:
 def start(spec: str, directory: Path, ports: range, memstore_bytes: int = 0) -> S3Backend:
     """``moto`` | ``radosgw`` | an endpoint URL; ``ports`` is the block reserved for the S3 server."""
     if spec == "moto":
-        free = [p for p in ports if _port_free(p)]
-        if not free:
-            raise S3Unavailable(f"no free port in {ports.start}-{ports.stop - 1}")
-        return start_moto(directory, free[0])
+        return start_moto(directory, ports)
     if spec == "radosgw":
         return start_radosgw(directory, ports, memstore_bytes or memstore_default())
     return from_url(spec)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 
+from bench.s3 import S3Backend, ServerUnavailable, start_moto
 from tests.auth.e2e_support import USERS, write_auth_files
 from tests.deploy.support import (
     DEPLOY_DOCS,
@@ -31,7 +32,6 @@ from tests.deploy.support import (
     require_ip6_localhost,
     shipped_nginx_site,
 )
-from tests.storage.servers import S3Server, ServerUnavailable, start_moto
 
 from .clients import Docker
 from .conftest import ServerFactory
@@ -215,10 +215,10 @@ def test_docker_push_pull_through_nginx(
 
 
 @pytest.fixture
-def moto(tmp_path: Path) -> Iterator[S3Server]:
+def moto(tmp_path: Path) -> Iterator[S3Backend]:
     (tmp_path / "moto").mkdir()
     try:
-        server = start_moto(tmp_path / "moto", first_port=15680, last_port=15699)
+        server = start_moto(tmp_path / "moto", range(15680, 15700))
     except ServerUnavailable as e:
         missing_client(f"moto S3 server unavailable: {e}", "pip install -e '.[test]'")
         raise AssertionError("unreachable") from e
@@ -226,7 +226,7 @@ def moto(tmp_path: Path) -> Iterator[S3Server]:
     server.stop()
 
 
-def test_s3_replicas_behind_nginx(start_moorage: ServerFactory, moto: S3Server, certs: Certs, docker: Docker,
+def test_s3_replicas_behind_nginx(start_moorage: ServerFactory, moto: S3Backend, certs: Certs, docker: Docker,
                                   images: ImageFactory, tmp_path: Path) -> None:
     """docs/deploy/s3-replicas: two replicas with the example config on one bucket, the example
     nginx.conf round-robin in front; docker push/pull through it uses both replicas."""

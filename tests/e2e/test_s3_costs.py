@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.storage.servers import Nginx, S3Server, ServerUnavailable, start_moto, start_nginx
+from bench.s3 import S3Backend, ServerUnavailable, start_moto
+from tests.storage.servers import MOTO_PORTS, Nginx, start_nginx
 
 from .clients import Docker
 from .helpers import IN_CI, sha256_digest
@@ -31,9 +32,9 @@ EXTRA_REPOSITORIES = 30
 
 
 @pytest.fixture(scope="module")
-def counted_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S3Server, Nginx]]:
+def counted_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S3Backend, Nginx]]:
     """moto behind a logging nginx; registries get the proxy's address as their endpoint."""
-    moto = start_moto(tmp_path_factory.mktemp("moto"))
+    moto = start_moto(tmp_path_factory.mktemp("moto"), MOTO_PORTS)
     try:
         proxy = start_nginx(tmp_path_factory.mktemp("s3proxy"), [moto.endpoint.removeprefix("http://")],
                             "$request_method $request_uri $http_x_amz_copy_source")
@@ -42,7 +43,7 @@ def counted_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S3Ser
         if IN_CI:
             pytest.fail(str(e))
         pytest.skip(f"NGINX UNAVAILABLE: {e}")
-    counted = S3Server("moto", f"http://127.0.0.1:{proxy.port}", moto.directory)
+    counted = S3Backend("moto", f"http://127.0.0.1:{proxy.port}", directory=moto.directory)
     yield counted, proxy
     proxy.stop()
     moto.stop()
@@ -177,7 +178,7 @@ def table(results: dict[str, dict[str, Counter[str]]]) -> str:
 
 
 def test_s3_request_counts_vs_distribution(
-    counted_s3: tuple[S3Server, Nginx],
+    counted_s3: tuple[S3Backend, Nginx],
     start_moorage: ServerFactory,
     start_distribution: ServerFactory,
     docker: Docker,

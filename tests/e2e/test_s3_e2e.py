@@ -23,14 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.storage.servers import (
-    Nginx,
-    S3Server,
-    ServerUnavailable,
-    shared_radosgw,
-    start_moto,
-    start_nginx,
-)
+from bench.s3 import S3Backend, ServerUnavailable, start_moto
+from tests.storage.servers import MOTO_PORTS, Nginx, shared_radosgw, start_nginx
 
 from .clients import Docker, Skopeo
 from .helpers import IN_CI, sha256_digest
@@ -44,12 +38,12 @@ MiB = 1 << 20
 
 
 @pytest.fixture(scope="module", params=["moto", pytest.param("radosgw", marks=pytest.mark.radosgw)])
-def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Backend]:
     if request.param == "radosgw" and "radosgw" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("radosgw suite not selected: run `pytest -m radosgw`")
     try:
         if request.param == "moto":
-            server = start_moto(tmp_path_factory.mktemp("moto"))
+            server = start_moto(tmp_path_factory.mktemp("moto"), MOTO_PORTS)
         else:
             server = shared_radosgw(lambda: tmp_path_factory.mktemp("radosgw"))
     except ServerUnavailable as e:
@@ -62,7 +56,7 @@ def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
 
 
 def on_s3(
-    factory: ServerFactory, s3: S3Server, bucket: str, root: str, redirect: bool = True, **extra: Any
+    factory: ServerFactory, s3: S3Backend, bucket: str, root: str, redirect: bool = True, **extra: Any
 ) -> RegistryProcess:
     """Start a registry (Moorage or Distribution) whose storage is ``bucket``/``root`` on ``s3``."""
     env = {"AWS_CA_BUNDLE": ""}  # Distribution 2.8.2 panics when it is set
@@ -144,7 +138,7 @@ def img_layer_digest(c: httpx.Client, manifest_digest: str) -> str:
 
 
 def test_two_replicas_on_one_bucket_behind_nginx(
-    start_moorage: ServerFactory, s3: S3Server, docker: Docker, images: ImageFactory, tmp_path: Path
+    start_moorage: ServerFactory, s3: S3Backend, docker: Docker, images: ImageFactory, tmp_path: Path
 ) -> None:
     """docker push through a round-robin proxy (each upload's requests alternate between replicas), then
     pulls through each replica directly: one with presigned redirects, one streaming."""
@@ -214,7 +208,7 @@ def test_interop_with_distribution_s3_driver(
     writer_kind: str,
     start_distribution: ServerFactory,
     start_moorage: ServerFactory,
-    s3: S3Server,
+    s3: S3Backend,
     docker: Docker,
     skopeo: Skopeo,
     images: ImageFactory,
@@ -233,7 +227,7 @@ def test_interop_with_distribution_s3_driver(
     verify(reader, written, docker, skopeo, oras, tmp_path)
 
 
-def test_replica_killed_mid_patch_loses_only_that_request(start_moorage: ServerFactory, s3: S3Server) -> None:
+def test_replica_killed_mid_patch_loses_only_that_request(start_moorage: ServerFactory, s3: S3Backend) -> None:
     """kill -9 of a replica in the middle of a PATCH: the other replica continues the upload from the
     last acknowledged offset, nothing appears under the digest before the PUT, and no multipart upload
     is left behind once the upload is done."""

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.s3 import S3Backend, ServerUnavailable, start_moto
 from storage.driver import StorageDriver
 from storage.driver.filesystem import FilesystemDriver
 from storage.driver.s3 import S3Driver
-from tests.storage.servers import S3Server, ServerUnavailable, shared_radosgw, start_moto
+from tests.storage.servers import MOTO_PORTS, shared_radosgw
 
 MiB = 1 << 20
 # small sizes so that the suite exercises multipart writes and copies with little data
@@ -46,14 +47,14 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = start_moto(tmp_path_factory.mktemp("moto"))
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Backend]:
+    server = start_moto(tmp_path_factory.mktemp("moto"), MOTO_PORTS)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def radosgw_server(tmp_path_factory: pytest.TempPathFactory) -> S3Server:
+def radosgw_server(tmp_path_factory: pytest.TempPathFactory) -> S3Backend:
     """Ceph radosgw, only when the radosgw suite was selected; in CI a missing radosgw is a failure."""
     try:
         server = shared_radosgw(lambda: tmp_path_factory.mktemp("radosgw"))
@@ -66,16 +67,16 @@ def radosgw_server(tmp_path_factory: pytest.TempPathFactory) -> S3Server:
 
 
 @pytest.fixture(scope="session")
-def moto_bucket(moto_server: S3Server) -> str:
+def moto_bucket(moto_server: S3Backend) -> str:
     return moto_server.make_bucket()
 
 
 @pytest.fixture(scope="session")
-def radosgw_bucket(radosgw_server: S3Server) -> str:
+def radosgw_bucket(radosgw_server: S3Backend) -> str:
     return radosgw_server.make_bucket()
 
 
-def s3_target(request: pytest.FixtureRequest, backend: str) -> tuple[S3Server, str]:
+def s3_target(request: pytest.FixtureRequest, backend: str) -> tuple[S3Backend, str]:
     kind = "moto" if backend == "s3" else "radosgw"
     return request.getfixturevalue(f"{kind}_server"), request.getfixturevalue(f"{kind}_bucket")
 

@@ -12,27 +12,27 @@ from typing import Any
 
 import pytest
 
+from bench.s3 import S3Backend
 from storage.driver import PathNotFound, StorageError
 from storage.driver.s3 import S3Driver
 from tests.storage.conftest import S3_TEST_PARAMETERS
-from tests.storage.servers import S3Server
 
 MiB = 1 << 20
 LOOPBACK = "http://127.0.0.1:1"  # never contacted: configuration tests only build clients
 
 
 @pytest.fixture(params=["s3", pytest.param("radosgw", marks=pytest.mark.radosgw)])
-def server(request: pytest.FixtureRequest) -> S3Server:
+def server(request: pytest.FixtureRequest) -> S3Backend:
     return request.getfixturevalue("moto_server" if request.param == "s3" else "radosgw_server")
 
 
 @pytest.fixture
-def bucket(server: S3Server) -> str:
+def bucket(server: S3Backend) -> str:
     return server.make_bucket()
 
 
 @pytest.fixture
-def make(server: S3Server, bucket: str) -> Iterator[Any]:
+def make(server: S3Backend, bucket: str) -> Iterator[Any]:
     created: list[S3Driver] = []
 
     def factory(redirect: bool = True, **overrides: object) -> S3Driver:
@@ -46,11 +46,11 @@ def make(server: S3Server, bucket: str) -> Iterator[Any]:
         asyncio.run(driver.close())
 
 
-def raw_keys(server: S3Server, bucket: str) -> list[str]:
+def raw_keys(server: S3Backend, bucket: str) -> list[str]:
     return [o["Key"] for o in server.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
-def pending_uploads(server: S3Server, bucket: str) -> list[str]:
+def pending_uploads(server: S3Backend, bucket: str) -> list[str]:
     return [u["Key"] for u in server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
 
 
@@ -120,7 +120,7 @@ def test_defaults_follow_distribution() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(("rootdirectory", "prefix"), [("", ""), ("/reg/root/", "reg/root/"), ("reg", "reg/")])
-async def test_keys_are_distributions_layout(make: Any, server: S3Server, bucket: str,
+async def test_keys_are_distributions_layout(make: Any, server: S3Backend, bucket: str,
                                              rootdirectory: str, prefix: str) -> None:
     driver = make(rootdirectory=rootdirectory)
     await driver.put_content("/docker/registry/v2/repositories/a/b/_layers/sha256/ab/link", b"sha256:ab")
@@ -130,7 +130,7 @@ async def test_keys_are_distributions_layout(make: Any, server: S3Server, bucket
 
 
 @pytest.mark.anyio
-async def test_presigned_redirects(make: Any, server: S3Server) -> None:
+async def test_presigned_redirects(make: Any, server: S3Backend) -> None:
     driver = make()
     await driver.put_content("/blobs/data", b"presigned content")
     url = await driver.redirect_url("/blobs/data", "GET")
@@ -147,7 +147,7 @@ async def test_presigned_redirects(make: Any, server: S3Server) -> None:
 
 
 @pytest.mark.anyio
-async def test_small_chunks_are_staged_in_the_bucket(make: Any, server: S3Server, bucket: str) -> None:
+async def test_small_chunks_are_staged_in_the_bucket(make: Any, server: S3Backend, bucket: str) -> None:
     """One multipart upload for the session; a tail under 5 MiB waits in ``.pending``, never in memory."""
     client = server.client()
     writer = await make().writer("/_uploads/u1/data", append=True)
@@ -173,7 +173,7 @@ async def test_small_chunks_are_staged_in_the_bucket(make: Any, server: S3Server
 
 @pytest.mark.anyio
 async def test_crashed_writer_leaves_last_state_and_delete_aborts_its_upload(
-    make: Any, server: S3Server, bucket: str
+    make: Any, server: S3Backend, bucket: str
 ) -> None:
     driver = make()
     await driver.put_content("/_uploads/u2/startedat", b"now")
@@ -266,7 +266,7 @@ async def test_move_large_object_uses_multipart_copy(make: Any) -> None:
 
 
 @pytest.mark.anyio
-async def test_storage_class_and_encryption(server: S3Server, make: Any, bucket: str) -> None:
+async def test_storage_class_and_encryption(server: S3Backend, make: Any, bucket: str) -> None:
     if server.kind == "radosgw":
         pytest.skip("radosgw needs rgw_crypt_* settings for server-side encryption")
     driver = make(encrypt=True, storageclass="REDUCED_REDUNDANCY")
@@ -279,7 +279,7 @@ async def test_storage_class_and_encryption(server: S3Server, make: Any, bucket:
 
 @pytest.mark.anyio
 @pytest.mark.radosgw
-async def test_radosgw_checks_signatures(radosgw_server: S3Server) -> None:
+async def test_radosgw_checks_signatures(radosgw_server: S3Backend) -> None:
     bucket = radosgw_server.make_bucket()
     driver = S3Driver.from_parameters(radosgw_server.parameters(bucket, secretkey=uuid.uuid4().hex))
     try:
