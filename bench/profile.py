@@ -20,7 +20,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 from bench.blobs import push
@@ -142,7 +141,10 @@ def main(argv: list[str]) -> int:
         srv.start()
         stop = threading.Event()
         result: list[str] = []
-        runner: Callable[[], None] = lambda: result.append(drive(args.case, srv, args.seconds + 1.5, stop))
+
+        def runner() -> None:
+            result.append(drive(args.case, srv, args.seconds + 1.5, stop))
+
         load = threading.Thread(target=runner, daemon=True)
         cpu0 = srv.cpu()
         load.start()

@@ -48,9 +48,18 @@ class ManifestStore:
         return content
 
     async def put(self, name: str, digest: Digest, content: bytes) -> None:
-        await self.blobs.put(digest, content)
-        await self.driver.put_content(paths.revision_link(name, digest), str(digest).encode())
-        self.blobs.remember_write(paths.revision_link(name, digest))
+        """The content (unless stored already) and then the revision link, durable together in one write."""
+        items = []
+        if await self.blobs.exists(digest):
+            await self.blobs.touch(digest)  # an old blob, maybe unreferenced: GC must spare it now
+        else:
+            items.append((paths.blob_data(digest), content))
+        link = paths.revision_link(name, digest)
+        items.append((link, str(digest).encode()))
+        await self.driver.put_contents(items)
+        if len(items) == 2:
+            self.blobs.fresh(digest)
+        self.blobs.remember_write(link)
         if self.blobs.ledger is not None:
             await self.blobs.ledger.add(name, digest, len(content))
         self._remember(digest, content)
@@ -87,8 +96,8 @@ class TagStore:
     async def tag(self, name: str, tag: str, digest: Digest) -> None:
         """Point ``tag`` at ``digest``; the index entry first, as Distribution does."""
         link = str(digest).encode()
-        await self.driver.put_content(paths.tag_index_link(name, tag, digest), link)
-        await self.driver.put_content(paths.tag_current_link(name, tag), link)
+        await self.driver.put_contents([(paths.tag_index_link(name, tag, digest), link),
+                                        (paths.tag_current_link(name, tag), link)])
 
     async def untag(self, name: str, tag: str) -> None:
         try:

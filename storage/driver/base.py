@@ -8,7 +8,7 @@ methods, built on ``list``/``stat``/``delete``, that a backend overrides where i
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from storage.driver.interface import FileInfo, KeyPage, PathNotFound, StorageDriver
 
@@ -61,6 +61,10 @@ class BaseDriver(StorageDriver):
     async def list_keys(self, path: str, start_after: str = "", delimiter: str = "",
                         limit: int = 1000) -> KeyPage | None:
         return None
+
+    async def put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
+        for path, content in items:  # in order: each object is complete before the next one appears
+            await self.put_content(path, content)
 
     async def delete_file(self, path: str) -> None:
         try:

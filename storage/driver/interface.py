@@ -9,7 +9,7 @@ does the same way (path validation, the generic walk) lives in ``storage.driver.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 
@@ -101,6 +101,13 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     async def put_content(self, path: str, content: bytes) -> None:
         """Atomically replace the object: readers see the old or the new content, never a mix."""
+
+    @abc.abstractmethod
+    async def put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """``put_content`` for a few small objects that belong together (a manifest and its link, a tag's
+        two links): each is replaced atomically, only after all of them are complete and durable, and they
+        appear in the order given.  The filesystem writes them in one thread hop and one journal commit
+        instead of one of each per file."""
 
     @abc.abstractmethod
     def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:

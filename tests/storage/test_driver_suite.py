@@ -72,6 +72,15 @@ async def test_put_replaces_atomically(driver: StorageDriver) -> None:
     assert await driver.get_content("/atomic/link") == old
 
 
+async def test_put_contents_writes_every_object(driver: StorageDriver) -> None:
+    await driver.put_content("/group/tags/t/current/link", b"old")
+    items = [("/group/blobs/ab/data", data(5000, 1)), ("/group/revisions/ab/link", b"sha256:ab"),
+             ("/group/tags/t/current/link", b"new")]
+    await driver.put_contents(items)
+    for path, content in items:
+        assert await driver.get_content(path) == content
+
+
 async def test_missing_paths_raise_path_not_found(driver: StorageDriver) -> None:
     await driver.put_content("/present/dir/file", b"x")
     for path in ("/absent", "/present/dir/nofile", "/present/dir"):
