@@ -209,7 +209,10 @@ class UploadStore:
             self.release_lock(name, upload_id)
 
     async def _pump(self, chunks: AsyncIterator[bytes], writer: FileWriter, hasher: Hasher) -> int:
-        """Receive into ~4 MiB batches; hash and write each while the next one is received."""
+        """Receive into ~4 MiB batches; hash and write each while the next one is received.
+
+        A batch stays a list of the received pieces: hashed piece by piece and written with one gathered
+        write, never joined into one buffer (that copy cost ~0.1-0.2 CPU-s per GB)."""
         pending: asyncio.Future[object] | None = None
         parts: list[bytes] = []
         buffered = total = 0
@@ -220,8 +223,7 @@ class UploadStore:
                 parts.append(chunk)
                 buffered += len(chunk)
                 if buffered >= BATCH_SIZE:
-                    batch = b"".join(parts)
-                    parts.clear()
+                    batch, parts = parts, []
                     total += buffered
                     buffered = 0
                     if pending is not None:
@@ -232,14 +234,14 @@ class UploadStore:
                 pending = None
             if parts:
                 total += buffered
-                await self._store(b"".join(parts), writer, hasher)
+                await self._store(parts, writer, hasher)
         finally:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
         return total
 
-    async def _store(self, batch: bytes, writer: FileWriter, hasher: Hasher) -> None:
-        await asyncio.gather(self._run(hasher.update, batch), writer.write(batch))
+    async def _store(self, batch: list[bytes], writer: FileWriter, hasher: Hasher) -> None:
+        await asyncio.gather(self._run(_update_all, hasher, batch), writer.write_parts(batch))
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -313,6 +315,11 @@ async def _at_most(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[by
         if received > limit:
             raise SizeMismatch(f"declared {limit} bytes, received more")
         yield chunk
+
+
+def _update_all(hasher: Hasher, parts: list[bytes]) -> None:
+    for part in parts:
+        hasher.update(part)
 
 
 def _state_algorithm(directory: str) -> str | None:

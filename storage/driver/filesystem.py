@@ -14,6 +14,7 @@ import ctypes.util
 import os
 import shutil
 import stat
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -50,8 +51,12 @@ def fsync_directory(directory: str) -> None:
 
 
 READ_CHUNK = 1 << 20
+IOV_MAX = 512  # pieces per writev (Linux allows 1024)
 TEMP_PREFIX = ".moorage-tmp-"
 DIR_CACHE_ENTRIES = 65536
+LINK_CACHE_ENTRIES = 65536
+LINK_CACHE_MAX_BYTES = 256  # links (71 bytes for sha256); manifests have their own cache
+FRESH_NS = 2_000_000_000  # files younger than this are read, not trusted to a cached mtime
 
 
 class FilesystemDriver(BaseDriver):
@@ -63,6 +68,7 @@ class FilesystemDriver(BaseDriver):
         os.makedirs(self.root, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fs")
         self._dir_cache: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
+        self._links: dict[str, tuple[tuple[int, int, int], bytes]] = {}
 
     def full_path(self, path: str) -> str:
         """Map a driver path to a file below the root; refuses anything that escapes it."""
@@ -72,13 +78,33 @@ class FilesystemDriver(BaseDriver):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def get_content(self, path: str) -> bytes:
+        """Small metadata files are page-cached: read inline, cheaper than a thread hop.
+
+        Links (tag -> digest, revisions, layers) are served from a cache validated by a stat of the file:
+        every writer replaces a link by a rename (a new inode) or rewrites it (a new mtime), so a push by
+        any process or replica sharing the disk is seen at once.  A file changed within the timestamp
+        granularity could keep its mtime; one changed in the last ``FRESH_NS`` is therefore always read.
+        """
         full = self.full_path(path)
         try:
-            # small metadata files are page-cached: reading inline beats a thread hop
+            st = os.stat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathNotFound(path) from None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._links.get(full)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
             with open(full, "rb") as f:
-                return f.read()
+                content = f.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFound(path) from None
+        if len(content) <= LINK_CACHE_MAX_BYTES and len(content) == st.st_size \
+                and time.time_ns() - st.st_mtime_ns > FRESH_NS:
+            self._links[full] = (key, content)
+            if len(self._links) > LINK_CACHE_ENTRIES:
+                self._links.pop(next(iter(self._links)))
+        return content
 
     async def put_content(self, path: str, content: bytes) -> None:
         await self.run(self._put_sync, [(self.full_path(path), content)])
@@ -246,17 +272,24 @@ class FilesystemWriter(FileWriter):
         return self._size
 
     async def write(self, data: bytes | memoryview) -> None:
-        await self._driver.run(self._write_sync, data)
+        await self._driver.run(self._write_sync, [data])
 
-    def _write_sync(self, data: bytes | memoryview) -> None:
+    async def write_parts(self, parts: Sequence[bytes]) -> None:
+        await self._driver.run(self._write_sync, parts)
+
+    def _write_sync(self, parts: Sequence[bytes | memoryview]) -> None:
         if self._fd is None:
             raise ValueError("writer is closed")
         start = self._size
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        views = [memoryview(p) for p in parts if len(p)]
+        while views:
+            written = os.writev(self._fd, views[:IOV_MAX])
             self._size += written
+            while views and written >= len(views[0]):  # drop what went out, keep the rest of a short write
+                written -= len(views[0])
+                views.pop(0)
+            if written:
+                views[0] = views[0][written:]
         if self._driver.fsync:
             start_writeback(self._fd, start, self._size - start)
 

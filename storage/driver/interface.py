@@ -68,6 +68,11 @@ class FileWriter(abc.ABC):
     async def write(self, data: bytes | memoryview) -> None:
         """Append data (callers pass large batches: several MiB)."""
 
+    async def write_parts(self, parts: Sequence[bytes]) -> None:
+        """Append the pieces of one batch, as ``write`` of their concatenation would (the filesystem writes
+        them with one gathered write, without joining them first)."""
+        await self.write(b"".join(parts))
+
     @abc.abstractmethod
     async def commit(self) -> None:
         """Flush and make durable everything written; the writer may not be used afterwards."""

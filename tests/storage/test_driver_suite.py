@@ -144,6 +144,16 @@ async def test_writer_commit(driver: StorageDriver) -> None:
     assert await read(driver, "/writer/data") == content
 
 
+async def test_writer_write_parts(driver: StorageDriver) -> None:
+    parts = [data(n, n) for n in (1, 0, 256 << 10, 3, MiB + 5)]
+    writer = await driver.writer("/parts/data")
+    await writer.write_parts(parts[:2])
+    await writer.write_parts(parts[2:])
+    assert writer.size == sum(map(len, parts))
+    await writer.commit()
+    assert await read(driver, "/parts/data") == b"".join(parts)
+
+
 async def test_writer_without_append_truncates(driver: StorageDriver) -> None:
     await driver.put_content("/truncate/data", b"old content")
     assert await write(driver, "/truncate/data", b"new") == 3

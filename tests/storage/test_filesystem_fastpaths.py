@@ -1,8 +1,10 @@
-"""The filesystem driver's grouped small writes (``put_contents``): all or nothing, no temporary files left."""
+"""The filesystem driver's fast paths: grouped small writes (all or nothing, no temporary files left) and the
+link cache (never stale after a write by another process or replica)."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,23 @@ async def test_group_replaces_in_place_without_temporaries(tmp_path: Path) -> No
     leftovers = [n for _, _, names in os.walk(tmp_path) for n in names if n.startswith(TEMP_PREFIX)]
     assert leftovers == []
     await driver.close()
+
+
+async def test_cached_link_never_stale_after_another_replica_writes(tmp_path: Path) -> None:
+    reader, writer = FilesystemDriver(str(tmp_path)), FilesystemDriver(str(tmp_path))
+    link = "/repositories/r/_manifests/tags/t/current/link"
+    await writer.put_content(link, b"sha256:" + b"a" * 64)
+    old = time.time() - 60
+    os.utime(reader.full_path(link), (old, old))  # old enough to be cached
+    assert await reader.get_content(link) == b"sha256:" + b"a" * 64
+    assert await reader.get_content(link) == b"sha256:" + b"a" * 64  # from the cache
+    await writer.put_content(link, b"sha256:" + b"b" * 64)  # a push through the other replica
+    assert await reader.get_content(link) == b"sha256:" + b"b" * 64
+    with open(reader.full_path(link), "r+b") as f:  # rewritten in place (Distribution 2.8.2), same size
+        f.write(b"sha256:" + b"c" * 64)
+    assert await reader.get_content(link) == b"sha256:" + b"c" * 64
+    await writer.delete(link)
+    with pytest.raises(PathNotFound):
+        await reader.get_content(link)
+    await reader.close()
+    await writer.close()
