@@ -170,8 +170,9 @@ class Inspector:
                                                                                    strict=True)
             )
             problems = [s.problem for s in children if s.problem]
+            labels = {k: v for s in children for k, v in s.labels.items()}  # an index is searched by its images'
             return Summary(manifest.media_type, sum(size for _, size in blobs), blobs,
-                           tuple(p for p in platforms if p), manifest.artifact_type,
+                           tuple(p for p in platforms if p), manifest.artifact_type, labels,
                            problem=problems[0] if problems else None)
         blobs = frozenset((str(b.digest), b.size) for b in manifest.blobs)
         config = await self.image_config(manifest)

@@ -160,6 +160,9 @@ def test_search_box_finds_names_tags_and_labels(client: TestClient) -> None:
     page = client.get("/ui/search?q=acme").text
     assert re.findall(r'class="repo" href="/ui/r/([^"]+)"', page) == ["team/db"]
     assert "Acme Corp" in page
+    push_index(client, "team/multi", "1.0")  # labels of an index's images count for its tags
+    page = client.get("/ui/search?q=image.title").text
+    assert "team/multi" in re.findall(r'class="repo" href="/ui/r/([^"]+)"', page)
 
 
 def test_media_types_are_not_confused(client: TestClient) -> None:
