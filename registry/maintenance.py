@@ -21,7 +21,7 @@ async def collect_periodically(registry: Registry) -> None:
             retention = registry.config.storage.retention
             collector = GarbageCollector(registry.driver, delete_untagged=settings.deleteuntagged,
                                          dry_run=settings.dryrun, grace=settings.grace,
-                                         expire=retention.expired if retention else None,
+                                         expire=retention,
                                          ledger=registry.blobs.ledger)
             result = await collector.run()
             log.info("garbage collection%s: %s", " (dry run)" if settings.dryrun else "", result.summary())

@@ -55,6 +55,9 @@ def _matches(patterns: tuple[str, ...], tag: str) -> bool:
 class Retention:
     policies: list[Policy]
 
+    def applies(self, name: str) -> bool:
+        return self.policy_for(name) is not None
+
     def policy_for(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.applies(name)), None)
 

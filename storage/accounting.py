@@ -3,7 +3,8 @@
 A repository holds the blobs it links (layers, configs) and its manifests.  Its ``bytes`` count each
 of them once; a namespace's (first name component) and the total count a blob once however many
 repositories link it.  ``exclusive`` is what only that repository (namespace) holds: about what
-deleting it and collecting garbage would free.  One walk of ``repositories/`` and one of ``blobs/``.
+deleting it and collecting garbage would free.  One walk of the repositories (storage/tree.py) and
+one of ``blobs/``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from storage.digests import Digest
 from storage.driver import StorageDriver
-from storage.gc import scan_blobs, scan_repositories
+from storage.gc import repository_names
+from storage.tree import RepositoryTree
 from storage.usage import namespace_of
 
 
@@ -44,11 +46,12 @@ class UsageReport:
 async def usage_report(driver: StorageDriver, include: Callable[[str], Awaitable[bool]] | None = None) -> UsageReport:
     """Usage of the repositories ``include`` selects (all without it); ``exclusive`` looks at every
     repository."""
+    tree = RepositoryTree(driver)
     holders: dict[str, set[Digest]] = {}
-    async for repo in scan_repositories(driver):
-        holders[repo.name] = set(repo.layers) | set(repo.revisions)
+    for name in await repository_names(tree):
+        holders[name] = set(await tree.layers(name)) | set(await tree.revisions(name))
     sizes: dict[Digest, int] = {}
-    async for digest, size, _, _ in scan_blobs(driver):
+    async for digest, size, _, _ in tree.blob_files():
         if digest is not None:
             sizes[digest] = size
     repositories_of: dict[Digest, int] = {}

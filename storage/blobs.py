@@ -63,6 +63,12 @@ class BlobStore:
         await self.touch(digest)
         await self._touch(paths.layer_link(name, digest), str(digest).encode())
 
+    async def usable(self, name: str, digest: Digest) -> bool:
+        """The blob is stored and linked into ``name``, and GC is not deleting either (no ``condemned``
+        marker): what a push checks after storing a manifest while a GC runs (docs/gc.md)."""
+        return (await holds(self.driver, paths.blob_dir(digest), "data")
+                and await holds(self.driver, paths.layer_dir(name, digest), "link"))
+
     async def touch(self, digest: Digest) -> None:
         """Mark the blob as used now (its ``lastused`` object; the data itself is never rewritten)."""
         await self._touch(paths.blob_last_used(digest), str(time.time()).encode())
@@ -117,6 +123,15 @@ class BlobStore:
 
     async def redirect_url(self, digest: Digest, method: str) -> str | None:
         return await self.driver.redirect_url(paths.blob_data(digest), method)
+
+
+async def holds(driver: StorageDriver, directory: str, name: str) -> bool:
+    """``directory`` holds ``name`` and no ``condemned`` marker (one listing)."""
+    try:
+        found = await driver.list(directory)
+    except PathNotFound:
+        return False
+    return name in found and paths.condemned(directory).rpartition("/")[2] not in found
 
 
 async def read_link(driver: StorageDriver, path: str) -> Digest | None:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from storage import paths
-from storage.blobs import read_link
 from storage.digests import Digest, InvalidDigest, parse_digest
 from storage.driver import FileInfo, PathNotFound, StorageDriver
 from storage.lease import Lease, LeaseLost
+from storage.tree import RepositoryTree
 from storage.usage import UsageLedger, namespace_of
 
 log = logging.getLogger("moorage.gc")
@@ -80,60 +80,28 @@ def _digests(descriptors: Iterable[Any]) -> set[Digest]:
 
 @dataclass(slots=True)
 class RepositoryFiles:
-    """One repository's links as the scan found them, with their modification times."""
+    """One repository's tags, revisions and layer links as the walk found them."""
 
     name: str
-    tags: dict[str, float] = field(default_factory=dict)  # tag -> when it was last pushed or moved
-    revisions: dict[Digest, float] = field(default_factory=dict)
-    layers: dict[Digest, float] = field(default_factory=dict)
-    tag_index: dict[Digest, list[str]] = field(default_factory=dict)  # revision -> tags whose history has it
+    tags: dict[str, Digest] = field(default_factory=dict)  # tag -> the manifest it points at
+    revisions: set[Digest] = field(default_factory=set)
+    layers: set[Digest] = field(default_factory=set)
 
 
-async def scan_repositories(driver: StorageDriver) -> AsyncIterator[RepositoryFiles]:
-    """Every repository with its tags, revisions and layer links, in one walk of ``repositories/``."""
-    found: dict[str, RepositoryFiles] = {}
-    base = len(paths.REPOSITORIES) + 1
-    try:
-        async for info in driver.walk(paths.REPOSITORIES):
-            if info.is_dir or not info.path.endswith("/link"):
-                continue
-            parts = info.path[base:].split("/")
-            cut = next((i for i, part in enumerate(parts) if part.startswith("_")), None)
-            if not cut:
-                continue
-            name, rest = "/".join(parts[:cut]), parts[cut:]
-            repo = found.get(name)
-            if repo is None:
-                repo = found[name] = RepositoryFiles(name)
-            _classify(repo, rest, info)
-    except PathNotFound:
-        return
-    for repo in found.values():
-        yield repo
+async def repository_names(tree: RepositoryTree) -> list[str]:
+    """Every repository with manifests or layer links (a first push that stopped before its manifest)."""
+    names = {name async for name in tree.repositories()}
+    names |= {name async for name in tree.repositories(marker=paths.LAYERS)}
+    return sorted(names)
 
 
-def _classify(repo: RepositoryFiles, rest: list[str], info: FileInfo) -> None:
-    if len(rest) == 4 and rest[0] == "_layers":
-        digest = _digest(rest[1], rest[2])
+async def read_repository(tree: RepositoryTree, name: str) -> RepositoryFiles:
+    repo = RepositoryFiles(name, revisions=set(await tree.revisions(name)), layers=set(await tree.layers(name)))
+    for tag in await tree.tags(name):
+        digest = await tree.tag_current(name, tag)
         if digest is not None:
-            repo.layers[digest] = info.modified
-    elif len(rest) == 5 and rest[:2] == ["_manifests", "revisions"]:
-        digest = _digest(rest[2], rest[3])
-        if digest is not None:
-            repo.revisions[digest] = info.modified
-    elif len(rest) == 5 and rest[:2] == ["_manifests", "tags"] and rest[3] == "current":
-        repo.tags[rest[2]] = info.modified
-    elif len(rest) == 7 and rest[:2] == ["_manifests", "tags"] and rest[3] == "index":
-        digest = _digest(rest[4], rest[5])
-        if digest is not None:
-            repo.tag_index.setdefault(digest, []).append(rest[2])
-
-
-def _digest(algorithm: str, hex_: str) -> Digest | None:
-    try:
-        return parse_digest(f"{algorithm}:{hex_}")
-    except InvalidDigest:
-        return None
+            repo.tags[tag] = digest
+    return repo
 
 
 class Progress(Protocol):
@@ -199,7 +167,12 @@ def human_size(count: int) -> str:
     raise AssertionError("unreachable")
 
 
-Expire = Callable[[str, dict[str, float], float], list[str]]
+class TagExpiry(Protocol):
+    """Retention: which tags of a repository expire (``registry.retention.Retention``)."""
+
+    def applies(self, name: str) -> bool: ...
+
+    def expired(self, name: str, tags: dict[str, float], now: float) -> list[str]: ...
 
 
 class GCBusy(Exception):
@@ -209,9 +182,9 @@ class GCBusy(Exception):
 class GarbageCollector:
     def __init__(self, driver: StorageDriver, *, delete_untagged: bool = False, dry_run: bool = False,
                  grace: float = 3600.0, progress: Progress | None = None, lease: Lease | None = None,
-                 expire: Expire | None = None, ledger: UsageLedger | None = None) -> None:
-        """``expire(repository, {tag: last pushed}, now)`` names tags to remove first (retention); the
-        manifests they named are collected in the same run unless something still needs them."""
+                 expire: TagExpiry | None = None, ledger: UsageLedger | None = None) -> None:
+        """``expire`` names tags to remove first (retention); the manifests they named are collected in
+        the same run unless something still needs them."""
         self.driver = driver
         self.expire = expire
         self.ledger = ledger  # reconciled with what the run leaves linked (quotas)
@@ -225,6 +198,7 @@ class GarbageCollector:
         self._refs: dict[Digest, References | None] = {}
         self._marked: set[Digest] = set()
         self._local = driver.local_path(paths.ROOT) is not None
+        self._tree = RepositoryTree(driver)
 
     async def run(self) -> GCResult:
         """One collection under the lease; raises GCBusy when another process runs one."""
@@ -259,39 +233,31 @@ class GarbageCollector:
     async def _collect(self, started: float) -> GCResult:
         self.cutoff = started - self.grace - CLOCK_SLACK
         result = GCResult(dry_run=self.dry_run)
-        self.progress.phase("scan repositories", None)
-        repositories = []
-        async for repo in scan_repositories(self.driver):
-            repositories.append(repo)
-            self.progress.advance()
-        result.repositories = len(repositories)
-        expired: dict[str, set[Digest]] = {}
-        if self.expire is not None:
-            self.progress.phase("expire tags", len(repositories))
+        self.progress.phase("list repositories", None)
+        names = await repository_names(self._tree)
+        result.repositories = len(names)
+        self.progress.advance(len(names))
+        self._check_lease()
 
-            async def expire(repo: RepositoryFiles) -> None:
-                expired[repo.name] = await self._expire_tags(repo, started, result)
-                self.progress.advance()
-
-            await _bounded(repositories, expire)
-            self._check_lease()
-
-        self.progress.phase("mark", len(repositories))
+        self.progress.phase("mark", len(names))
         doomed: list[tuple[RepositoryFiles, Digest]] = []
         stale_links: list[tuple[str, Digest]] = []
 
-        async def mark(repo: RepositoryFiles) -> None:
-            kept, referenced, safe = await self._mark_repository(repo, expired.get(repo.name, set()))
-            result.referenced[repo.name] = referenced
-            result.linked[repo.name] = set(repo.revisions) | set(repo.layers)
+        async def mark(name: str) -> None:
+            repo = await read_repository(self._tree, name)
+            expired = set()
+            if self.expire is not None and self.expire.applies(name):
+                expired = await self._expire_tags(repo, started, result)
+            kept, referenced, safe = await self._mark_repository(repo, expired)
+            result.referenced[name] = referenced
+            result.linked[name] = repo.revisions | repo.layers
             result.manifests_kept += len(kept)
             doomed.extend((repo, d) for d in repo.revisions if d not in kept)
             if safe:
-                stale_links.extend((repo.name, d) for d, modified in repo.layers.items()
-                                   if d not in referenced and modified < self.cutoff)
+                stale_links.extend((name, d) for d in repo.layers - referenced)
             self.progress.advance()
 
-        await _bounded(repositories, mark)
+        await _bounded(names, mark)
         self._check_lease()
 
         self.progress.phase("sweep manifests", len(doomed))
@@ -320,7 +286,7 @@ class GarbageCollector:
 
         self.progress.phase("scan blobs", None)
         candidates = []
-        async for digest, size, last_used, files in scan_blobs(self.driver):
+        async for digest, size, last_used, files in self._tree.blob_files():
             if digest is not None and digest in self._marked:
                 result.blobs_kept += 1
                 result.bytes_kept += size
@@ -367,22 +333,17 @@ class GarbageCollector:
         return self._refs[digest]
 
     async def _expire_tags(self, repo: RepositoryFiles, now: float, result: GCResult) -> set[Digest]:
-        """Remove the tags ``expire`` names (unless pushed again since the scan); their targets."""
+        """Remove the tags retention expires (unless pushed again since the run started); their targets."""
         assert self.expire is not None
+        ages = {}
+        for tag in repo.tags:
+            with contextlib.suppress(PathNotFound):
+                ages[tag] = (await self.driver.stat(paths.tag_current_link(repo.name, tag))).modified
         targets = set()
-        for tag in self.expire(repo.name, dict(repo.tags), now):
-            digest = await read_link(self.driver, paths.tag_current_link(repo.name, tag))
-            if digest is None:
-                continue
-            if not self.dry_run:
-                self._check_lease()
-                try:
-                    if (await self.driver.stat(paths.tag_current_link(repo.name, tag))).modified >= self.cutoff:
-                        continue  # pushed again meanwhile
-                    await self.driver.delete(paths.tag_dir(repo.name, tag))
-                except PathNotFound:
-                    continue
-            del repo.tags[tag]
+        for tag in self.expire.expired(repo.name, ages, now):
+            if not self.dry_run and not await self._remove_tag(repo.name, tag):
+                continue  # pushed again meanwhile
+            digest = repo.tags.pop(tag)
             targets.add(digest)
             result.tags_removed.append((repo.name, tag, digest))
         return targets
@@ -394,14 +355,14 @@ class GarbageCollector:
 
         Untagged manifests may go with ``delete_untagged``, or when a tag ``expire`` removed named them.
         """
-        tagged = set()
-        for tag in repo.tags:
-            digest = await read_link(self.driver, paths.tag_current_link(repo.name, tag))
-            if digest is not None:
-                tagged.add(digest)
-                self._marked.add(digest)  # even without a revision: whatever a tag names stays
-        roots = {d for d in repo.revisions if d in tagged or repo.revisions[d] >= self.cutoff
-                 or not (self.delete_untagged or d in expired)}
+        tagged = set(repo.tags.values())
+        self._marked |= tagged  # even without a revision: whatever a tag names stays
+        roots = set()
+        for digest in repo.revisions:
+            if digest in tagged or not (self.delete_untagged or digest in expired):
+                roots.add(digest)
+            elif await self._modified(paths.revision_link(repo.name, digest)) >= self.cutoff:
+                roots.add(digest)  # pushed since the cut-off: maybe an index's child, the index to come
         kept: set[Digest] = set()
         referenced: set[Digest] = set()
         safe = await self._keep(repo, roots, kept, referenced)
@@ -409,7 +370,7 @@ class GarbageCollector:
             # referrers of kept manifests are kept, and what they reference, until nothing changes
             while True:
                 more = set()
-                for digest in repo.revisions.keys() - kept:
+                for digest in repo.revisions - kept:
                     refs = await self._references(digest)
                     if refs is not None and refs.subject in kept:
                         more.add(digest)
@@ -445,39 +406,78 @@ class GarbageCollector:
         if not await self._remove_if_unused(paths.revision_link(repo.name, digest)):
             return False
         if not self.dry_run:
-            for tag in repo.tag_index.get(digest, ()):
-                await self._delete_files([paths.tag_index_link(repo.name, tag, digest)])
+            for tag in repo.tags:
+                if digest in await self._tree.tag_index(repo.name, tag):
+                    await self._delete_files([paths.tag_index_link(repo.name, tag, digest)])
             refs = self._refs.get(digest)
             if refs is not None and refs.subject is not None:
                 await self._delete_files([paths.referrer_descriptor(repo.name, refs.subject, digest)])
         return True
 
-    async def _remove_if_unused(self, link: str) -> bool:
-        """Delete a link not modified since the cut-off (read again now); True when it is gone."""
+    async def _remove_tag(self, name: str, tag: str) -> bool:
+        """Remove a tag unless it was pushed since the cut-off, as ``_condemn`` does (the pushing side
+        is ``TagStore.confirm``)."""
         self._check_lease()
-        try:
-            info = await self.driver.stat(link)
-        except PathNotFound:
+        current = paths.tag_current_link(name, tag)
+        marker = paths.condemned(paths.tag_dir(name, tag))
+        if not 0 < await self._modified(current) < self.cutoff:
             return False
-        if info.modified >= self.cutoff:
+        await self.driver.put_content(marker, str(time.time()).encode())
+        if not 0 < await self._modified(current) < self.cutoff:
+            await self.driver.delete_file(marker)
             return False
-        if not self.dry_run:
-            await self._delete_files([link])
+        await self.driver.delete_file(current)
+        with contextlib.suppress(PathNotFound):
+            await self.driver.delete(paths.tag_dir(name, tag))
         return True
 
-    async def _remove_blob(self, files: list[str]) -> bool:
-        """Delete a blob directory unless it was used since the cut-off (read again now)."""
-        self._check_lease()
-        directory = files[0].rpartition("/")[0]
+    async def _modified(self, path: str) -> float:
         try:
-            now = [info async for info in self.driver.walk(directory) if not info.is_dir]
+            return (await self.driver.stat(path)).modified
         except PathNotFound:
+            return 0.0
+
+    async def _remove_if_unused(self, link: str) -> bool:
+        """Delete a link (layer, revision) unless it was written or relied on since the cut-off."""
+        return await self._condemn(link.rpartition("/")[0], first=link)
+
+    async def _remove_blob(self, files: list[str]) -> bool:
+        """Delete a blob directory unless the blob was stored or relied on since the cut-off."""
+        directory = files[0].rpartition("/")[0]
+        return await self._condemn(directory, first=f"{directory}/data")
+
+    async def _condemn(self, directory: str, first: str) -> bool:
+        """Delete the objects of ``directory`` unless one was modified since the cut-off; True when gone.
+
+        The age is read (1), a ``condemned`` marker written (2), the age read again (3), then ``first``
+        deleted, the rest, the marker last (4).  A push that relied on the objects and then finds them
+        present and unmarked (``BlobStore.usable``) did so before (2), so (3) sees its touch: spared.
+        """
+        self._check_lease()
+        marker = paths.condemned(directory)
+        if not await self._unused(directory, marker):
             return False
-        if max(info.modified for info in now) >= self.cutoff:
+        if self.dry_run:
+            return True
+        await self.driver.put_content(marker, str(time.time()).encode())
+        if not await self._unused(directory, marker):
+            await self.driver.delete_file(marker)
             return False
-        if not self.dry_run:
-            await self._delete_files([info.path for info in now])
+        await self.driver.delete_file(first)
+        if self._local:
+            with contextlib.suppress(PathNotFound):
+                await self.driver.delete(directory)  # the rest and the marker (Distribution removes directories)
+            return True
+        for info in [info async for info in _files(self.driver, directory)]:
+            if info.path != marker:
+                await self.driver.delete_file(info.path)
+        await self.driver.delete_file(marker)
         return True
+
+    async def _unused(self, directory: str, marker: str) -> bool:
+        """Whether the directory holds objects, none modified since the cut-off (markers aside)."""
+        ages = [info.modified async for info in _files(self.driver, directory) if info.path != marker]
+        return bool(ages) and max(ages) < self.cutoff
 
     async def _delete_files(self, files: list[str]) -> None:
         """Delete objects; on local disk their directory goes too (Distribution removes directories)."""
@@ -489,33 +489,14 @@ class GarbageCollector:
             await self.driver.delete_file(path)
 
 
-async def scan_blobs(driver: StorageDriver) -> AsyncIterator[tuple[Digest | None, int, float, list[str]]]:
-    """Each blob directory in one walk of ``blobs/``: its digest (None without data), size, last use
-    (the newest of ``data`` and ``lastused``) and files."""
-    current: str | None = None
-    files: dict[str, FileInfo] = {}
+async def _files(driver: StorageDriver, directory: str) -> AsyncIterator[FileInfo]:
+    """The objects directly in ``directory`` (one listing on S3); none when it is gone."""
     try:
-        async for info in driver.walk(paths.BLOBS):
-            if info.is_dir:
-                continue
-            directory, _, name = info.path.rpartition("/")
-            if directory != current:
-                if current is not None and files:
-                    yield _blob_entry(current, files)
-                current, files = directory, {}
-            files[name] = info
+        async for info in driver.walk(directory):
+            if not info.is_dir and info.path.rpartition("/")[0] == directory:
+                yield info
     except PathNotFound:
         return
-    if current is not None and files:
-        yield _blob_entry(current, files)
-
-
-def _blob_entry(directory: str, files: dict[str, FileInfo]) -> tuple[Digest | None, int, float, list[str]]:
-    parts = directory.rsplit("/", 3)
-    data = files.get("data")
-    digest = _digest(parts[-3], parts[-1]) if data is not None and len(parts) == 4 else None
-    return digest, data.size if data is not None else 0, max(i.modified for i in files.values()), \
-        [i.path for i in files.values()]
 
 
 async def _bounded(items: list[T], work: Callable[[T], Awaitable[None]], limit: int = CONCURRENCY) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import OrderedDict
 
 from storage import paths
-from storage.blobs import BlobStore, BlobUnknown, read_link
+from storage.blobs import BlobStore, BlobUnknown, holds, read_link
 from storage.digests import Digest
 from storage.driver import PathNotFound, StorageDriver
 
 CACHE_ENTRIES = 4096
+CONFIRM_WAIT = 30.0
+CONFIRM_POLL = 0.05
 CACHE_MAX_BYTES = 64 << 10
 
 
@@ -69,6 +73,19 @@ class ManifestStore:
         await self.blobs.touch(digest)
         await self.blobs.touch_path(paths.revision_link(name, digest), str(digest).encode())
 
+    async def usable(self, name: str, digest: Digest) -> bool:
+        """The revision and its content are stored and GC is not deleting them (see BlobStore.usable)."""
+        return (await holds(self.driver, paths.revision_dir(name, digest), "link")
+                and await holds(self.driver, paths.blob_dir(digest), "data"))
+
+    async def confirm(self, name: str, digest: Digest, content: bytes, wait: float = CONFIRM_WAIT) -> None:
+        """While a GC runs: make sure the revision just stored survives it (as ``TagStore.confirm``)."""
+        await wait_unmarked(self.driver, paths.revision_dir(name, digest), wait)
+        await wait_unmarked(self.driver, paths.blob_dir(digest), wait)
+        if not await self.usable(name, digest):
+            await self.blobs.put(digest, content)
+            await self.driver.put_content(paths.revision_link(name, digest), str(digest).encode())
+
     async def delete(self, name: str, digest: Digest) -> None:
         try:
             await self.driver.delete(paths.revision_dir(name, digest))
@@ -99,6 +116,15 @@ class TagStore:
         await self.driver.put_contents([(paths.tag_index_link(name, tag, digest), link),
                                         (paths.tag_current_link(name, tag), link)])
 
+    async def confirm(self, name: str, tag: str, digest: Digest, wait: float = CONFIRM_WAIT) -> None:
+        """While a GC runs: make sure the tag just written survives it.  GC removes an expired tag by
+        marking its directory ``condemned``, reading its age again and deleting it; a push that wrote
+        the tag meanwhile waits until the marker is gone (at most ``wait`` seconds) and writes the tag
+        again if it went."""
+        await wait_unmarked(self.driver, paths.tag_dir(name, tag), wait)
+        if await read_link(self.driver, paths.tag_current_link(name, tag)) is None:
+            await self.tag(name, tag, digest)
+
     async def untag(self, name: str, tag: str) -> None:
         try:
             await self.driver.delete(paths.tag_dir(name, tag))
@@ -127,6 +153,20 @@ class TagStore:
             if await read_link(self.driver, paths.tag_current_link(name, tag)) == digest:
                 found.append(tag)
         return found
+
+
+async def wait_unmarked(driver: StorageDriver, directory: str, wait: float) -> None:
+    """Wait until GC has finished deleting in ``directory`` (its ``condemned`` marker is gone); a marker
+    older than ``wait`` was left by a GC that died and is removed."""
+    marker = paths.condemned(directory)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            await driver.stat(marker)
+        except PathNotFound:
+            return
+        await asyncio.sleep(CONFIRM_POLL)
+    await driver.delete_file(marker)
 
 
 async def repository_exists(driver: StorageDriver, name: str) -> bool:

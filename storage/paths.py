@@ -16,6 +16,7 @@ the repository, a directory Distribution's catalog walk skips like every ``_``-p
         _referrers/_scanned                                              (Moorage)
         _mirror/tags/<tag>/checked                                       (Moorage)
       blobs/<alg>/<hex[:2]>/<hex>/lastused    when a push last relied on the blob (Moorage, GC)
+      .../condemned                           beside objects GC is about to delete (Moorage)
       _moorage/leases/<name>                  who runs GC now, until when (Moorage)
 
 The walks of this tree (every repository, its tags, revisions, links, uploads; every blob) are in
@@ -53,6 +54,12 @@ def blob_last_used(digest: Digest) -> str:
 
     Distribution's blob enumeration reads only ``data`` files and deletes the whole directory."""
     return f"{blob_dir(digest)}/lastused"
+
+
+def condemned(directory: str) -> str:
+    """Written by GC into a directory (blob, link, tag) before it deletes its objects; a push that finds
+    it knows the objects are going (docs/gc.md).  Distribution reads only ``data`` and ``link`` files."""
+    return f"{directory}/condemned"
 
 
 MOORAGE = f"{ROOT}/_moorage"  # Moorage's own state: Distribution reads only blobs/ and repositories/

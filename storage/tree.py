@@ -34,6 +34,8 @@ Usage (every method is a coroutine or an async iterator; missing directories rea
         ...
     async for digest in tree.blobs():                   # blobs/<alg>/<hex[:2]>/<hex>
         ...
+    async for digest, size, last_used, files in tree.blob_files():  # with sizes and ages (GC, du)
+        ...
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from collections.abc import AsyncIterator
 from storage import paths
 from storage.blobs import read_link
 from storage.digests import Digest, InvalidDigest, parse_digest
-from storage.driver import PathNotFound, StorageDriver
+from storage.driver import FileInfo, PathNotFound, StorageDriver
 
 KEY_CACHE_ENTRIES = 65536
 BATCH = 1000  # repositories per step of ``repositories()``
@@ -138,6 +140,27 @@ class RepositoryTree:
                     digest = _digest(algorithm, hex_)
                     if digest is not None and hex_.startswith(prefix):
                         yield digest
+
+    async def blob_files(self) -> AsyncIterator[tuple[Digest | None, int, float, list[str]]]:
+        """Every blob directory with its digest (None when it holds no ``data``), size, last use (the
+        newest of ``data`` and ``lastused``) and files: one walk of ``blobs/`` (on S3 one listing per
+        1,000 keys), for garbage collection and accounting."""
+        current: str | None = None
+        files: dict[str, FileInfo] = {}
+        try:
+            async for info in self.driver.walk(paths.BLOBS):
+                if info.is_dir:
+                    continue
+                directory, _, name = info.path.rpartition("/")
+                if directory != current:
+                    if current is not None and files:
+                        yield _blob_entry(current, files)
+                    current, files = directory, {}
+                files[name] = info
+        except PathNotFound:
+            return
+        if current is not None and files:
+            yield _blob_entry(current, files)
 
     # --- helpers -------------------------------------------------------------------------------------
 
@@ -241,6 +264,14 @@ def _digest(algorithm: str, hex_: str) -> Digest | None:
         return parse_digest(f"{algorithm}:{hex_}")
     except InvalidDigest:
         return None
+
+
+def _blob_entry(directory: str, files: dict[str, FileInfo]) -> tuple[Digest | None, int, float, list[str]]:
+    parts = directory.rsplit("/", 3)
+    data = files.get("data")
+    digest = _digest(parts[-3], parts[-1]) if data is not None and len(parts) == 4 else None
+    size = data.size if data is not None else 0
+    return digest, size, max(info.modified for info in files.values()), [info.path for info in files.values()]
 
 
 def _plausible(name: str) -> bool:

@@ -128,10 +128,15 @@ async def put_manifest(request: Request) -> Response:
     if registry.blobs.ledger is not None:
         await registry.check_quota(name, await uncounted_bytes(registry, name, digest, len(content), manifest))
     await registry.manifests.put(name, digest, content)
-    if not registry.config.validation.disabled and await registry.gc_running():
-        await recheck_references(registry, name, digest, manifest)
+    collecting = await registry.gc_running()  # asked after storing: a GC that starts later sees the manifest
+    if collecting:
+        if not registry.config.validation.disabled:
+            await recheck_references(registry, name, digest, manifest)
+        await registry.manifests.confirm(name, digest, content)
     for tag in tags:
         await registry.tags.tag(name, tag, digest)
+        if collecting:
+            await registry.tags.confirm(name, tag, digest)
     headers = {
         "Location": location(request, registry.config.http, f"v2/{name}/manifests/{digest}"),
         "Docker-Content-Digest": str(digest),
@@ -196,13 +201,17 @@ async def uncounted_bytes(registry: Registry, name: str, digest: Digest, size: i
 
 
 async def recheck_references(registry: Registry, name: str, digest: Digest, manifest: ParsedManifest) -> None:
-    """While a GC runs: every reference must still be there after the manifest was stored.
-
-    A GC that read a blob's age just before this push marked it used, and deleted it right after,
-    would otherwise leave a manifest without its blob; the revision is withdrawn and the push refused.
-    """
+    """While a GC runs, after the manifest was stored: mark every reference used again, then check that
+    each is still there and not being deleted (docs/gc.md).  If one is going, the revision is withdrawn
+    and the push refused; the client pushes again and uploads what went."""
     for ref in [*(b for b in manifest.blobs if not b.urls), *manifest.children]:
-        if not await registry.blobs.exists(ref.digest):
+        if ref in manifest.children and await registry.manifests.exists(name, ref.digest):
+            await registry.manifests.relied_on(name, ref.digest)
+            usable = await registry.manifests.usable(name, ref.digest)
+        else:
+            await registry.blobs.relied_on(name, ref.digest)
+            usable = await registry.blobs.usable(name, ref.digest)
+        if not usable:
             try:
                 await registry.manifests.delete(name, digest)
             except ManifestUnknown:

@@ -181,9 +181,16 @@ async def test_expired_tags_take_their_manifests_unless_still_needed(driver: Sto
     await age()
     asked = []
 
-    def expire(name: str, tags: dict[str, float], now: float) -> list[str]:
-        asked.append((name, sorted(tags)))
-        return ["1", "child-amd64"]
+    class Expire:
+        def applies(self, name: str) -> bool:
+            return True
+
+        def expired(self, name: str, tags: dict[str, float], now: float) -> list[str]:
+            asked.append((name, sorted(tags)))
+            assert all(now - 60 < pushed < now for pushed in tags.values())
+            return ["1", "child-amd64"]
+
+    expire = Expire()
 
     dry = await collector(driver, expire=expire, dry_run=True).run()
     assert sorted(t for _, t, _ in dry.tags_removed) == ["1", "child-amd64"] and dry.manifests_removed == 1
