@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from registry.instance import Registry
 from storage.gc import GarbageCollector, GCBusy
+from storage.metrics import gc_finished
 
 log = logging.getLogger("moorage.gc")
 
@@ -17,6 +19,8 @@ async def collect_periodically(registry: Registry) -> None:
     settings = registry.config.storage.gc
     while True:
         await asyncio.sleep(settings.interval)
+        mode = "retention" if registry.config.storage.retention is not None else "gc"
+        started = time.monotonic()
         try:
             retention = registry.config.storage.retention
             collector = GarbageCollector(registry.driver, delete_untagged=settings.deleteuntagged,
@@ -24,8 +28,10 @@ async def collect_periodically(registry: Registry) -> None:
                                          expire=retention,
                                          ledger=registry.blobs.ledger)
             result = await collector.run()
+            gc_finished(mode, result.blobs_removed, result.manifests_removed, result.bytes_freed, result.seconds)
             log.info("garbage collection%s: %s", " (dry run)" if settings.dryrun else "", result.summary())
         except GCBusy as e:
             log.info("garbage collection skipped: %s", e)
         except Exception:
+            gc_finished(mode, 0, 0, 0, time.monotonic() - started, error=True)
             log.exception("garbage collection failed")

@@ -17,6 +17,7 @@ from typing import Any
 from auth.rules import glob_regex
 from registry.config import ConfigError, string_list
 from registry.errors import RegistryError
+from storage.metrics import quota_usage
 from storage.usage import UsageLedger, namespace_of
 
 SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -48,6 +49,7 @@ class Quotas:
         if limit is None or adding <= 0:
             return
         used = await ledger.usage(ns)
+        quota_usage(ns, used, limit)
         if used + adding > limit:
             raise RegistryError(
                 "DENIED", f"quota exceeded: namespace {ns} stores {used} bytes of its {limit}; this push adds {adding}",

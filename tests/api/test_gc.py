@@ -109,3 +109,45 @@ def test_gc_config_keys() -> None:
     for bad in ({"interval": "0s"}, {"grace": "-1s"}, {"enabled": "yes"}, {"every": "1h"}):
         with pytest.raises(ConfigError, match="storage.maintenance.gc"):
             parse({"storage": {"maintenance": {"gc": bad}}})
+
+
+def test_scheduled_collection_inside_the_registry(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    storage = {"filesystem": {"rootdirectory": str(root)},
+               "maintenance": {"gc": {"enabled": True, "interval": "0.5s", "grace": "0s"}}}
+    with make_client(root, storage=storage) as c:  # the context runs the lifespan: the schedule starts
+        doc = image_manifest(c, "app", [b"scheduled"])
+        digest = put_manifest(c, "app", "1", doc).headers["Docker-Content-Digest"]
+        assert c.delete(f"/v2/app/manifests/{digest}").status_code == 202
+        deadline = time.monotonic() + 30
+        while c.get(f"/v2/app/blobs/{sha256(b'scheduled')}").status_code == 200:
+            assert time.monotonic() < deadline, "the scheduled collection did not remove the blob"
+            time.sleep(0.2)
+        assert not (root / "docker/registry/v2/_moorage/leases/gc").exists()  # released after each run
+
+
+def test_retention_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    with gc_client(root) as c:
+        for tag in ("old", "older", "v1", "newest"):
+            doc = image_manifest(c, "ci/app", [tag.encode()])
+            assert put_manifest(c, "ci/app", tag, doc).status_code == 201
+            time.sleep(1.1)  # tag ages differ by whole seconds (S3's resolution; here for clarity)
+        age()
+        config = tmp_path / "retention.yml"
+        config.write_text(yaml.safe_dump({"storage": {
+            "filesystem": {"rootdirectory": str(root)},
+            "maintenance": {"gc": {"grace": "0s"}, "retention": {"policies": [
+                {"repositories": ["ci/**"], "keepnewest": 1, "protect": ["v*"]}]}}}}))
+        assert main(["retention", str(config), "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "would remove tag ci/app:old (" in out and "would remove tag ci/app:older (" in out
+        assert "tags: 2 would remove" in out and "v1" not in out.split("dry run:")[0]
+        assert c.get("/v2/ci/app/tags/list").json()["tags"] == ["newest", "old", "older", "v1"]
+        assert main(["retention", str(config)]) == 0
+        assert c.get("/v2/ci/app/tags/list").json()["tags"] == ["newest", "v1"]
+        assert c.get(f"/v2/ci/app/blobs/{sha256(b'old')}").status_code == 404  # collected in the same run
+        assert c.get(f"/v2/ci/app/blobs/{sha256(b'v1')}").status_code == 200
+        no_policy = tmp_path / "none.yml"
+        no_policy.write_text(yaml.safe_dump({"storage": {"filesystem": {"rootdirectory": str(root)}}}))
+        assert main(["retention", str(no_policy)]) == 2
