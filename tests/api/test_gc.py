@@ -123,7 +123,7 @@ def test_scheduled_collection_inside_the_registry(tmp_path: Path) -> None:
         while c.get(f"/v2/app/blobs/{sha256(b'scheduled')}").status_code == 200:
             assert time.monotonic() < deadline, "the scheduled collection did not remove the blob"
             time.sleep(0.2)
-        assert not (root / "docker/registry/v2/_moorage/leases/gc").exists()  # released after each run
+    assert not (root / "docker/registry/v2/_moorage/leases/gc").exists()  # released, even by a run cut short
 
 
 def test_retention_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
