@@ -8,6 +8,7 @@ the registry. Who sees and may delete what comes from the access controller, exa
     /ui/r/NAME                   a repository's tags
     /ui/r/NAME:TAG, NAME@DIGEST  a manifest or index
     /ui/delete/NAME:TAG|@DIGEST  confirm (GET) and delete (POST)
+    /ui/usage                    storage per namespace and repository (storage/accounting.py)
     /ui/login, /ui/logout
 """
 
@@ -36,6 +37,7 @@ from registry.search import scan
 from registry.ui.content import Inspector, digest_or_none
 from registry.ui.session import Session, Sessions, csrf_ok
 from registry.urls import origin
+from storage.accounting import UsageReport, usage_report
 from storage.manifests import repository_exists
 
 HERE = Path(__file__).parent
@@ -52,6 +54,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 SORTS = ("tag", "pushed", "size")
+USAGE_TTL = 60.0  # a usage report walks all repositories and blobs: one per visitor identity a minute
 
 View = Callable[["WebUI", Request, Session], Awaitable[Response]]
 
@@ -122,6 +125,7 @@ class WebUI:
         self.inspector = Inspector(registry)
         self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, registry.login, self.base)
         self.env = environment(self.base)
+        self._usage: dict[str | None, tuple[float, UsageReport]] = {}
 
     def routes(self) -> list[BaseRoute]:
         view = self.view
@@ -131,6 +135,7 @@ class WebUI:
             Mount(self.base, routes=[
                 Route("/", view(WebUI.repositories), methods=["GET", "HEAD"]),
                 Route("/search", view(WebUI.search), methods=["GET", "HEAD"]),
+                Route("/usage", view(WebUI.usage), methods=["GET", "HEAD"]),
                 Route("/login", view(WebUI.login), methods=["GET", "HEAD", "POST"]),
                 Route("/logout", view(WebUI.logout), methods=["POST"]),
                 Route("/r/{reference:path}", view(WebUI.reference), methods=["GET", "HEAD"]),
@@ -223,6 +228,21 @@ class WebUI:
         following = f"?{urlencode({'q': term, 'last': cursor})}" if cursor else None
         return self.render(request, session, "search.html", title=f"Search: {term}" if term else "Search",
                            term=term, search_term=term, hits=hits, following=following)
+
+    async def usage(self, request: Request, session: Session) -> Response:
+        """Bytes per namespace and repository over what this visitor may pull, shared blobs counted once."""
+        now = time.monotonic()
+        cached = self._usage.get(session.user)
+        if cached is None or now - cached[0] > USAGE_TTL:
+            async def visible(name: str) -> bool:
+                return self.may(session, name, "pull")
+
+            cached = (now, await usage_report(self.registry.driver, visible))
+            if len(self._usage) > 256:
+                self._usage.clear()
+            self._usage[session.user] = cached
+        return self.render(request, session, "usage.html", title="Storage usage", report=cached[1],
+                           age=int(now - cached[0]))
 
     async def reference(self, request: Request, session: Session) -> Response:
         name, tag, digest_text = split_reference(request.path_params["reference"])

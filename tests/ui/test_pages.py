@@ -169,3 +169,17 @@ def test_media_types_are_not_confused(client: TestClient) -> None:
     digest, _ = push_image(client, "team/app", "1.0")
     page = client.get("/ui/r/team/app").text
     assert OCI_MANIFEST in page and ">image<" in page and digest[:19] in page
+
+
+def test_usage_page_counts_shared_blobs_once(client: TestClient) -> None:
+    shared = b"s" * 4096
+    push_image(client, "team/a", "1.0", layers=[shared, b"a" * 1024])
+    push_image(client, "team/b", "1.0", layers=[shared, b"b" * 2048])
+    push_image(client, "solo/c", "1.0", layers=[b"c" * 100])
+    page = client.get("/ui/usage").text
+    namespaces = page[page.index('data-testid="namespaces"'):page.index("</table>", page.index('data-testid="namespaces"'))]
+    assert re.findall(r'<td class="mono">([^<]+)</td>', namespaces) == ["team", "solo"]
+    team = re.search(r'<td class="mono">team</td><td class="num">([^<]+)</td>', namespaces).group(1)
+    kib = float(team.removesuffix(" KiB"))
+    assert 7.0 < kib < 11.0  # 4 KiB shared once + 1 + 2 KiB, the config and two manifests (twice: over 11)
+    assert "/ui/r/solo/c" in page
