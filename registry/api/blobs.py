@@ -38,7 +38,8 @@ async def get_blob(request: Request) -> Response | BlobResponse:
         headers["Content-Length"] = str(length)
     headers["Content-Type"] = "application/octet-stream"
     if not blob.stored:  # still arriving from the repository's source: no await before the stream opens
-        stream = blob.stream(start, length) if blob.stream is not None else None
+        # opened only when it will be read: an opened stream holds a descriptor until it is consumed
+        stream = blob.stream(start, length) if blob.stream is not None and length != 0 else None
         return BlobResponse(status, headers, stream=stream, offset=start, length=length)
     assert length is not None  # a stored blob's size is known
     path = registry.blobs.local_path(digest)

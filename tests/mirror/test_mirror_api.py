@@ -272,3 +272,27 @@ def test_tags_list_comes_from_upstream(upstream: Upstream, start_mirror: Callabl
         assert r.json() == {"name": "up/team/app", "tags": ["a", "b", "c"]}
         r = c.get("/v2/up/team/app/tags/list", params={"n": 2})
         assert r.json()["tags"] == ["a", "b"] and "last=b" in r.headers["link"]
+
+
+def spool_descriptors() -> list[str]:
+    """Open descriptors of this process (the mirror runs in it) on download spools."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if "moorage-spool-" in target:
+            found.append(target)
+    return found
+
+
+def test_cold_empty_blob_leaves_no_spool_open(upstream: Upstream, start_mirror: Callable[..., Mirror]) -> None:
+    digest = push_blob(upstream.url, "team/app", b"")
+    mirror = start_mirror({"upstreams": [{"prefix": "up", "url": upstream.url}]})
+    with mirror.client() as c:
+        r = c.get(f"/v2/up/team/app/blobs/{digest}")
+        assert r.status_code == 200 and r.content == b"" and r.headers["content-length"] == "0"
+        mirror.settle()
+        assert blob_file(mirror.root, digest).read_bytes() == b""
+    assert spool_descriptors() == []
