@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from registry import config
@@ -72,3 +74,12 @@ def test_bad_yaml_file(tmp_path) -> None:
         config.load(path, environ={})
     with pytest.raises(config.ConfigError, match="cannot read"):
         config.load(tmp_path / "missing.yml", environ={})
+
+
+def test_http_workers_auto_is_one_per_usable_cpu() -> None:
+    assert config.parse({}).http.workers == 1
+    assert config.parse({"http": {"workers": 3}}).http.workers == 3
+    assert config.parse({"http": {"workers": "auto"}}).http.workers == len(os.sched_getaffinity(0))
+    assert config.load(None, environ={"REGISTRY_HTTP_WORKERS": "auto"}).http.workers >= 1
+    with pytest.raises(config.ConfigError, match="http.workers"):
+        config.parse({"http": {"workers": "many"}})
