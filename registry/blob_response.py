@@ -1,8 +1,8 @@
 """Streaming a stored blob (or part of it) with few thread hops and large sends.
 
 A local file is read with ``os.pread`` in 4 MiB blocks (1 MiB under many concurrent pulls) on the
-driver's pool, or handed to the ASGI server whole with ``http.response.pathsend`` where the server
-offers it (granian).
+driver's pool, under every ASGI server.  granian's ``http.response.pathsend`` is not used: it cost
+0.54-0.69 server CPU-s per GB pulled against 0.39-0.48 for these blocks (bench, 512 MiB, same run).
 """
 
 from __future__ import annotations
@@ -28,21 +28,17 @@ class BlobResponse:
         status: int,
         headers: Mapping[str, str],
         *,
-        path: str | None = None,
         fd: int | None = None,
         stream: AsyncIterator[bytes] | None = None,
         offset: int = 0,
         length: int | None = 0,  # None: a stream of unknown length, sent to its end
-        whole: bool = True,
     ) -> None:
         self.status = status
         self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        self.path = path
         self.fd = fd
         self.stream = stream
         self.offset = offset
         self.length = length
-        self.whole = whole
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -51,9 +47,6 @@ class BlobResponse:
                 await send({"type": "http.response.body", "body": b""})
                 return
             if self.fd is not None:
-                if self.whole and "http.response.pathsend" in scope.get("extensions", {}):
-                    await send({"type": "http.response.pathsend", "path": self.path})
-                    return
                 await self._send_file(self.fd, send)
                 return
         finally:

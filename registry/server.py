@@ -179,7 +179,7 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
 
 
 def serve_granian(config: Config, host: str, port: int) -> None:
-    """granian runs the app factory in worker processes (the app offers them ``http.response.pathsend``)."""
+    """granian runs the app factory in worker processes."""
     try:
         from granian import Granian
         from granian.constants import Interfaces, SSLProtocols

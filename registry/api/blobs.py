@@ -48,7 +48,7 @@ async def get_blob(request: Request) -> Response | BlobResponse:
             fd = os.open(path, os.O_RDONLY)  # opened before answering: a concurrent delete cannot break it
         except FileNotFoundError:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
-        return BlobResponse(status, headers, path=path, fd=fd, offset=start, length=length, whole=status == 200)
+        return BlobResponse(status, headers, fd=fd, offset=start, length=length)
     stream = registry.blobs.reader(digest, start, length) if request.method == "GET" else None
     return BlobResponse(status, headers, stream=stream, offset=start, length=length)
 
