@@ -8,7 +8,7 @@ through. A missing path or a read beyond the end is the caller's business, not a
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from storage.driver.interface import FileInfo, FileWriter, InvalidOffset, KeyPage, PathNotFound, StorageDriver
@@ -62,6 +62,9 @@ class InstrumentedDriver(StorageDriver):
 
     async def put_content(self, path: str, content: bytes) -> None:
         await self.probe("put_content").time(self.inner.put_content(path, content))
+
+    async def put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
+        await self.probe("put_contents").time(self.inner.put_contents(items))
 
     async def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         probe = self.probe("read")
@@ -133,6 +136,9 @@ class InstrumentedWriter(FileWriter):
 
     async def write(self, data: bytes | memoryview) -> None:
         await self._timed("write", lambda: self.inner.write(data))
+
+    async def write_parts(self, parts: Sequence[bytes]) -> None:
+        await self._timed("write", lambda: self.inner.write_parts(parts))
 
     async def commit(self) -> None:
         await self._timed("commit", self.inner.commit)
