@@ -156,9 +156,8 @@ class WebUI:
             try:
                 response = await handler(self, request, session)
             except RegistryError as e:
-                status = 404 if e.status == 404 else e.status
-                response = self.render(request, session, "error.html", status=status,
-                                       title="Not found" if status == 404 else "Error",
+                response = self.render(request, session, "error.html", status=e.status,
+                                       title="Not found" if e.status == 404 else "Error",
                                        message=e.message or e.code)
             except Forbidden as e:
                 response = self.render(request, session, "error.html", status=403, title="Not allowed",
