@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import OrderedDict
 
@@ -15,6 +16,7 @@ CACHE_ENTRIES = 4096
 CONFIRM_WAIT = 30.0
 CONFIRM_POLL = 0.05
 CACHE_MAX_BYTES = 64 << 10
+CURRENT_LINK_SUFFIX = "/current/link"
 
 
 class ManifestUnknown(Exception):
@@ -132,8 +134,18 @@ class TagStore:
             raise TagUnknown(tag) from None
 
     async def list(self, name: str) -> list[str]:
-        """Tags in lexical order; raises PathNotFound when the repository has no tags directory."""
-        return await self.driver.list(paths.tags_dir(name))
+        """Tags in lexical order; raises PathNotFound when the repository has no tags directory.
+
+        Only tags with a current link: a write killed after the index link (or, on disk, with the
+        ``current`` directory made but no link in it yet) leaves a tag that was never acknowledged.
+        """
+        directory = paths.tags_dir(name)
+        local = self.driver.local_path
+        if local(directory) is not None:
+            names = await self.driver.list(directory)
+            return [tag for tag in names if os.path.isfile(str(local(paths.tag_current_link(name, tag))))]
+        nested = await self.driver.list_nested(directory, 3)  # one listing per 1,000 keys on S3
+        return [entry.split("/", 1)[0] for entry in nested if entry.endswith(CURRENT_LINK_SUFFIX)]
 
     async def pushed_at(self, name: str, tag: str) -> float | None:
         """When ``tag`` was last pointed at a manifest (its link's modification time); None if untagged."""

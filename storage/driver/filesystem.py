@@ -1,8 +1,8 @@
 """Filesystem driver: Distribution's on-disk layout below ``rootdirectory``.
 
 Blocking calls run on a small dedicated thread pool so that large reads and writes make few thread
-hops.  Whole-object writes go to a temporary file in the same directory, are fsynced and renamed into
-place, so a crash leaves the old object or the new one, never a torn one.
+hops.  Whole-object writes go to a temporary file in ``.moorage-tmp/`` below the root, are fsynced and
+renamed into place, so a crash leaves the old object or the new one, never a torn one.
 """
 
 from __future__ import annotations
@@ -53,10 +53,27 @@ def fsync_directory(directory: str) -> None:
 READ_CHUNK = 1 << 20
 IOV_MAX = 512  # pieces per writev (Linux allows 1024)
 TEMP_PREFIX = ".moorage-tmp-"
+TEMP_DIR = ".moorage-tmp"  # below the root, beside Distribution's docker/: whole-object writes start here
+STALE_TEMP_AGE = 600.0  # a temporary file this old was left by a crash (a write takes milliseconds)
 DIR_CACHE_ENTRIES = 65536
 LINK_CACHE_ENTRIES = 65536
 LINK_CACHE_MAX_BYTES = 256  # links (71 bytes for sha256); manifests have their own cache
 FRESH_NS = 2_000_000_000  # files younger than this are read, not trusted to a cached mtime
+
+
+def remove_stale_temp_files(directory: str, older_than: float) -> int:
+    """Delete temporary files a crashed process left; recent ones may be another process's write."""
+    cutoff = time.time() - older_than
+    removed = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            try:
+                if entry.name.startswith(TEMP_PREFIX) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass  # removed by another process meanwhile
+    return removed
 
 
 class FilesystemDriver(BaseDriver):
@@ -66,6 +83,9 @@ class FilesystemDriver(BaseDriver):
         self.root = os.path.abspath(rootdirectory)
         self.fsync = fsync
         os.makedirs(self.root, exist_ok=True)
+        self.temp_dir = os.path.join(self.root, TEMP_DIR)
+        os.makedirs(self.temp_dir, exist_ok=True)
+        remove_stale_temp_files(self.temp_dir, STALE_TEMP_AGE)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fs")
         self._dir_cache: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
         self._links: dict[str, tuple[tuple[int, int, int], bytes]] = {}
@@ -113,8 +133,10 @@ class FilesystemDriver(BaseDriver):
         await self.run(self._put_sync, [(self.full_path(path), content) for path, content in items])
 
     def _put_sync(self, items: list[tuple[str, bytes]]) -> None:
-        """Write every item to a temporary file beside it, make them all durable, then rename them into
-        place in order (a journaling filesystem commits renames in order).
+        """Write every item to a temporary file in ``.moorage-tmp/``, make them all durable, then rename
+        them into place in order (a journaling filesystem commits renames in order).  Nothing partial is
+        ever in the layout's directories: a crash leaves at most a temporary file there, which start-up
+        removes (a tag whose ``current/`` held only a temporary file used to be listed).
 
         Writeback of every file starts before the first fsync, so on a journaling filesystem that fsync
         commits them all and the next ones find nothing left to do: one journal commit per group instead
@@ -124,8 +146,8 @@ class FilesystemDriver(BaseDriver):
         temps: list[str] = []
         fds: list[int] = []
         try:
-            for full, content in items:
-                temp, fd = self._write_temp(full, content)
+            for _, content in items:
+                temp, fd = self._write_temp(content)
                 temps.append(temp)
                 fds.append(fd)
             while fds:
@@ -133,7 +155,11 @@ class FilesystemDriver(BaseDriver):
                     os.fsync(fds[0])
                 os.close(fds.pop(0))
             for (full, _), temp in zip(items, list(temps), strict=True):
-                os.replace(temp, full)
+                try:
+                    os.replace(temp, full)
+                except FileNotFoundError:  # a new directory: created when needed rather than checked every time
+                    os.makedirs(os.path.dirname(full), exist_ok=True)
+                    os.replace(temp, full)
                 temps.remove(temp)
         except BaseException:
             for fd in fds:
@@ -143,15 +169,10 @@ class FilesystemDriver(BaseDriver):
                     os.unlink(temp)
             raise
 
-    def _write_temp(self, full: str, content: bytes) -> tuple[str, int]:
-        """A new temporary file beside ``full`` holding ``content``, still open, its writeback started."""
-        directory = os.path.dirname(full)
-        temp = os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileNotFoundError:  # a new directory: created when needed rather than checked every time
-            os.makedirs(directory, exist_ok=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    def _write_temp(self, content: bytes) -> tuple[str, int]:
+        """A new temporary file holding ``content``, still open, its writeback started."""
+        temp = os.path.join(self.temp_dir, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(content)
             while view:

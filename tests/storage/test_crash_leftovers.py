@@ -1,0 +1,59 @@
+"""What a crash mid-write leaves behind is never listed, and is cleaned up (issue 14, defect 4)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from storage import paths
+from storage.digests import digest_bytes
+from storage.driver import StorageDriver
+from storage.driver.filesystem import TEMP_DIR, TEMP_PREFIX, FilesystemDriver
+from storage.manifests import TagStore
+
+pytestmark = pytest.mark.anyio
+DIGEST = digest_bytes(b"manifest")
+
+
+async def test_tag_without_current_link_is_not_listed(driver: StorageDriver) -> None:
+    """Killed between the index link and the current link: the tag was never acknowledged."""
+    tags = TagStore(driver)
+    await tags.tag("team/app", "whole", DIGEST)
+    await driver.put_content(paths.tag_index_link("team/app", "half", DIGEST), str(DIGEST).encode())
+    assert await tags.list("team/app") == ["whole"]
+    assert await tags.tags_of("team/app", DIGEST) == ["whole"]
+
+
+async def test_tag_whose_current_holds_only_a_temp_file_is_not_listed(tmp_path: Path) -> None:
+    driver = FilesystemDriver(str(tmp_path), fsync=False)
+    tags = TagStore(driver)
+    await tags.tag("team/app", "whole", DIGEST)
+    current = Path(driver.full_path(paths.tag_current_link("team/app", "torn"))).parent
+    current.mkdir(parents=True)
+    (current / f"{TEMP_PREFIX}0123").write_bytes(b"sha256:01")
+    assert await tags.list("team/app") == ["whole"]
+    await driver.close()
+
+
+async def test_writes_leave_no_temp_file_beside_the_object(tmp_path: Path) -> None:
+    driver = FilesystemDriver(str(tmp_path), fsync=False)
+    await TagStore(driver).tag("team/app", "v1", DIGEST)
+    current = Path(driver.full_path(paths.tag_current_link("team/app", "v1"))).parent
+    assert os.listdir(current) == ["link"]
+    await driver.close()
+
+
+async def test_stale_temp_files_are_removed_at_start_up(tmp_path: Path) -> None:
+    temp_dir = tmp_path / TEMP_DIR
+    temp_dir.mkdir()
+    stale, fresh = temp_dir / f"{TEMP_PREFIX}stale", temp_dir / f"{TEMP_PREFIX}fresh"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")  # another process sharing the root may be writing it right now
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    driver = FilesystemDriver(str(tmp_path), fsync=False)
+    assert not stale.exists() and fresh.exists()
+    await driver.close()
