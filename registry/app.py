@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import os
 from urllib.parse import unquote
 
@@ -32,12 +33,14 @@ from registry.ui.app import WebUI
 from registry.urls import origin
 from storage import paths
 from storage.accounting import usage_report
-from storage.driver import PathNotFound, StorageDriver
+from storage.driver import PathNotFound, StorageDriver, StorageUnavailable
 from storage.purge import purge_uploads
 
 log = logging.getLogger("moorage")
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 STORAGE_CHECK_TIMEOUT = 5.0
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+FILESYSTEM_RETRY_AFTER = 10.0
 
 
 METRICS_ACCESS = [Access("registry", "metrics", "*")]
@@ -131,8 +134,11 @@ class RegistryApp:
             response = auth_failure_response(e)
         except ClientDisconnect:
             return
+        except StorageUnavailable as e:
+            log.warning("storage unavailable on %s %s: %s", scope["method"], scope["path"], e)
+            response = error_response(unavailable(e.retry_after))
         except OSError as e:
-            if e.errno != errno.ENOSPC:
+            if e.errno not in FULL:
                 log.exception("storage error on %s %s", scope["method"], scope["path"])
             response = error_response(storage_failure(e))
         except Exception:
@@ -231,10 +237,17 @@ async def storage_error(driver: StorageDriver, timeout: float = STORAGE_CHECK_TI
 
 
 def storage_failure(error: OSError) -> RegistryError:
-    """A full disk is the operator's to fix: say so (507) rather than a bare 500."""
-    if error.errno == errno.ENOSPC:
+    """A full disk is the operator's to fix: say so (507).  Any other error of the local storage (EIO,
+    a read-only remount, a vanished NFS mount) is an outage: 503, the client may retry later."""
+    if error.errno in FULL:
         return RegistryError("UNKNOWN", "no space left on the registry's storage", status=507)
-    return RegistryError("UNKNOWN", "storage error")
+    return unavailable(FILESYSTEM_RETRY_AFTER)
+
+
+def unavailable(retry_after: float) -> RegistryError:
+    seconds = str(max(1, math.ceil(retry_after)))
+    return RegistryError("UNAVAILABLE", "the registry's storage is unavailable, retry later",
+                         headers={"Retry-After": seconds})
 
 
 async def drain(request: Request) -> None:

@@ -13,6 +13,8 @@ from storage.driver.interface import (
     PathNotFound,
     StorageDriver,
     StorageError,
+    StorageUnavailable,
 )
 
-__all__ = ["FileInfo", "FileWriter", "InvalidOffset", "KeyPage", "PathNotFound", "StorageDriver", "StorageError"]
+__all__ = ["FileInfo", "FileWriter", "InvalidOffset", "KeyPage", "PathNotFound", "StorageDriver", "StorageError",
+           "StorageUnavailable"]

@@ -17,6 +17,16 @@ class StorageError(Exception):
     """A backend failure that is not the caller's fault."""
 
 
+class StorageUnavailable(StorageError):
+    """The backend cannot be reached, timed out or keeps failing: the request may succeed later.
+
+    ``retry_after`` is how many seconds a client had better wait (the registry's 503 says so)."""
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PathNotFound(StorageError):
     """The path does not exist."""
 

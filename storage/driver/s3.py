@@ -25,10 +25,20 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as EndpointUnreachable
 
+from storage.breaker import CircuitBreaker
 from storage.driver.base import BaseDriver, check_path
-from storage.driver.interface import FileInfo, FileWriter, InvalidOffset, KeyPage, PathNotFound, StorageError
+from storage.driver.interface import (
+    FileInfo,
+    FileWriter,
+    InvalidOffset,
+    KeyPage,
+    PathNotFound,
+    StorageError,
+    StorageUnavailable,
+)
 from storage.driver.s3_config import MAX_PART, MIN_PART, S3Parameters
 from storage.metrics import s3_requests
 
@@ -38,6 +48,10 @@ MAX_PARTS = 10_000
 PRESIGN_EXPIRY = 20 * 60
 DELETE_BATCH = 1000  # DeleteObjects' limit
 NOT_FOUND = frozenset({"NoSuchKey", "NotFound", "404"})
+# the endpoint is overloaded or failing (after botocore's retries): a 503 to the client, not a 500
+UNAVAILABLE_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
+                               "Throttling", "ThrottlingException"})
+UNREACHABLE = (EndpointUnreachable, HTTPClientError)  # refused, timed out, reset, cut mid-body
 CONTENT_TYPE = "application/octet-stream"
 PENDING_SUFFIX = ".pending"  # the staged tail of an append session, next to its key
 PARTS_METADATA = "moorage-parts"  # on the tail: the number of parts the session had when it was staged
@@ -62,6 +76,8 @@ class S3Driver(BaseDriver):
         self._object_args = params.object_args()
         self._pool = ThreadPoolExecutor(max_workers=params.maxthreads, thread_name_prefix="s3")
         self.client = params.client()
+        self.breaker = CircuitBreaker(f"s3 endpoint {params.endpoint_url or params.region}",
+                                      params.breakerthreshold, params.breakercooldown)
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self.client.meta.events.register("before-send.s3", self._count_request)
@@ -99,21 +115,34 @@ class S3Driver(BaseDriver):
         return self.key(path) + "/" if path != "/" else (self._root + "/").lstrip("/")
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # checked before queueing for a thread: while the endpoint hangs, the threads all wait on it
+        self.breaker.check()
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, functools.partial(fn, *args, **kwargs)
         )
 
     def _call(self, path: str, operation: str, **kwargs: Any) -> Any:
-        """One S3 request (in a pool thread), with S3 errors turned into the driver's errors."""
+        """One S3 request (in a pool thread), with S3 errors turned into the driver's errors: an
+        unreachable, hanging or failing endpoint is StorageUnavailable, and feeds the breaker."""
         try:
-            return getattr(self.client, operation)(Bucket=self.bucket, **kwargs)
+            result = getattr(self.client, operation)(Bucket=self.bucket, **kwargs)
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in UNAVAILABLE_CODES or status >= 500:
+                self.breaker.failure()
+                raise StorageUnavailable(f"s3 {operation} {path}: {e}") from e
+            self.breaker.success()
             if code in NOT_FOUND:
                 raise PathNotFound(path) from None
             raise S3Error(f"s3 {operation} {path}: {e}", code) from e
+        except UNREACHABLE as e:
+            self.breaker.failure()
+            raise StorageUnavailable(f"s3 {operation} {path}: {e}") from e
         except BotoCoreError as e:
             raise S3Error(f"s3 {operation} {path}: {e}") from e
+        self.breaker.success()
+        return result
 
     def _list_pages(self, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         token: dict[str, str] = {}
@@ -167,11 +196,13 @@ class S3Driver(BaseDriver):
         finally:
             body.close()
 
-    @staticmethod
-    def _read_sync(path: str, body: Any) -> bytes:
+    def _read_sync(self, path: str, body: Any) -> bytes:
         try:
             return body.read(READ_CHUNK)  # type: ignore[no-any-return]
-        except BotoCoreError as e:  # the connection broke or stalled mid-body
+        except UNREACHABLE as e:  # the connection broke or stalled mid-body
+            self.breaker.failure()
+            raise StorageUnavailable(f"s3 get_object {path}: {e}") from e
+        except BotoCoreError as e:
             raise S3Error(f"s3 get_object {path}: {e}") from e
 
     def _open_sync(self, path: str, key: str, offset: int, length: int | None) -> Any:

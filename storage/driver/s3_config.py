@@ -6,6 +6,7 @@ numbers and booleans are accepted in both forms.  Errors name the key as ``stora
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ STORAGE_CLASSES = (
     "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR",
     "NONE",
 )
+DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)?")
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 # Distribution's keys we accept but do not act on: they only tune its Go SDK's logging.
 IGNORED = ("loglevel",)
 
@@ -52,6 +55,12 @@ class S3Parameters:
     useragent: str | None = None
     maxthreads: int = 32
     uploadconcurrency: int = 4  # Moorage's: parts of one upload sent at once
+    # Moorage's: how long an unreachable or hanging endpoint can hold a request, and failing fast after
+    connecttimeout: float = 3.0  # seconds to establish a connection
+    readtimeout: float = 20.0  # seconds without a byte from the endpoint
+    maxattempts: int = 3  # tries of one request (throttling and 5xx answers are retried)
+    breakerthreshold: int = 5  # consecutive failures that open the breaker (0: never)
+    breakercooldown: float = 10.0  # seconds requests are refused at once before one tries again
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> S3Parameters:
@@ -101,6 +110,11 @@ class S3Parameters:
             useragent=_string(raw, "useragent"),
             maxthreads=_integer(raw, "maxthreads", 32, 1, 1024),
             uploadconcurrency=_integer(raw, "uploadconcurrency", 4, 1, 64),
+            connecttimeout=_seconds(raw, "connecttimeout", 3.0),
+            readtimeout=_seconds(raw, "readtimeout", 20.0),
+            maxattempts=_integer(raw, "maxattempts", 3, 1, 20),
+            breakerthreshold=_integer(raw, "breakerthreshold", 5, 0, 1000),
+            breakercooldown=_seconds(raw, "breakercooldown", 10.0),
         )
 
     @property
@@ -137,7 +151,9 @@ class S3Parameters:
                 "use_dualstack_endpoint": self.usedualstack,
             },
             max_pool_connections=self.maxthreads,
-            retries={"mode": "standard", "max_attempts": 5},
+            retries={"mode": "standard", "max_attempts": self.maxattempts},
+            connect_timeout=self.connecttimeout,
+            read_timeout=self.readtimeout,
             user_agent_extra=self.useragent,
             # the payload is signed (plain HTTP) or sent over TLS already: skip a second checksum pass
             request_checksum_calculation="when_required",
@@ -169,6 +185,19 @@ def _boolean(raw: Mapping[str, Any], key: str, default: bool) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise ValueError(f"storage.s3.{key}: expected true or false, got {value!r}")
+
+
+def _seconds(raw: Mapping[str, Any], key: str, default: float) -> float:
+    """Seconds as a number, or a duration with a unit: ``500ms``, ``5s``, ``1m``."""
+    value = raw.get(key, default)
+    if isinstance(value, str):
+        match = DURATION_RE.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(f"storage.s3.{key}: expected seconds or a duration like 5s, got {value!r}")
+        value = float(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 3600:
+        raise ValueError(f"storage.s3.{key}: expected a duration from 0 to 1h, got {value!r}")
+    return float(value)
 
 
 def _integer(raw: Mapping[str, Any], key: str, default: int, minimum: int, maximum: int) -> int:
