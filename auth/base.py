@@ -42,6 +42,7 @@ class AuthFailure(Exception):
         message: str,
         challenge: str | None = None,
         detail: object = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -49,6 +50,7 @@ class AuthFailure(Exception):
         self.message = message
         self.challenge = challenge
         self.detail = detail
+        self.headers = headers or {}
 
 
 @dataclass(slots=True)
@@ -70,12 +72,14 @@ class Grant:
 class AccessController(Protocol):
     """Decides requests; implementations live in this package (htpasswd, token)."""
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin) -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin,
+                        address: str = "") -> Grant:
         """Grant every access in ``wanted`` or raise AuthFailure. ``wanted`` may be empty (GET /v2/).
 
         ``origin()`` gives ``scheme://host`` as the client reached the registry (proxies and
         ``http.host`` taken into account), for challenges that point back at this server; it is a
-        callable because most requests never need it."""
+        callable because most requests never need it.  ``address`` is the client's (behind trusted
+        proxies, the one they name), for the brute-force brake."""
         ...
 
     async def may_list(self, grant: Grant, repository: str) -> bool:
@@ -91,7 +95,8 @@ class AccessController(Protocol):
 class AllowAll:
     """No authentication: everything is allowed (Distribution with no ``auth`` section)."""
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin) -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin,
+                        address: str = "") -> Grant:
         return Grant(everything=True)
 
     async def may_list(self, grant: Grant, repository: str) -> bool:

@@ -11,7 +11,8 @@ import binascii
 import logging
 from collections.abc import Mapping
 
-from auth.base import Access, Grant, Origin, no_origin
+from auth.base import Access, AuthFailure, Grant, Origin, no_origin
+from auth.brake import LoginBrake, TooManyAttempts, check_password, retry_after
 from auth.challenge import denied, header, unauthorized
 from auth.htpasswd import Htpasswd
 from auth.rules import AccessRules
@@ -36,17 +37,25 @@ def basic_credentials(value: str | None) -> tuple[str, str] | None:
 
 
 class BasicController:
-    def __init__(self, realm: str, htpasswd: Htpasswd, rules: AccessRules) -> None:
+    def __init__(self, realm: str, htpasswd: Htpasswd, rules: AccessRules, brake: LoginBrake | None = None) -> None:
         self.challenge = header("Basic", realm=realm)
         self.htpasswd = htpasswd
         self.rules = rules
+        self.brake = brake
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin) -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin,
+                        address: str = "") -> Grant:
         authorization = (headers.get("authorization") or "").strip()
         user: str | None = None
         if authorization and authorization != EMPTY_BASIC:
             credentials = basic_credentials(authorization)
-            if credentials is None or not await self.htpasswd.check(*credentials):
+            try:
+                valid = credentials is not None and await check_password(
+                    self.htpasswd, self.brake, *credentials, address)
+            except TooManyAttempts as e:
+                log.warning("basic auth braked: user %r from %s", credentials and credentials[0], address)
+                raise AuthFailure(429, "TOOMANYREQUESTS", str(e), headers=retry_after(e)) from None
+            if not valid:
                 log.info("basic auth refused: invalid credentials for user %r", credentials and credentials[0])
                 raise unauthorized(self.challenge, wanted, "invalid username or password")
             user = credentials[0]

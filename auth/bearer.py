@@ -25,7 +25,8 @@ class BearerController:
         self.rules = rules
         self.autoredirect_path = autoredirect_path
 
-    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin) -> Grant:
+    async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin,
+                        address: str = "") -> Grant:
         scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

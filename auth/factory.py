@@ -8,24 +8,26 @@ refreshexpiration, addr, tls}. Every error names the key at fault.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jwt
+from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from auth import keys, settings
 from auth.base import AccessController, AllowAll
 from auth.basic import BasicController
 from auth.bearer import BearerController
+from auth.brake import build_brake
 from auth.htpasswd import Htpasswd
 from auth.issuer import TokenIssuer
 from auth.rules import DEFAULT_ACCESS, AccessRules
-from auth.tokenserver import TokenServer
+from auth.tokenserver import TokenServer, peer_address
 from auth.verifier import TokenVerifier
 
-SECTIONS = ("htpasswd", "token", "access", "tokenserver")
+SECTIONS = ("htpasswd", "token", "access", "tokenserver", "brake")
 HTPASSWD_KEYS = ("realm", "path")
 TOKEN_KEYS = ("realm", "service", "issuer", "rootcertbundle", "jwks", "signingalgorithms",
               "autoredirect", "autoredirectpath")
@@ -47,7 +49,7 @@ def build_access_controller(auth: Mapping[str, Any]) -> AccessController:
         section = settings.mapping(auth, "auth.htpasswd", HTPASSWD_KEYS)
         path = settings.existing_file(section.get("path"), "auth.htpasswd.path")
         realm = settings.text(section.get("realm", "moorage"), "auth.htpasswd.realm")
-        return BasicController(realm, Htpasswd(path), access_rules(auth))
+        return BasicController(realm, Htpasswd(path), access_rules(auth), build_brake(auth.get("brake")))
     if "token" in auth:
         token = settings.mapping(auth, "auth.token", TOKEN_KEYS)
         rules = access_rules(auth) if ("access" in auth or "tokenserver" in auth) else None
@@ -62,9 +64,11 @@ def build_access_controller(auth: Mapping[str, Any]) -> AccessController:
     raise ValueError(f"auth: {', '.join(auth)} needs auth.htpasswd or auth.token")
 
 
-def token_server_routes(auth: Mapping[str, Any]) -> list[BaseRoute]:
+def token_server_routes(auth: Mapping[str, Any], address: Callable[[Request], str] = peer_address
+                        ) -> list[BaseRoute]:
     """Routes the registry mounts at the top level; empty unless ``auth.tokenserver`` is set.
-    This is also where the ``tokenserver`` section is checked."""
+    This is also where the ``tokenserver`` section is checked.  ``address`` tells a request's client
+    address (for the brute-force brake)."""
     if not auth or "tokenserver" not in auth:
         return []
     check_sections(auth)
@@ -72,10 +76,10 @@ def token_server_routes(auth: Mapping[str, Any]) -> list[BaseRoute]:
     path = settings.text(server.get("path", DEFAULT_TOKEN_PATH), "auth.tokenserver.path")
     if not path.startswith("/") or path.startswith("/v2"):
         raise ValueError(f"auth.tokenserver.path: must start with / and not with /v2, got {path!r}")
-    return token_server(auth).routes(path)
+    return token_server(auth, address).routes(path)
 
 
-def token_server(auth: Mapping[str, Any]) -> TokenServer:
+def token_server(auth: Mapping[str, Any], address: Callable[[Request], str] = peer_address) -> TokenServer:
     token = settings.mapping(auth, "auth.token", TOKEN_KEYS)
     if not token:
         raise ValueError("auth.tokenserver: needs auth.token (service and issuer of the tokens)")
@@ -101,7 +105,7 @@ def token_server(auth: Mapping[str, Any]) -> TokenServer:
             raise
         raise ValueError(f"auth.tokenserver.certificate: {e}") from e
     users = Htpasswd(settings.existing_file(server.get("htpasswd"), "auth.tokenserver.htpasswd"))
-    return TokenServer(issuer, users, access_rules(auth))
+    return TokenServer(issuer, users, access_rules(auth), build_brake(auth.get("brake")), address)
 
 
 def verifier(token: Mapping[str, Any]) -> TokenVerifier:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jwt
@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from auth.basic import EMPTY_BASIC, basic_credentials
+from auth.brake import LoginBrake, TooManyAttempts, check_password, retry_after
 from auth.challenge import header
 from auth.htpasswd import Htpasswd
 from auth.issuer import TokenIssuer
@@ -52,18 +53,34 @@ async def read_form(request: Request) -> dict[str, list[str]] | None:
     return fields
 
 
+def peer_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
 class TokenServer:
-    def __init__(self, issuer: TokenIssuer, htpasswd: Htpasswd, rules: AccessRules) -> None:
+    def __init__(self, issuer: TokenIssuer, htpasswd: Htpasswd, rules: AccessRules,
+                 brake: LoginBrake | None = None, address: Callable[[Request], str] = peer_address) -> None:
+        """``address`` tells the client's address for the brake (the registry's honours trusted proxies)."""
         self.issuer, self.htpasswd, self.rules = issuer, htpasswd, rules
+        self.brake, self.address = brake, address
         self.challenge = header("Basic", realm=issuer.service)
 
     def routes(self, path: str) -> list[BaseRoute]:
         return [Route(path, self.endpoint, methods=["GET", "POST"], name="moorage-token")]
 
     async def endpoint(self, request: Request) -> Response:
-        if request.method == "POST":
-            return await self.post(request)
-        return await self.get(request)
+        try:
+            if request.method == "POST":
+                return await self.post(request)
+            return await self.get(request)
+        except TooManyAttempts as e:
+            log.warning("token braked: too many failed logins from %s", self.address(request))
+            body = {"errors": [{"code": "TOOMANYREQUESTS", "message": str(e)}],
+                    "error": "invalid_grant", "error_description": str(e)}
+            return JSONResponse(body, status_code=429, headers=retry_after(e))
+
+    async def _check(self, request: Request, user: str, password: str) -> bool:
+        return await check_password(self.htpasswd, self.brake, user, password, self.address(request))
 
     async def get(self, request: Request) -> Response:
         params = request.query_params
@@ -73,7 +90,7 @@ class TokenServer:
         authorization = (request.headers.get("authorization") or "").strip()
         if authorization and authorization != EMPTY_BASIC:
             credentials = basic_credentials(authorization)
-            if credentials is None or not await self.htpasswd.check(*credentials):
+            if credentials is None or not await self._check(request, *credentials):
                 log.info("token refused: invalid credentials for user %r", credentials and credentials[0])
                 tokens_refused.labels("invalid_credentials").inc()
                 return self._unauthorized("invalid username or password")
@@ -102,7 +119,7 @@ class TokenServer:
         scopes = form.get("scope", [])
         if grant_type == "password":
             user, password = fields.get("username", ""), fields.get("password", "")
-            if not user or not await self.htpasswd.check(user, password):
+            if not user or not await self._check(request, user, password):
                 log.info("token refused: invalid credentials for user %r", user)
                 tokens_refused.labels("invalid_credentials").inc()
                 return self._oauth_error(401, "invalid_grant", "invalid username or password")

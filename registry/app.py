@@ -30,7 +30,7 @@ from registry.observe import Listener, Observer
 from registry.routes import WRITE_METHODS, match
 from registry.search import V1Search
 from registry.ui.app import WebUI
-from registry.urls import origin
+from registry.urls import client_address, origin
 from storage import paths
 from storage.accounting import usage_report
 from storage.driver import PathNotFound, StorageDriver, StorageUnavailable
@@ -173,7 +173,8 @@ class RegistryApp:
         scope["path_params"] = params
         scope["moorage.wanted"] = wanted = rule(request)
         scope["moorage.grant"] = await self.registry.access.authorize(
-            request.headers, wanted, lambda: origin(request, self.config.http))
+            request.headers, wanted, lambda: origin(request, self.config.http),
+            client_address(request, self.config.http))
         return await handler(request)
 
     async def usage(self, request: Request) -> Response:
@@ -261,6 +262,7 @@ async def drain(request: Request) -> None:
 
 def auth_failure_response(failure: AuthFailure) -> Response:
     headers = {"WWW-Authenticate": failure.challenge} if failure.challenge else {}
+    headers.update(failure.headers)
     return Response(
         error_body(failure.code, failure.message, failure.detail),
         status_code=failure.status,
@@ -273,7 +275,7 @@ def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
     if registry is None:
         registry = Registry.build(config)
     try:
-        extra = token_server_routes(config.auth)
+        extra = token_server_routes(config.auth, lambda request: client_address(request, config.http))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     extra += V1Search(registry).routes()

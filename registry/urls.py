@@ -33,6 +33,17 @@ def origin(request: Request, http: HTTPConfig) -> str:
     return f"{scheme}://{host}"
 
 
+def client_address(request: Request, http: HTTPConfig) -> str:
+    """The client's address: the peer, or behind a trusted proxy the address it appended to
+    ``X-Forwarded-For`` (the last one: earlier entries are whatever the client sent)."""
+    peer = request.client.host if request.client else ""
+    if is_trusted_proxy(request, http.trustedproxies):
+        forwarded = request.headers.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
+        if forwarded:
+            return forwarded
+    return peer
+
+
 def is_trusted_proxy(request: Request, trusted: list[str]) -> bool:
     if not trusted or request.client is None:
         return False

@@ -1,0 +1,134 @@
+"""The brute-force brake (issue 14, defect 7): wrong passwords from one address for one user are slowed
+down with 429 TOOMANYREQUESTS and Retry-After, through Basic and through the token endpoint; other
+users behind that address, and the user from elsewhere, are not locked out; success resets it."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from auth.brake import LoginBrake
+from registry.app import create_app
+from registry.config import parse
+from tests.auth.conftest import API_RULES
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def client_at(auth: dict[str, Any], root: Path, address: str) -> TestClient:
+    config = parse({"storage": {"filesystem": {"rootdirectory": str(root)}}, "auth": auth})
+    return TestClient(create_app(config), base_url="http://registry.test", client=(address, 40000))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_back_off_grows_and_success_resets() -> None:
+    clock = Clock()
+    brake = LoginBrake(attempts=3, delay=1.0, maxdelay=8.0, window=600.0, entries=100, clock=clock)
+    for _ in range(3):
+        assert brake.wait("alice", "10.0.0.1") == 0
+        brake.failed("alice", "10.0.0.1")
+    assert brake.wait("alice", "10.0.0.1") == pytest.approx(1.0)
+    assert brake.wait("bob", "10.0.0.1") == 0  # another user behind the same address
+    assert brake.wait("alice", "10.0.0.2") == 0  # the same user elsewhere
+    delays = []
+    for _ in range(6):
+        clock.now += brake.wait("alice", "10.0.0.1")
+        brake.failed("alice", "10.0.0.1")
+        delays.append(brake.wait("alice", "10.0.0.1"))
+    assert delays == pytest.approx([2.0, 4.0, 8.0, 8.0, 8.0, 8.0])
+    clock.now += 8
+    brake.succeeded("alice", "10.0.0.1")
+    assert brake.wait("alice", "10.0.0.1") == 0
+    brake.failed("alice", "10.0.0.1")
+    assert brake.wait("alice", "10.0.0.1") == 0
+
+
+def test_failures_are_forgotten_after_the_window_and_memory_is_bounded() -> None:
+    clock = Clock()
+    brake = LoginBrake(attempts=1, delay=1.0, maxdelay=8.0, window=60.0, entries=10, clock=clock)
+    brake.failed("alice", "10.0.0.1")
+    assert brake.wait("alice", "10.0.0.1") > 0
+    clock.now += 61
+    assert brake.wait("alice", "10.0.0.1") == 0
+    for i in range(1000):
+        brake.failed(f"user{i}", "10.0.0.9")
+    assert len(brake) <= 10
+
+
+@pytest.fixture
+def basic_auth(htpasswd_file: Path) -> dict[str, Any]:
+    return {"htpasswd": {"realm": "moorage", "path": str(htpasswd_file)}, "access": API_RULES}
+
+
+def test_basic_brute_force_is_braked(basic_auth: dict[str, Any], tmp_path: Path) -> None:
+    with client_at(basic_auth, tmp_path / "root", "192.0.2.7") as attacker:
+        statuses = [attacker.get("/v2/", headers=basic("alice", f"guess{i}")).status_code for i in range(300)]
+        assert statuses[:5] == [401] * 5
+        assert statuses.count(429) >= 290
+        r = attacker.get("/v2/", headers=basic("alice", "guess"))
+        assert r.status_code == 429
+        assert r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+        assert int(r.headers["Retry-After"]) >= 1
+        # while braked even the right password is not checked: guessing must not go on behind the 429s
+        assert attacker.get("/v2/", headers=basic("alice", "alice-pw")).status_code == 429
+        # a colleague behind the same address is not locked out
+        assert attacker.get("/v2/", headers=basic("bob", "bob-pw")).status_code == 200
+    with client_at(basic_auth, tmp_path / "root", "198.51.100.3") as elsewhere:
+        assert elsewhere.get("/v2/", headers=basic("alice", "alice-pw")).status_code == 200
+
+
+def test_brake_can_be_turned_off(basic_auth: dict[str, Any], tmp_path: Path) -> None:
+    basic_auth["brake"] = {"enabled": False}
+    with client_at(basic_auth, tmp_path / "root", "192.0.2.7") as attacker:
+        statuses = {attacker.get("/v2/", headers=basic("alice", f"guess{i}")).status_code for i in range(30)}
+        assert statuses == {401}
+
+
+def test_token_endpoint_brute_force_is_braked(token_auth: dict[str, Any], tmp_path: Path) -> None:
+    with client_at(token_auth, tmp_path / "root", "192.0.2.8") as attacker:
+        get_statuses = [attacker.get("/auth/token", headers=basic("alice", f"guess{i}")).status_code
+                        for i in range(150)]
+        assert get_statuses[:5] == [401] * 5 and get_statuses.count(429) >= 140
+        r = attacker.get("/auth/token", headers=basic("alice", "x"))
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        assert r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+        form = {"grant_type": "password", "username": "alice", "password": "nope", "service": "test-registry"}
+        r = attacker.post("/auth/token", data=form)
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        assert r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+        assert attacker.get("/auth/token", headers=basic("bob", "bob-pw")).status_code == 200
+    with client_at(token_auth, tmp_path / "root", "198.51.100.4") as elsewhere:
+        assert elsewhere.get("/auth/token", headers=basic("alice", "alice-pw")).status_code == 200
+
+
+def test_token_password_grant_is_braked(token_auth: dict[str, Any], tmp_path: Path) -> None:
+    with client_at(token_auth, tmp_path / "root", "192.0.2.9") as attacker:
+        form = {"grant_type": "password", "username": "bob", "service": "test-registry"}
+        statuses = [attacker.post("/auth/token", data={**form, "password": f"g{i}"}).status_code for i in range(50)]
+        assert statuses[:5] == [401] * 5 and statuses.count(429) >= 40
+
+
+def test_forwarded_address_counts_behind_a_trusted_proxy(basic_auth: dict[str, Any], tmp_path: Path) -> None:
+    config = parse({"storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}}, "auth": basic_auth,
+                    "http": {"trustedproxies": ["10.0.0.0/8"]}})
+    with TestClient(create_app(config), base_url="http://registry.test", client=("10.0.0.2", 1)) as proxy:
+        for i in range(10):
+            proxy.get("/v2/", headers={**basic("alice", f"g{i}"), "X-Forwarded-For": "203.0.113.5"})
+        assert proxy.get("/v2/", headers={**basic("alice", "alice-pw"),
+                                         "X-Forwarded-For": "203.0.113.5"}).status_code == 429
+        # another client behind the same proxy
+        assert proxy.get("/v2/", headers={**basic("alice", "alice-pw"),
+                                         "X-Forwarded-For": "203.0.113.6"}).status_code == 200
