@@ -56,6 +56,9 @@ class HTTPConfig:
     server: str = "uvicorn"
     draintimeout: float = 30.0  # seconds requests in flight get to finish after SIGTERM
     headers: list[tuple[str, str]] = field(default_factory=list)  # added to every /v2 response
+    maxheadersize: int = 65536  # bytes of a request's head (request line and headers)
+    maxheaders: int = 100  # header fields of a request
+    headertimeout: float = 10.0  # seconds for a connection to send a complete request head
 
 
 @dataclass(slots=True)
@@ -191,7 +194,8 @@ def parse(raw: Mapping[str, Any]) -> Config:
 
 VALIDATION_KEYS = ("disabled", "enabled", "manifests")
 HTTP_KEYS = ("addr", "net", "host", "prefix", "secret", "relativeurls", "draintimeout", "tls", "debug",
-             "headers", "http2", "h2c", "trustedproxies", "workers", "server", "metrics")
+             "headers", "http2", "h2c", "trustedproxies", "workers", "server", "metrics", "maxheadersize",
+             "maxheaders", "headertimeout")
 
 
 def parse_http(raw: Mapping[str, Any]) -> HTTPConfig:
@@ -210,6 +214,11 @@ def parse_http(raw: Mapping[str, Any]) -> HTTPConfig:
     http.workers = workers(raw.get("workers", 1), "http.workers")
     http.server = choice(raw.get("server", "uvicorn"), "http.server", ("uvicorn", "granian"))
     http.draintimeout = duration(raw.get("draintimeout", http.draintimeout), "http.draintimeout")
+    http.maxheadersize = integer(raw.get("maxheadersize", http.maxheadersize), "http.maxheadersize", minimum=8192)
+    http.maxheaders = integer(raw.get("maxheaders", http.maxheaders), "http.maxheaders", minimum=10)
+    http.headertimeout = duration(raw.get("headertimeout", http.headertimeout), "http.headertimeout")
+    if http.headertimeout <= 0:
+        raise ConfigError("http.headertimeout: must be positive")
     tls = section(raw, "http.tls", ("certificate", "key", "clientcas", "minimumtls"))
     http.tls = TLSConfig(
         certificate=tls.get("certificate"),

@@ -24,6 +24,7 @@ import secrets
 import shutil
 import signal
 import ssl
+import sys
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +42,7 @@ from uvicorn.supervisors import Multiprocess
 from registry import metrics
 from registry.app import create_app, storage_error
 from registry.config import Config, ConfigError, TLSConfig
+from registry.head_limits import HeadLimits, LimitedHttpToolsProtocol
 from storage.driver.factory import build_driver
 
 log = logging.getLogger("moorage")
@@ -53,6 +55,8 @@ TLS_VERSIONS = {
 }
 APP_FACTORY = "registry.app:app_from_environment"
 LOOPBACK_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
+HYPER_MIN_BUFFER = 8192  # hyper refuses a smaller HTTP/1 read buffer
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -132,13 +136,21 @@ def serve_uvicorn(config: Config, host: str, port: int) -> None:
         server_header=False,
         timeout_keep_alive=75,
         timeout_graceful_shutdown=math.ceil(http.draintimeout),
+        http=LimitedHttpToolsProtocol,
         **options,
     )
+    limits = HeadLimits(http.maxheadersize, http.maxheaders, http.headertimeout)
     if http.workers > 1:
         workers = uvicorn.Config(APP_FACTORY, factory=True, workers=http.workers, **common)
+        workers.moorage_head_limits = limits  # type: ignore[attr-defined]  # pickled into each worker
         DrainingMultiprocess(workers, sockets=[workers.bind_socket()]).run()
     else:
-        uvicorn.run(create_app(config), **common)
+        single = uvicorn.Config(create_app(config), **common)
+        single.moorage_head_limits = limits  # type: ignore[attr-defined]
+        server = uvicorn.Server(single)
+        server.run()
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)  # as uvicorn.run does: the port was taken, the app did not start
 
 
 class DrainingMultiprocess(Multiprocess):
@@ -183,6 +195,7 @@ def serve_granian(config: Config, host: str, port: int) -> None:
     try:
         from granian import Granian
         from granian.constants import Interfaces, SSLProtocols
+        from granian.http import HTTP1Settings, HTTP2Settings
         from granian.log import LogLevels
     except ImportError as e:
         raise ConfigError("http.server: granian is not installed (pip install 'moorage[granian]')") from e
@@ -215,6 +228,10 @@ def serve_granian(config: Config, host: str, port: int) -> None:
             log_level=LogLevels(config.log_level),
             log_access=False,  # the app logs each request itself (registry.observe)
             workers_kill_timeout=max(1, math.ceil(http.draintimeout)),  # 0 would mean: wait forever
+            # hyper bounds the head by its read buffer and refuses more than 100 header fields itself
+            http1_settings=HTTP1Settings(header_read_timeout=math.ceil(http.headertimeout * 1000),
+                                         max_buffer_size=max(http.maxheadersize, HYPER_MIN_BUFFER)),
+            http2_settings=HTTP2Settings(max_headers_size=http.maxheadersize),
             **options,
         ).serve()
 
