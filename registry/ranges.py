@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
-CONTENT_RANGE_RE = re.compile(r"(?:bytes[= ])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
+# offsets are int64 (19 digits at most): longer numbers are malformed, not a 500 from int()
+RANGE_RE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
+CONTENT_RANGE_RE = re.compile(r"(?:bytes[= ])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?")
 
 
 class Unsatisfiable(Exception):
