@@ -22,7 +22,7 @@ def failing(error: int):  # type: ignore[no-untyped-def]
 def test_disk_errors_are_unavailable(client: TestClient, monkeypatch: pytest.MonkeyPatch, error: int) -> None:
     body = image_manifest(client, "team/app")
     assert put_manifest(client, "team/app", "v1", body).status_code == 201
-    driver = client.app.services.driver  # type: ignore[attr-defined]
+    driver = client.app.registry.driver  # type: ignore[attr-defined]
     monkeypatch.setattr(driver, "_put_sync", failing(error))
     monkeypatch.setattr(driver, "get_content", failing(error))
     for r in (put_manifest(client, "team/app", "v2", body), client.get("/v2/team/app/manifests/v1"),
@@ -33,7 +33,7 @@ def test_disk_errors_are_unavailable(client: TestClient, monkeypatch: pytest.Mon
 
 
 def test_full_disk_stays_507(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    driver = client.app.services.driver  # type: ignore[attr-defined]
+    driver = client.app.registry.driver  # type: ignore[attr-defined]
     monkeypatch.setattr(driver, "_put_sync", failing(errno.ENOSPC))
     r = client.post("/v2/team/app/blobs/uploads/")
     assert r.status_code == 507 and r.json()["errors"][0]["code"] == "UNKNOWN"

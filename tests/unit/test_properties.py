@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from auth.basic import basic_credentials
 from auth.scopes import format_scopes, parse_scope
 from registry import config as config_module
-from registry.api.common import MAX_PAGE, page_size
+from registry.api.paging import MAX_PAGE, page_size
 from registry.config import ConfigError
 from registry.errors import RegistryError
 from registry.manifests import MAX_DEPTH, nesting_within, parse
