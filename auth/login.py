@@ -10,16 +10,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from auth import settings
-from auth.base import AccessController, AllowAll
+from auth.base import AccessController, AllowAll, AuthFailure
 from auth.basic import EMPTY_BASIC, BasicController, basic_credentials
+from auth.brake import LoginBrake, TooManyAttempts, build_brake, check_password, retry_after
 from auth.challenge import header, unauthorized
 from auth.htpasswd import Htpasswd
 
 
 class Login:
-    def __init__(self, access: AccessController, users: Htpasswd | None, realm: str = "moorage") -> None:
+    def __init__(self, access: AccessController, users: Htpasswd | None, realm: str = "moorage",
+                 brake: LoginBrake | None = None) -> None:
         self.access = access
         self.users = users
+        self.brake = brake
         self.open = isinstance(access, AllowAll)  # no auth configured: everyone may do everything
         self.challenge = header("Basic", realm=realm)
 
@@ -28,16 +31,19 @@ class Login:
         """Whether users can log in at all (a users file is configured)."""
         return self.users is not None
 
-    async def check(self, user: str, password: str) -> bool:
-        return self.users is not None and bool(user) and await self.users.check(user, password)
+    async def check(self, user: str, password: str, address: str = "") -> bool:
+        """Raises TooManyAttempts while the brute-force brake holds ``user`` at ``address``."""
+        return self.users is not None and bool(user) and await check_password(
+            self.users, self.brake, user, password, address)
 
     def stamp(self, user: str) -> str | None:
         """Changes when the user's password does (None once removed): sessions bound to it end then."""
         return self.users.tag(user) if self.users is not None else None
 
-    async def identify(self, headers: Mapping[str, str]) -> str | None:
+    async def identify(self, headers: Mapping[str, str], address: str = "") -> str | None:
         """The caller of a request: Basic against the users file, Bearer as the controller verifies it,
-        None for anonymous; bad credentials raise AuthFailure (401 with a Basic challenge)."""
+        None for anonymous; bad credentials raise AuthFailure (401 with a Basic challenge, 429 while
+        the brute-force brake holds the user at ``address``)."""
         authorization = (headers.get("authorization") or "").strip()
         if not authorization or authorization == EMPTY_BASIC or self.open:
             return None
@@ -45,7 +51,11 @@ class Login:
         if scheme == "bearer":
             return (await self.access.authorize(headers, [])).subject
         credentials = basic_credentials(authorization)
-        if credentials is None or not await self.check(*credentials):
+        try:
+            valid = credentials is not None and await self.check(*credentials, address)
+        except TooManyAttempts as e:
+            raise AuthFailure(429, "TOOMANYREQUESTS", str(e), headers=retry_after(e)) from None
+        if not valid or credentials is None:
             raise unauthorized(self.challenge, [], "invalid username or password")
         return credentials[0]
 
@@ -57,9 +67,9 @@ def build_login(auth: Mapping[str, Any], access: AccessController) -> Login:
     """The users of ``auth.htpasswd`` (the controller's own file) or of ``auth.tokenserver``."""
     if isinstance(access, BasicController):
         realm = settings.text(auth["htpasswd"].get("realm", "moorage"), "auth.htpasswd.realm")
-        return Login(access, access.htpasswd, realm)
+        return Login(access, access.htpasswd, realm, access.brake)  # one count for /v2 and the UI
     server = auth.get("tokenserver") if auth else None
     if server and server.get("htpasswd"):
         path = settings.existing_file(server["htpasswd"], "auth.tokenserver.htpasswd")
-        return Login(access, Htpasswd(path))
+        return Login(access, Htpasswd(path), brake=build_brake(auth.get("brake")))
     return Login(access, None)

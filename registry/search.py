@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from auth.base import AuthFailure
 from registry.instance import Registry
+from registry.urls import client_address
 
 CHUNK = 500
 V1_DEFAULT_PAGE = 25
@@ -77,9 +78,11 @@ class V1Search:
             return v1_error(400, "n and page must be at least 1")
         size = min(size, V1_MAX_PAGE)
         try:
-            subject = await self.registry.login.identify(request.headers)
+            subject = await self.registry.login.identify(request.headers,
+                                                         client_address(request, self.registry.config.http))
         except AuthFailure as e:
-            return v1_error(e.status, e.message, {"WWW-Authenticate": e.challenge} if e.challenge else None)
+            headers = {**({"WWW-Authenticate": e.challenge} if e.challenge else {}), **e.headers}
+            return v1_error(e.status, e.message, headers or None)
         names, _ = await scan(self.registry, subject, name_contains(term), None, None)
         start = (page - 1) * size
         results = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from auth.brake import TooManyAttempts
 from auth.tokenserver import read_form
 from registry.api.manifests import delete_reference, resolve
 from registry.errors import RegistryError
@@ -36,7 +38,7 @@ from registry.names import NAME_RE, TAG_RE
 from registry.search import scan
 from registry.ui.content import Inspector, digest_or_none
 from registry.ui.session import Session, Sessions, csrf_ok
-from registry.urls import origin
+from registry.urls import client_address, origin
 from storage.accounting import UsageReport, usage_report
 from storage.manifests import repository_exists
 
@@ -313,11 +315,15 @@ class WebUI:
             user, password = form.get("username", ""), form.get("password", "")
             if not csrf_ok(session, form.get("csrf"), request, self.origin(request)):
                 error, status = "The form expired: please try again.", 403
-            elif await self.registry.login.check(user, password):
-                self.sessions.log_in(session, user)
-                return RedirectResponse(target, status_code=303)
             else:
-                error, status = "Wrong user name or password.", 401
+                try:
+                    address = client_address(request, self.registry.config.http)
+                    if await self.registry.login.check(user, password, address):
+                        self.sessions.log_in(session, user)
+                        return RedirectResponse(target, status_code=303)
+                    error, status = "Wrong user name or password.", 401
+                except TooManyAttempts as e:
+                    error, status = f"Too many failed logins: try again in {math.ceil(e.retry_after)} s.", 429
         return self.render(request, session, "login.html", title="Log in", error=error, target=target,
                            status=status)
 

@@ -4,6 +4,7 @@ users behind that address, and the user from elsewhere, are not locked out; succ
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from auth.brake import LoginBrake
+from auth.brake import LoginBrake, TooManyAttempts
 from registry.app import create_app
 from registry.config import parse
 from tests.auth.conftest import API_RULES
@@ -132,3 +133,23 @@ def test_forwarded_address_counts_behind_a_trusted_proxy(basic_auth: dict[str, A
         # another client behind the same proxy
         assert proxy.get("/v2/", headers={**basic("alice", "alice-pw"),
                                          "X-Forwarded-For": "203.0.113.6"}).status_code == 200
+
+
+def test_search_and_web_ui_logins_are_braked(basic_auth: dict[str, Any], tmp_path: Path) -> None:
+    """The other places a password is checked (docker search's /v1/search, the web UI) share the brake."""
+    with client_at(basic_auth, tmp_path / "root", "192.0.2.10") as attacker:
+        statuses = [attacker.get("/v1/search", params={"q": "x"}, headers=basic("alice", f"g{i}")).status_code
+                    for i in range(20)]
+        assert statuses[:5] == [401] * 5 and statuses.count(429) >= 14
+        r = attacker.get("/v1/search", params={"q": "x"}, headers=basic("alice", "alice-pw"))
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        # one count with /v2: the same guesser is held there too
+        assert attacker.get("/v2/", headers=basic("alice", "alice-pw")).status_code == 429
+        login = attacker.app.registry.login  # type: ignore[attr-defined]
+
+        async def ui_login() -> None:
+            with pytest.raises(TooManyAttempts):
+                await login.check("alice", "alice-pw", "192.0.2.10")
+            assert await login.check("alice", "alice-pw", "192.0.2.11")
+
+        asyncio.run(ui_login())
