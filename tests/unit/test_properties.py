@@ -20,8 +20,8 @@ from registry import config as config_module
 from registry.api.paging import MAX_PAGE, page_size
 from registry.config import ConfigError
 from registry.errors import RegistryError
-from registry.manifests import MAX_DEPTH, nesting_within, parse
-from registry.manifests.descriptor import MAX_SIZE
+from registry.mediatypes import MAX_DEPTH, nesting_within, parse
+from registry.mediatypes.descriptor import MAX_SIZE
 from registry.names import MAX_NAME_LENGTH, NAME_RE, check_name, check_tag, digest_param, is_tag
 from registry.ranges import Unsatisfiable, parse_content_range, parse_range
 from storage.digests import HEX_LENGTH, InvalidDigest, parse_digest
