@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -71,15 +70,19 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server.stop()
 
 
-def storage_config(kind: str, moto: S3Server | None, endpoint: str | None = None) -> dict[str, Any]:
+def start_on(start_moorage, kind: str, moto: S3Server | None, endpoint: str | None = None) -> RegistryProcess:  # type: ignore[no-untyped-def]
+    """A started `moorage serve` on the filesystem, or on a fresh bucket of ``moto`` (through ``endpoint``)."""
     if kind == "filesystem":
-        return {}
+        return start_moorage()
     assert moto is not None
-    bucket = moto.make_bucket()
-    params = {**moto.parameters(bucket, rootdirectory="/registry"), **S3_LIMITS}
+    server = start_moorage(start=False)
+    storage = server.config["storage"]
+    storage.pop("filesystem", None)
+    storage["s3"] = {**moto.parameters(moto.make_bucket(), rootdirectory="/registry"), **S3_LIMITS}
     if endpoint:
-        params["regionendpoint"] = endpoint
-    return {"storage": {"s3": params, "redirect": {"disable": True}}}
+        storage["s3"]["regionendpoint"] = endpoint
+    storage["redirect"] = {"disable": True}
+    return server.start()
 
 
 def kill_9(server: RegistryProcess) -> None:
@@ -139,7 +142,7 @@ def verify(server: RegistryProcess, blobs: dict[str, str], tags: dict[tuple[str,
 @pytest.mark.parametrize("kind", ["filesystem", "s3"])
 def test_kill_9_during_pushes_and_manifest_storm(kind: str, start_moorage, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
     moto = request.getfixturevalue("moto") if kind == "s3" else None
-    server: RegistryProcess = start_moorage(storage_config(kind, moto))
+    server = start_on(start_moorage, kind, moto)
     rng = random.Random(14)
     blobs: dict[str, str] = {}
     tags: dict[tuple[str, str], str] = {}
@@ -180,7 +183,11 @@ def test_kill_9_during_pushes_and_manifest_storm(kind: str, start_moorage, reque
         threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(STORM_WRITERS)]
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.5, 2.5))  # a random point of the storm
+        acked = len(tags)
+        deadline = time.monotonic() + 120
+        while len(tags) < acked + 2 * STORM_WRITERS and time.monotonic() < deadline:
+            time.sleep(0.05)  # the storm is under way (moto is slow to start with)...
+        time.sleep(rng.uniform(0, 1.5))  # ...then a random point of it
         kill_9(server)
         stop.set()
         for t in threads:
@@ -197,7 +204,7 @@ def test_kill_9_during_pushes_and_manifest_storm(kind: str, start_moorage, reque
 def test_s3_endpoint_faults(start_moorage, moto: S3Server) -> None:  # type: ignore[no-untyped-def]
     proxy = FaultProxy(moto.endpoint, delay=0.3)
     try:
-        server: RegistryProcess = start_moorage(storage_config("s3", moto, endpoint=proxy.endpoint))
+        server = start_on(start_moorage, "s3", moto, endpoint=proxy.endpoint)
         with httpx.Client(base_url=server.url, timeout=60) as http:
             data = os.urandom(300_000)
             digest = push_blob(http, "faults/app", data, chunked=True)
