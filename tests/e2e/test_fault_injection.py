@@ -22,8 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.s3 import S3Backend, ServerUnavailable, start_moto
 from tests.faultproxy import FaultProxy
-from tests.storage.servers import S3Server, ServerUnavailable, start_moto
+from tests.storage.servers import MOTO_PORTS
 
 from .helpers import IN_CI
 from .servers import RegistryProcess
@@ -59,9 +60,9 @@ def matrix_report() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Backend]:
     try:
-        server = start_moto(tmp_path_factory.mktemp("moto"))
+        server = start_moto(tmp_path_factory.mktemp("moto"), MOTO_PORTS)
     except ServerUnavailable as e:
         if IN_CI:
             pytest.fail(f"moto unavailable in CI: {e}")
@@ -70,7 +71,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server.stop()
 
 
-def start_on(start_moorage, kind: str, moto: S3Server | None, endpoint: str | None = None) -> RegistryProcess:  # type: ignore[no-untyped-def]
+def start_on(start_moorage, kind: str, moto: S3Backend | None, endpoint: str | None = None) -> RegistryProcess:  # type: ignore[no-untyped-def]
     """A started `moorage serve` on the filesystem, or on a fresh bucket of ``moto`` (through ``endpoint``)."""
     if kind == "filesystem":
         return start_moorage()
@@ -201,7 +202,7 @@ def test_kill_9_during_pushes_and_manifest_storm(kind: str, start_moorage, reque
     record(f"kill -9 during {STORM_WRITERS} concurrent pushes + manifest PUTs ({ROUNDS} rounds)", kind, saw, verified)
 
 
-def test_s3_endpoint_faults(start_moorage, moto: S3Server) -> None:  # type: ignore[no-untyped-def]
+def test_s3_endpoint_faults(start_moorage, moto: S3Backend) -> None:  # type: ignore[no-untyped-def]
     proxy = FaultProxy(moto.endpoint, delay=0.3)
     try:
         server = start_on(start_moorage, "s3", moto, endpoint=proxy.endpoint)

@@ -10,25 +10,25 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
+from bench.s3 import S3Backend
 from registry.app import create_app
 from registry.config import parse
 from storage.driver import StorageUnavailable
 from storage.driver.s3 import S3Driver
 from tests.faultproxy import FaultProxy
-from tests.storage.servers import S3Server
 
 FAST = {"connecttimeout": 0.5, "readtimeout": 1, "maxattempts": 1, "breakerthreshold": 2, "breakercooldown": 1}
 
 
 @pytest.fixture
-def proxy(moto_server: S3Server) -> Iterator[FaultProxy]:
+def proxy(moto_server: S3Backend) -> Iterator[FaultProxy]:
     proxy = FaultProxy(moto_server.endpoint, delay=0.2)
     yield proxy
     proxy.stop()
 
 
 @pytest.fixture
-def driver(moto_server: S3Server, moto_bucket: str, proxy: FaultProxy) -> Iterator[S3Driver]:
+def driver(moto_server: S3Backend, moto_bucket: str, proxy: FaultProxy) -> Iterator[S3Driver]:
     params = {**moto_server.parameters(moto_bucket, rootdirectory=f"/outage/{time.time_ns()}"), **FAST,
               "regionendpoint": proxy.endpoint}
     driver = S3Driver.from_parameters(params)
@@ -73,7 +73,7 @@ def test_slow_endpoint_within_the_timeouts_still_works(driver: S3Driver, proxy: 
 
 
 def test_registry_answers_503_unavailable_with_retry_after(
-    moto_server: S3Server, moto_bucket: str, proxy: FaultProxy
+    moto_server: S3Backend, moto_bucket: str, proxy: FaultProxy
 ) -> None:
     params = {**moto_server.parameters(moto_bucket, rootdirectory=f"/outage-api/{time.time_ns()}"), **FAST,
               "regionendpoint": proxy.endpoint}
