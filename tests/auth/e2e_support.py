@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -21,7 +19,7 @@ import yaml
 
 from auth import htpasswd, keygen
 from tests.e2e.clients import Docker
-from tests.e2e.helpers import run
+from tests.e2e.helpers import free_port_in, run
 
 PORTS = range(15100, 15200)
 SERVICE = "moorage-e2e"
@@ -39,15 +37,7 @@ RULES: dict[str, Any] = {
 
 def auth_port() -> int:
     """A port of the auth tests' range free on 127.0.0.1 and ::1 (a token realm names it up front)."""
-    for port in random.sample(PORTS, len(PORTS)):
-        try:
-            for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-                with socket.socket(family, socket.SOCK_STREAM) as s:
-                    s.bind((addr, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port in 15100-15199")
+    return free_port_in(PORTS)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,19 +13,10 @@ from starlette.testclient import TestClient
 
 from registry.app import create_app
 from registry.config import ConfigError, parse
+from tests.auth.app_helpers import app_client, push_blob
 from tests.auth.conftest import API_RULES, SERVICE, Signer
 
 ALICE, BOB = ("alice", "alice-pw"), ("bob", "bob-pw")
-
-
-def app_client(tmp_path: Path, auth: dict[str, Any]) -> TestClient:
-    raw = {"storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}}, "auth": auth}
-    return TestClient(create_app(parse(raw)), base_url="http://registry.test")
-
-
-def push_blob(client: TestClient, name: str, data: bytes, **kwargs: Any):
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    return client.post(f"/v2/{name}/blobs/uploads/?digest={digest}", content=data, **kwargs), digest
 
 
 def push_image(client: TestClient, name: str, **kwargs: Any) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from tests.auth.app_helpers import app_client, push_blob
 from tests.auth.conftest import SERVICE
-from tests.auth.test_api import app_client, push_blob
 
 
 def test_no_secret_in_logs(tmp_path: Path, token_auth, htpasswd_file: Path, caplog) -> None:

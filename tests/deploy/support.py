@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import trustme
 
-from tests.e2e.helpers import missing_client, run
+from tests.e2e.helpers import free_port_in, missing_client, run
 from tests.e2e.servers import RegistryProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,17 +35,9 @@ IP6_HOST = "ip6-localhost"
 DOCKER_CERTS = Path("/etc/docker/certs.d")
 
 
-def free_port(host: str = "::1") -> int:
+def free_port() -> int:
     """A port in 15600-15699 free on both 127.0.0.1 and ::1 a moment ago."""
-    for port in random.sample(PORTS, len(PORTS)):
-        try:
-            for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-                with socket.socket(family, socket.SOCK_STREAM) as s:
-                    s.bind((addr, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port in 15600-15699")
+    return free_port_in(PORTS)
 
 
 def require_ip6_localhost() -> None:

@@ -97,19 +97,42 @@ class Docker:
             self.rmi(*refs[i : i + 50])
 
 
-class Skopeo:
-    """skopeo with an isolated auth file."""
+class AuthFileClient:
+    """A containers-tools CLI with an auth file of its own (REGISTRY_AUTH_FILE) in ``workdir``."""
 
     def __init__(self, binary: str, workdir: Path) -> None:
         self.binary = binary
+        self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.authfile = workdir / "auth.json"
         if not self.authfile.exists():
             self.authfile.write_text("{}")
         self.env = {**os.environ, "REGISTRY_AUTH_FILE": str(self.authfile)}
+        self.base = [binary]
 
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run([self.binary, *args], env=self.env, timeout=timeout, check=check)
+        return run([*self.base, *args], env=self.env, timeout=timeout, check=check)
+
+
+class VfsStorageClient(AuthFileClient):
+    """Also with image storage of its own: vfs below ``workdir``, run state in a short temporary directory
+    (podman allows at most 50 characters)."""
+
+    def __init__(self, binary: str, workdir: Path, *options: str) -> None:
+        super().__init__(binary, workdir)
+        self.runroot = Path(tempfile.mkdtemp(prefix=f"{Path(binary).name}-e2e-"))
+        self.base = [binary, "--root", str(workdir / "root"), "--runroot", str(self.runroot), "--storage-driver", "vfs",
+                     *options]
+
+    def cleanup(self) -> None:
+        """Drop the images and storage of this test (vfs: plain directories)."""
+        self("rmi", "--all", "--force", check=False, timeout=120)
+        shutil.rmtree(self.workdir / "root", ignore_errors=True)
+        shutil.rmtree(self.runroot, ignore_errors=True)
+
+
+class Skopeo(AuthFileClient):
+    """skopeo with an isolated auth file."""
 
     def copy(self, src: str, dst: str, *extra: str, timeout: float = 600) -> str:
         """`skopeo copy` with TLS verification off on both sides; returns the output."""
@@ -131,40 +154,11 @@ class Skopeo:
         return json.loads(self("inspect", "--tls-verify=false", ref).stdout)
 
 
-class Podman:
+class Podman(VfsStorageClient):
     """podman with its own storage (vfs under `workdir`) and auth file."""
 
     def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.authfile = workdir / "auth.json"
-        if not self.authfile.exists():
-            self.authfile.write_text("{}")
-        self.env = {**os.environ, "REGISTRY_AUTH_FILE": str(self.authfile)}
-        self.runroot = Path(tempfile.mkdtemp(prefix="podman-e2e-"))  # podman: at most 50 characters
-        self.base = [
-            binary,
-            "--root",
-            str(workdir / "root"),
-            "--runroot",
-            str(self.runroot),
-            "--storage-driver",
-            "vfs",
-            "--events-backend",
-            "file",
-            "--cgroup-manager",
-            "cgroupfs",
-        ]
-
-    def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run([*self.base, *args], env=self.env, timeout=timeout, check=check)
-
-    def cleanup(self) -> None:
-        """Drop the podman storage of this test (vfs: plain directories)."""
-        self("rmi", "--all", "--force", check=False, timeout=120)
-        shutil.rmtree(self.workdir / "root", ignore_errors=True)
-        shutil.rmtree(self.runroot, ignore_errors=True)
+        super().__init__(binary, workdir, "--events-backend", "file", "--cgroup-manager", "cgroupfs")
 
 
 class Ctr:
@@ -197,26 +191,10 @@ class Ctr:
         run([self.binary, "namespaces", "rm", self.namespace], check=False, timeout=60)
 
 
-class Buildah:
+class Buildah(VfsStorageClient):
     """buildah with its own storage (vfs) and auth file; builds images from scratch, offline."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.authfile = workdir / "auth.json"
-        if not self.authfile.exists():
-            self.authfile.write_text("{}")
-        self.env = {**os.environ, "REGISTRY_AUTH_FILE": str(self.authfile)}
-        self.runroot = Path(tempfile.mkdtemp(prefix="buildah-e2e-"))  # short, like podman's
-        self.base = [binary, "--root", str(workdir / "root"), "--runroot", str(self.runroot), "--storage-driver", "vfs"]
-
-    def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run([*self.base, *args], env=self.env, timeout=timeout, check=check)
-
     def cleanup(self) -> None:
-        """Drop this test's buildah containers and storage."""
+        """Drop this test's buildah containers, then its images and storage."""
         self("rm", "--all", check=False, timeout=120)
-        self("rmi", "--all", "--force", check=False, timeout=120)
-        shutil.rmtree(self.workdir / "root", ignore_errors=True)
-        shutil.rmtree(self.runroot, ignore_errors=True)
+        super().cleanup()

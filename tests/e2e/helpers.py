@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -93,6 +94,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_in(ports: range) -> int:
+    """A port of ``ports`` free on both 127.0.0.1 and ::1 a moment ago, tried in random order (for a port a
+    config must name before the server starts, e.g. a token realm)."""
+    for port in random.sample(ports, len(ports)):
+        try:
+            for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+                with socket.socket(family, socket.SOCK_STREAM) as s:
+                    s.bind((addr, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def unique(prefix: str = "e2e") -> str:

@@ -12,7 +12,7 @@ from storage.driver import StorageDriver
 from storage.manifests import ManifestStore, TagStore
 from storage.tree import RepositoryTree
 from storage.uploads import UploadStore
-from tests.storage.test_stores import TRICKY, catalog_fixture, make_repository
+from tests.storage.repositories import TRICKY, catalog_fixture, make_repository
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,25 @@
+"""The registry app with an ``auth`` section, in process, for the auth tests that talk to it over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.testclient import TestClient
+
+from registry.app import create_app
+from registry.config import parse
+
+
+def app_client(tmp_path: Path, auth: dict[str, Any]) -> TestClient:
+    """The app on filesystem storage below ``tmp_path`` with ``auth`` as its auth section."""
+    raw = {"storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}}, "auth": auth}
+    return TestClient(create_app(parse(raw)), base_url="http://registry.test")
+
+
+def push_blob(client: TestClient, name: str, data: bytes, **kwargs: Any) -> tuple[httpx.Response, str]:
+    """A monolithic blob upload (POST with ``digest``); returns the response and the blob's digest."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    return client.post(f"/v2/{name}/blobs/uploads/?digest={digest}", content=data, **kwargs), digest
