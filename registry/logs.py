@@ -8,17 +8,17 @@ event of ``moorage.access`` is the access log, in the same format as everything 
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from registry.config import Config
 
 HANDLER_NAME = "moorage"
-RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))  # made once: json.dumps(**options) makes one a call
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -35,7 +35,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "time": utc_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -44,7 +44,7 @@ class JSONFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, separators=(",", ":"))
+        return ENCODER.encode(line)
 
 
 class TextFormatter(logging.Formatter):
@@ -64,6 +64,11 @@ class TextFormatter(logging.Formatter):
         return f"{head} {rendered}{sep}{tail}"
 
 
+def utc_time(created: float) -> str:
+    """RFC 3339 in UTC with milliseconds (a third of datetime's cost)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+
+
 def quote(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return json.dumps(text) if (not text or any(c in text for c in ' "=\n')) else text
@@ -77,6 +82,8 @@ def formatter(config: Config) -> logging.Formatter:
 
 def configure(config: Config) -> None:
     """Install the one stderr handler on the root logger (again in every worker process)."""
+    # the formats print no thread, process or source line: do not look them up for every record
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == HANDLER_NAME:

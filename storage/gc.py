@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from storage import paths
+from storage import metrics, paths
 from storage.digests import Digest, InvalidDigest, parse_digest
 from storage.driver import FileInfo, PathNotFound, StorageDriver
 from storage.lease import Lease, LeaseLost
@@ -207,8 +207,17 @@ class GarbageCollector:
             holder = await self.lease.current()
             raise GCBusy(f"another garbage collection holds the lease ({(holder or {}).get('holder', '?')})")
         renewing = asyncio.create_task(self._renew())
+        mode = "retention" if self.expire is not None else "gc"
         try:
-            return await self._collect(started)
+            result = await self._collect(started)
+        except Exception:
+            metrics.gc_finished(mode, 0, 0, 0, time.time() - started, error=True)
+            raise
+        else:
+            if not result.dry_run:
+                metrics.gc_finished(mode, result.blobs_removed, result.manifests_removed, result.bytes_freed,
+                                    result.seconds)
+            return result
         finally:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

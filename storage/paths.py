@@ -69,6 +69,11 @@ def lease(name: str) -> str:
     return f"{MOORAGE}/leases/{name}"
 
 
+def notification_events(endpoint: str) -> str:
+    """The durable queue of a notification endpoint (registry.notifications.queue)."""
+    return f"{MOORAGE}/notifications/{endpoint}/events"
+
+
 def repository(name: str) -> str:
     return f"{REPOSITORIES}/{name}"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 
 import httpx
 
@@ -36,9 +35,8 @@ class Notifier:
         self.driver = driver
         self.factory = EventFactory(config)
         self.http = httpx.AsyncClient(follow_redirects=True)
-        owner = f"{self.factory.source['addr']}/{uuid.uuid4()}"
         self.deliveries = [
-            Delivery(endpoint, EventQueue(driver, endpoint.name, owner, settings.lease), self.http, settings.poll)
+            Delivery(endpoint, EventQueue(driver, endpoint.name, settings.lease), self.http, settings.poll)
             for endpoint in settings.endpoints
         ]
         self.tasks: list[asyncio.Task[None]] = []

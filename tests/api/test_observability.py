@@ -236,3 +236,33 @@ def test_uploads_and_requests_in_flight_while_a_chunk_streams(tmp_path: Path) ->
     asyncio.run(upload())
     assert seen == [before + 1, seen[1]] and seen[1] >= 1
     assert sample("moorage_uploads_in_flight") == before
+
+
+def test_gc_runs_and_quota_usage_are_measured(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from storage.driver.filesystem import FilesystemDriver
+    from storage.gc import CLOCK_SLACK, GarbageCollector
+
+    root = tmp_path / "root"
+    before = (sample("moorage_gc_runs_total", mode="gc", result="ok"),
+              sample("moorage_gc_bytes_freed_total", mode="gc"),
+              sample("moorage_gc_objects_deleted_total", mode="gc", kind="blob"))
+    storage = {"filesystem": {"rootdirectory": str(root)}, "maintenance": {"gc": {"grace": "0s"}},
+               "quotas": [{"namespaces": ["team"], "limit": 10_000}]}
+    with make_client(root, storage=storage) as client:
+        gone = b"gone" * 1000
+        digest = push_blob(client, "team/app", gone)
+        assert sample("moorage_quota_limit_bytes", namespace="team") == 10_000
+        assert sample("moorage_quota_used_bytes", namespace="team") == 0  # measured before the blob counted
+        push_blob(client, "team/app", b"second")
+        assert sample("moorage_quota_used_bytes", namespace="team") == len(gone)
+        assert client.delete(f"/v2/team/app/blobs/{digest}").status_code == 202
+    time.sleep(1.1 + CLOCK_SLACK)
+    result = asyncio.run(GarbageCollector(FilesystemDriver(str(root)), grace=0).run())
+    assert result.bytes_freed >= len(gone)
+    assert sample("moorage_gc_runs_total", mode="gc", result="ok") == before[0] + 1
+    assert sample("moorage_gc_bytes_freed_total", mode="gc") == before[1] + result.bytes_freed
+    assert sample("moorage_gc_objects_deleted_total", mode="gc", kind="blob") == before[2] + result.blobs_removed
+    assert sample("moorage_gc_duration_seconds_count", mode="gc") >= 1

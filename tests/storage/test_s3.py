@@ -301,3 +301,29 @@ async def test_v4auth_false_signs_with_sigv2(make: Any) -> None:
     assert url is not None and "Signature=" in url and "X-Amz-Signature" not in url
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read() == b"signed v2"
+
+
+@pytest.mark.anyio
+async def test_s3_requests_and_driver_operations_in_prometheus(make: Any) -> None:
+    from prometheus_client import REGISTRY
+
+    from storage.driver.instrumented import InstrumentedDriver
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    driver = InstrumentedDriver(make())
+    puts, gets = value("moorage_s3_requests_total", operation="PutObject"), value(
+        "moorage_s3_requests_total", operation="GetObject")
+    ops = value("moorage_storage_operations_total", driver="s3", operation="get_content")
+    errors = value("moorage_storage_errors_total", driver="s3", operation="get_content")
+    await driver.put_content("/m/a/link", b"x")
+    assert await driver.get_content("/m/a/link") == b"x"
+    with pytest.raises(PathNotFound):
+        await driver.get_content("/m/a/missing")
+    assert value("moorage_s3_requests_total", operation="PutObject") == puts + 1
+    assert value("moorage_s3_requests_total", operation="GetObject") == gets + 2
+    assert value("moorage_storage_operations_total", driver="s3", operation="get_content") == ops + 2
+    assert value("moorage_storage_errors_total", driver="s3", operation="get_content") == errors  # not found: no error
+    assert value("moorage_storage_operation_duration_seconds_count", driver="s3", operation="put_content") >= 1
+    assert driver.request_counts()  # the driver's own attributes pass through the wrapper
