@@ -7,6 +7,7 @@ are garbage. Both collectors run on their own copy of the tree (``cp -a``), Moor
 (``moorage gc``, lease and all), Distribution offline; afterwards both copies must hold the same blobs.
 
     python -m bench.gc_tree --repositories 10000 --blobs 100000
+    python -m bench.gc_tree --s3 moto --repositories 200 --blobs 2000   # S3 requests of one GC run
 """
 
 from __future__ import annotations
@@ -97,6 +98,43 @@ def blob_count(root: Path) -> set[str]:
     return {p.parent.name for p in (root / "docker/registry/v2/blobs").rglob("data")}
 
 
+def s3_requests(spec: str, source: Path, work: Path, shape: dict[str, int]) -> int:
+    """Upload the tree into a bucket (its modification times become now: GC runs with no grace window
+    once they are a few seconds old) and count the requests of one GC run by operation."""
+    import asyncio
+
+    from bench import s3
+    from storage.driver.s3 import S3Driver
+    from storage.gc import GarbageCollector
+    from storage.lease import Lease
+
+    backend = s3.start(spec, work / "s3", range(24600, 24700))
+    try:
+        bucket = backend.make_bucket(f"gc-tree-{os.getpid()}")
+        client = backend.client()
+        files = [p for p in source.rglob("*") if p.is_file()]
+        for path in files:
+            client.put_object(Bucket=bucket, Key=f"registry/{path.relative_to(source)}", Body=path.read_bytes())
+        time.sleep(2.5)
+
+        async def collect() -> tuple[str, dict[str, int]]:
+            driver = S3Driver.from_parameters(backend.storage(bucket, "/registry"))
+            try:
+                driver.request_counts(reset=True)
+                result = await GarbageCollector(driver, grace=0, lease=Lease(driver, "gc")).run()
+                return result.summary(), driver.request_counts()
+            finally:
+                await driver.close()
+
+        summary, counts = asyncio.run(collect())
+    finally:
+        backend.stop()
+    print(f"{len(files)} objects in the bucket; moorage gc: {summary}")
+    print(f"S3 requests of one GC run: {sum(counts.values())} "
+          f"({', '.join(f'{op} {n}' for op, n in sorted(counts.items()))})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gc_tree", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repositories", type=int, default=10_000)
@@ -104,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deleted", type=float, default=0.3, help="share of repositories with a deleted image")
     parser.add_argument("--workdir", type=Path, help="keep the trees here (default: a temporary directory)")
     parser.add_argument("--distribution", default=shutil.which("docker-registry") or "docker-registry")
+    parser.add_argument("--s3", help="count the S3 requests of one moorage GC run on this backend (moto, radosgw, "
+                                      "an http(s):// endpoint) instead of timing both collectors")
     args = parser.parse_args(argv)
     scratch = None
     if args.workdir is None:
@@ -116,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         shape = generate(source, args.repositories, args.blobs, args.deleted)
         print(f"tree: {shape['repositories']} repositories, {shape['blobs']} blobs ({shape['garbage']} garbage) "
               f"written in {time.monotonic() - t0:.0f}s", flush=True)
+        if args.s3:
+            return s3_requests(args.s3, source, work, shape)
         results = {}
         for name in ("moorage", "distribution"):
             root = work / name

@@ -429,9 +429,7 @@ class GarbageCollector:
         self._check_lease()
         current = paths.tag_current_link(name, tag)
         marker = paths.condemned(paths.tag_dir(name, tag))
-        if not 0 < await self._modified(current) < self.cutoff:
-            return False
-        await self.driver.put_content(marker, str(time.time()).encode())
+        await self._mark(marker)
         if not 0 < await self._modified(current) < self.cutoff:
             await self.driver.delete_file(marker)
             return False
@@ -458,17 +456,15 @@ class GarbageCollector:
     async def _condemn(self, directory: str, first: str) -> bool:
         """Delete the objects of ``directory`` unless one was modified since the cut-off; True when gone.
 
-        The age is read (1), a ``condemned`` marker written (2), the age read again (3), then ``first``
-        deleted, the rest, the marker last (4).  A push that relied on the objects and then finds them
-        present and unmarked (``BlobStore.usable``) did so before (2), so (3) sees its touch: spared.
+        A ``condemned`` marker is written (1), the objects' age read (2), then ``first`` deleted, the
+        rest, the marker last (3).  A push that relied on the objects and then finds them present and
+        unmarked (``BlobStore.usable``) did so before (1), so (2) sees its touch: they are spared.
         """
         self._check_lease()
         marker = paths.condemned(directory)
-        if not await self._unused(directory, marker):
-            return False
         if self.dry_run:
-            return True
-        await self.driver.put_content(marker, str(time.time()).encode())
+            return await self._unused(directory, marker)
+        await self._mark(marker)
         if not await self._unused(directory, marker):
             await self.driver.delete_file(marker)
             return False
@@ -482,6 +478,12 @@ class GarbageCollector:
                 await self.driver.delete_file(info.path)
         await self.driver.delete_file(marker)
         return True
+
+    async def _mark(self, marker: str) -> None:
+        """Write a ``condemned`` marker; it needs no fsync (a crash takes the run that wrote it along)."""
+        writer = await self.driver.writer(marker)
+        await writer.write(str(time.time()).encode())
+        await writer.close()
 
     async def _unused(self, directory: str, marker: str) -> bool:
         """Whether the directory holds objects, none modified since the cut-off (markers aside)."""
