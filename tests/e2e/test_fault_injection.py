@@ -32,7 +32,7 @@ from .servers import RegistryProcess
 pytestmark = pytest.mark.e2e
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-ROUNDS = int(os.environ.get("MOORAGE_FAULT_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("MOORAGE_FAULT_ROUNDS", "1"))  # more by hand
 STORM_WRITERS = 8
 FAULT_MATRIX: list[dict[str, str]] = []
 S3_LIMITS = {"connecttimeout": 1, "readtimeout": 2, "maxattempts": 2, "breakerthreshold": 3, "breakercooldown": 2}
@@ -200,6 +200,35 @@ def test_kill_9_during_pushes_and_manifest_storm(kind: str, start_moorage, reque
         assert leftovers == [], leftovers
     saw = ", ".join(f"{n}x {k}" for k, n in sorted(outcomes.items()))
     record(f"kill -9 during {STORM_WRITERS} concurrent pushes + manifest PUTs ({ROUNDS} rounds)", kind, saw, verified)
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "s3"])
+def test_kill_9_during_docker_push(kind: str, start_moorage, docker, images, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
+    moto = request.getfixturevalue("moto") if kind == "s3" else None
+    server = start_on(start_moorage, kind, moto)
+    rng = random.Random(f"docker-{kind}")
+    outcomes = []
+    for round_ in range(ROUNDS):
+        image = images.docker_archive(f"kill/docker:{round_}", layers=[images.random_layer(6 << 20) for _ in range(3)])
+        ref = server.ref("kill/docker", f"r{round_}")
+        docker.tag(docker.load(image.path), ref)
+        pushing = threading.Thread(target=lambda ref=ref: outcomes.append(
+            docker("push", ref, check=False, timeout=300).returncode), daemon=True)
+        pushing.start()
+        time.sleep(rng.uniform(0.3, 2.0))  # a random point of the push
+        kill_9(server)
+        server.start()  # the client's retries may meet the restarted registry
+        pushing.join(300)
+        digest, _ = docker.push(ref)  # and a push afterwards completes
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            r = http.get(f"/v2/kill/docker/manifests/r{round_}",
+                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+            assert r.status_code == 200 and digest_of(r.content) == digest
+            blobs = {d["digest"]: "kill/docker" for d in [json.loads(r.content)["config"],
+                                                          *json.loads(r.content)["layers"]]}
+        verified = verify(server, blobs, {("kill/docker", f"r{round_}"): digest})
+    saw = f"interrupted push exit codes {outcomes}; the push after the restart succeeded"
+    record(f"kill -9 at a random point of docker push ({ROUNDS} rounds)", kind, saw, verified)
 
 
 def test_s3_endpoint_faults(start_moorage, moto: S3Backend) -> None:  # type: ignore[no-untyped-def]
