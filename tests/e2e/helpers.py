@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -9,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,19 @@ def file_digest(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mountpoint: Path, size: str, purpose: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``mountpoint`` (root only); skips loudly, or fails in CI, when it cannot mount."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        if IN_CI:
+            pytest.fail(f"cannot mount a tmpfs for the {purpose} test: {p.stderr.strip()}")
+        pytest.skip(f"{purpose.upper()} TEST NOT RUN: cannot mount a tmpfs here ({p.stderr.strip()})")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import IN_CI
+from .helpers import mounted_tmpfs
 from .servers import RegistryProcess
 
 MiB = 1 << 20
@@ -79,19 +78,8 @@ def test_kill_9_mid_upload_then_resume(start_moorage) -> None:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs, so the disk fills up mid-upload."""
-    mountpoint = tmp_path / "small"
-    mountpoint.mkdir()
-    p = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)], capture_output=True, text=True
-    )
-    if p.returncode != 0:
-        if IN_CI:
-            pytest.fail(f"cannot mount a tmpfs for the full-disk test: {p.stderr.strip()}")
-        pytest.skip(f"FULL-DISK TEST NOT RUN: cannot mount a tmpfs here ({p.stderr.strip()})")
-    try:
+    with mounted_tmpfs(tmp_path / "small", "8m", "full-disk") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 def test_full_disk_mid_upload(start_moorage, small_disk: Path) -> None:

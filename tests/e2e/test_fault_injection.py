@@ -26,7 +26,7 @@ from bench.s3 import S3Backend, ServerUnavailable, start_moto
 from tests.faultproxy import FaultProxy
 from tests.storage.servers import MOTO_PORTS
 
-from .helpers import IN_CI
+from .helpers import IN_CI, mounted_tmpfs
 from .servers import RegistryProcess
 
 pytestmark = pytest.mark.e2e
@@ -271,18 +271,8 @@ def test_s3_endpoint_faults(start_moorage, moto: S3Backend) -> None:  # type: ig
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mountpoint = tmp_path / "fs"
-    mountpoint.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mountpoint)],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        if IN_CI:
-            pytest.fail(f"cannot mount a tmpfs for the read-only test: {p.stderr.strip()}")
-        pytest.skip(f"READ-ONLY FILESYSTEM TEST NOT RUN: cannot mount a tmpfs here ({p.stderr.strip()})")
-    try:
+    with mounted_tmpfs(tmp_path / "fs", "64m", "read-only filesystem") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 def test_read_only_remount(start_moorage, small_fs: Path) -> None:  # type: ignore[no-untyped-def]
