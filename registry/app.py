@@ -30,6 +30,7 @@ from registry.observe import Listener, Observer
 from registry.routes import WRITE_METHODS, match
 from registry.search import V1Search
 from registry.ui.app import WebUI
+from registry.ui.content import Inspector
 from registry.urls import client_address, origin
 from storage import paths
 from storage.accounting import usage_report
@@ -278,9 +279,10 @@ def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
         extra = token_server_routes(config.auth, lambda request: client_address(request, config.http))
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    extra += V1Search(registry).routes()
+    inspector = Inspector(registry)
+    extra += V1Search(registry, inspector.description).routes()
     if config.ui.enabled:
-        extra += WebUI(registry).routes()
+        extra += WebUI(registry, inspector).routes()
     return RegistryApp(config, registry, extra)
 
 

@@ -8,6 +8,7 @@ it scans.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 
@@ -60,8 +61,9 @@ def name_contains(term: str) -> Match:
 
 
 class V1Search:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, describe: Callable[[str], Awaitable[str]]) -> None:
         self.registry = registry
+        self.describe = describe  # a repository's one-line description (its image's label)
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/v1/search", self.search, methods=["GET"]), Route("/v1/_ping", self.ping, methods=["GET"])]
@@ -85,9 +87,12 @@ class V1Search:
             return v1_error(e.status, e.message, headers or None)
         names, _ = await scan(self.registry, subject, name_contains(term), None, None)
         start = (page - 1) * size
+        shown = names[start:start + size]
+        descriptions = await asyncio.gather(*(self.describe(name) for name in shown))
         results = [
-            {"name": name, "description": "", "star_count": 0, "is_official": False, "is_automated": False}
-            for name in names[start:start + size]
+            {"name": name, "description": description, "star_count": 0, "is_official": False,
+             "is_automated": False}
+            for name, description in zip(shown, descriptions, strict=True)
         ]
         return JSONResponse({
             "num_results": len(names), "query": term, "page": page, "page_size": size,

@@ -120,11 +120,11 @@ def environment(base: str) -> jinja2.Environment:
 
 
 class WebUI:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, inspector: Inspector) -> None:
         self.registry = registry
         self.config = registry.config
         self.base = f"{self.config.http.prefix}ui"
-        self.inspector = Inspector(registry)
+        self.inspector = inspector
         self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, registry.login, self.base)
         self.env = environment(self.base)
         self._usage: dict[str | None, tuple[float, UsageReport]] = {}

@@ -24,6 +24,7 @@ from storage.manifests import TagUnknown
 CACHE_ENTRIES = 8192
 MAX_CONFIG_BYTES = 4 << 20
 CONCURRENCY = 16  # storage reads in flight for one page
+DESCRIPTION_LABEL = "org.opencontainers.image.description"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,16 @@ class Inspector:
         blobs = frozenset().union(*(row.summary.blobs for row in rows)) if rows else frozenset()
         pushed = max((row.pushed for row in rows if row.pushed is not None), default=None)
         return RepositoryRow(name, len(rows), sum(size for _, size in blobs), pushed)
+
+    async def description(self, name: str) -> str:
+        """The ``org.opencontainers.image.description`` label of ``latest`` (else of the first tag)."""
+        try:
+            tags = await self.registry.tags.list(name)
+        except PathNotFound:
+            return ""
+        tag = "latest" if "latest" in tags else (tags[0] if tags else None)
+        row = await self._tag_row(name, tag) if tag else None
+        return row.summary.labels.get(DESCRIPTION_LABEL, "") if row else ""
 
     async def repository_rows(self, names: list[str]) -> list[RepositoryRow]:
         return list(await asyncio.gather(*(self.repository_row(name) for name in names)))

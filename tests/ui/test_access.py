@@ -174,6 +174,8 @@ class TestV1Search:
                             "results": [{"name": f"team/app{i}", "description": "", "star_count": 0,
                                          "is_official": False, "is_automated": False} for i in (2, 3)]}
             assert c.get("/v1/search").json()["num_results"] == 6
+            push_image(c, "team/described", "latest", labels={"org.opencontainers.image.description": "Payments API"})
+            assert c.get("/v1/search?q=described").json()["results"][0]["description"] == "Payments API"
             assert c.get("/v1/search?q=APP").json()["num_results"] == 5
             for bad in ("n=x", "n=0", "page=-1"):
                 r = c.get(f"/v1/search?q=a&{bad}")
