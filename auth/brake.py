@@ -21,10 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auth import settings
 from auth.htpasswd import Htpasswd
-
-BRAKE_KEYS = ("enabled", "attempts", "delay", "maxdelay", "window", "entries")
+from auth.settings import BrakeSettings
 
 
 @dataclass(slots=True)
@@ -81,24 +79,13 @@ class LoginBrake:
             self._failures.pop((user, address), None)
 
 
-def build_brake(raw: Mapping[str, Any] | None) -> LoginBrake | None:
-    """From the ``auth.brake`` section (on by default); None when ``enabled: false``."""
-    section = settings.checked(raw, "auth.brake", BRAKE_KEYS)
-    if not settings.flag(section.get("enabled", True), "auth.brake.enabled"):
+def build_brake(settings: BrakeSettings | Mapping[str, Any] | None) -> LoginBrake | None:
+    """From the ``auth.brake`` settings (on by default); None when ``enabled: false``."""
+    brake = BrakeSettings.parse(settings, "auth.brake")
+    if not brake.enabled:
         return None
-    attempts = section.get("attempts", 5)
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise ValueError(f"auth.brake.attempts: expected a positive integer, got {attempts!r}")
-    entries = section.get("entries", 100_000)
-    if isinstance(entries, bool) or not isinstance(entries, int) or entries < 1:
-        raise ValueError(f"auth.brake.entries: expected a positive integer, got {entries!r}")
-    return LoginBrake(
-        attempts=attempts,
-        delay=settings.seconds(section.get("delay", 1.0), "auth.brake.delay"),
-        maxdelay=settings.seconds(section.get("maxdelay", 300.0), "auth.brake.maxdelay"),
-        window=settings.seconds(section.get("window", 900.0), "auth.brake.window"),
-        entries=entries,
-    )
+    return LoginBrake(attempts=brake.attempts, delay=brake.delay, maxdelay=brake.maxdelay, window=brake.window,
+                      entries=brake.entries)
 
 
 class TooManyAttempts(Exception):

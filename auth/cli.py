@@ -64,10 +64,9 @@ def htpasswd_path(args: argparse.Namespace) -> Path:
     if not args.config:
         raise SystemExit("moorage user: give --htpasswd FILE or --config CONFIG")
     auth = args.load_config(args.config).auth
-    for section in ("htpasswd", "tokenserver"):
-        value = (auth.get(section) or {}).get("path" if section == "htpasswd" else "htpasswd")
-        if value:
-            return Path(value)
+    value = auth.htpasswd.path if auth.htpasswd else auth.tokenserver.htpasswd if auth.tokenserver else None
+    if value:
+        return Path(value)
     raise SystemExit(f"{args.config}: no auth.htpasswd.path or auth.tokenserver.htpasswd")
 
 

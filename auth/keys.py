@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from configkit import ConfigError
+
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = (
     ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
@@ -79,13 +81,13 @@ def load_private_key(path: Path, key: str) -> PrivateKey:
     try:
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as e:
-        raise ValueError(f"{key}: cannot load a PEM private key from {path}: {e}") from e
+        raise ConfigError(f"{key}: cannot load a PEM private key from {path}: {e}") from e
     if not isinstance(loaded, PrivateKey):
-        raise ValueError(f"{key}: unsupported key type {type(loaded).__name__}")
+        raise ConfigError(f"{key}: unsupported key type {type(loaded).__name__}")
     try:
         algorithm_for(loaded)
     except ValueError as e:
-        raise ValueError(f"{key}: {e}") from e
+        raise ConfigError(f"{key}: {e}") from e
     return loaded
 
 
@@ -93,7 +95,7 @@ def load_certificates(path: Path, key: str) -> list[x509.Certificate]:
     try:
         certs = x509.load_pem_x509_certificates(path.read_bytes())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{key}: cannot load PEM certificates from {path}: {e}") from e
+        raise ConfigError(f"{key}: cannot load PEM certificates from {path}: {e}") from e
     return certs
 
 

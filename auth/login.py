@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from auth import settings
 from auth.base import AccessController, AllowAll, AuthFailure
 from auth.basic import EMPTY_BASIC, BasicController, basic_credentials
 from auth.brake import LoginBrake, TooManyAttempts, build_brake, check_password, retry_after
 from auth.challenge import header, unauthorized
 from auth.htpasswd import Htpasswd
+from auth.settings import AuthSettings
+from configkit import existing_file
 
 
 class Login:
@@ -63,13 +64,12 @@ class Login:
         return self.access.actions(subject, repository)
 
 
-def build_login(auth: Mapping[str, Any], access: AccessController) -> Login:
+def build_login(auth: AuthSettings | Mapping[str, Any], access: AccessController) -> Login:
     """The users of ``auth.htpasswd`` (the controller's own file) or of ``auth.tokenserver``."""
-    if isinstance(access, BasicController):
-        realm = settings.text(auth["htpasswd"].get("realm", "moorage"), "auth.htpasswd.realm")
-        return Login(access, access.htpasswd, realm, access.brake)  # one count for /v2 and the UI
-    server = auth.get("tokenserver") if auth else None
-    if server and server.get("htpasswd"):
-        path = settings.existing_file(server["htpasswd"], "auth.tokenserver.htpasswd")
-        return Login(access, Htpasswd(path), brake=build_brake(auth.get("brake")))
+    settings = AuthSettings.parse(auth)
+    if isinstance(access, BasicController) and settings.htpasswd:
+        return Login(access, access.htpasswd, settings.htpasswd.realm, access.brake)  # one count for /v2 and the UI
+    if settings.tokenserver and settings.tokenserver.htpasswd:
+        path = existing_file(settings.tokenserver.htpasswd, "auth.tokenserver.htpasswd")
+        return Login(access, Htpasswd(path), brake=build_brake(settings.brake))
     return Login(access, None)

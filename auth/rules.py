@@ -15,18 +15,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from auth import settings
+from auth.settings import ANONYMOUS, AUTHENTICATED, DEFAULT_ACCESS, GROUP_PREFIX, REPOSITORY_ACTIONS, AccessSettings
+
+__all__ = ["DEFAULT_ACCESS", "AccessRules", "Rule", "valid_repository"]
 
 NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"{NAME_COMPONENT}(?:/{NAME_COMPONENT})*")
 COMPONENT_RE = re.compile(NAME_COMPONENT)
 MAX_NAME_LENGTH = 255
-PATTERN_RE = re.compile(r"(?:[a-z0-9._/*?-]|__|\{user\})+")
-REPOSITORY_ACTIONS = frozenset({"pull", "push", "delete"})
-ANONYMOUS, AUTHENTICATED, GROUP_PREFIX = "anonymous", "authenticated", "group:"
-DEFAULT_ACCESS: dict[str, Any] = {
-    "rules": [{"repositories": ["**"], "who": [AUTHENTICATED], "actions": ["*"]}],
-}
 
 
 def valid_repository(name: str) -> bool:
@@ -73,19 +69,13 @@ class Rule:
 class AccessRules:
     """The ``auth.access`` section, compiled."""
 
-    def __init__(self, raw: Mapping[str, Any], key: str = "auth.access") -> None:
-        section = settings.checked(raw, key, ("groups", "admins", "catalog", "metrics", "rules"))
-        groups = settings.checked(section.get("groups"), f"{key}.groups", None)
-        self.groups: dict[str, frozenset[str]] = {}
-        for name, members in groups.items():
-            self.groups[str(name)] = frozenset(settings.texts(members or [], f"{key}.groups.{name}"))
-        self.admins = self._who(section.get("admins", []), f"{key}.admins", allow_special=False)
-        self.catalog = self._who(section.get("catalog", [AUTHENTICATED]), f"{key}.catalog")
-        self.metrics = self._who(section.get("metrics", []), f"{key}.metrics")  # beside the admins
-        rules = section.get("rules", [])
-        if not isinstance(rules, list):
-            raise ValueError(f"{key}.rules: expected a list of rules")
-        self.rules = [self._rule(r, f"{key}.rules[{i}]") for i, r in enumerate(rules)]
+    def __init__(self, raw: Mapping[str, Any] | AccessSettings, key: str = "auth.access") -> None:
+        settings = AccessSettings.parse(raw, key)
+        self.groups = {name: frozenset(members or ()) for name, members in settings.groups.items()}
+        self.admins = frozenset(settings.admins)
+        self.catalog = frozenset(settings.catalog)
+        self.metrics = frozenset(settings.metrics)  # beside the admins
+        self.rules = [Rule(tuple(r.repositories), frozenset(r.who), expand(r.actions or ())) for r in settings.rules]
 
     def groups_of(self, user: str | None) -> frozenset[str]:
         if user is None:
@@ -122,30 +112,10 @@ class AccessRules:
             return ANONYMOUS in who
         return AUTHENTICATED in who or user in who or bool(self.groups_of(user) & who)
 
-    def _who(self, raw: Any, key: str, allow_special: bool = True) -> frozenset[str]:
-        who = frozenset(settings.texts(raw, key))
-        for entry in who:
-            if entry.startswith(GROUP_PREFIX) and entry[len(GROUP_PREFIX):] not in self.groups:
-                raise ValueError(f"{key}: unknown group {entry[len(GROUP_PREFIX):]!r}")
-            if not allow_special and entry in (ANONYMOUS, AUTHENTICATED):
-                raise ValueError(f"{key}: {entry!r} is not allowed here")
-        return who
 
-    def _rule(self, raw: Any, key: str) -> Rule:
-        settings.checked(raw, key, ("repositories", "who", "actions"))
-        for required in ("repositories", "who", "actions"):
-            if required not in raw:
-                raise ValueError(f"{key}.{required}: required")
-        patterns = tuple(settings.texts(raw["repositories"], f"{key}.repositories"))
-        for p in patterns:
-            if not PATTERN_RE.fullmatch(p):
-                raise ValueError(
-                    f"{key}.repositories: bad pattern {p!r} (lowercase names, / * ** ? and {{user}} only)"
-                )
-        actions = frozenset(settings.texts(raw["actions"], f"{key}.actions") if raw["actions"] else [])
-        unknown = actions - REPOSITORY_ACTIONS - {"*"}
-        if unknown:
-            raise ValueError(f"{key}.actions: unknown action {sorted(unknown)[0]!r} (pull, push, delete, *)")
-        if "*" in actions or actions >= REPOSITORY_ACTIONS:
-            actions = REPOSITORY_ACTIONS | {"*"}
-        return Rule(patterns, self._who(raw["who"], f"{key}.who"), actions)
+def expand(actions: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """``*``, or all three actions, is everything (``*`` included, so a token scope ``*`` is granted)."""
+    granted = frozenset(actions)
+    if "*" in granted or granted >= REPOSITORY_ACTIONS:
+        return REPOSITORY_ACTIONS | {"*"}
+    return granted

@@ -1,80 +1,144 @@
-"""Small readers for the ``auth`` config section: each error names the offending key."""
+"""The ``auth`` config section as typed settings (configkit sections): structure, types, defaults and
+unknown keys are checked when the config is read; the files it names are opened by auth.factory."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+import re
 
-DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+from pydantic import model_validator
 
+from configkit import Addr, Bool, ConfigError, Invalid, PositiveDuration, Section, Text, Texts, integer, required
 
-def mapping(raw: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
-    """The mapping at dotted ``key`` inside ``raw`` (empty if absent), refusing unknown sub-keys."""
-    return checked(raw.get(key.rsplit(".", 1)[-1]), key, allowed)
-
-
-def checked(value: Any, key: str, allowed: tuple[str, ...] | None) -> Mapping[str, Any]:
-    """``value`` as a mapping (empty if None); ``allowed`` None accepts any sub-key."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{key}: expected a mapping, got {type(value).__name__}")
-    for sub in value:
-        if allowed is not None and sub not in allowed:
-            raise ValueError(f"{key}.{sub}: unknown key (known: {', '.join(allowed)})")
-    return value
+DEFAULT_TOKEN_PATH = "/auth/token"
+ANONYMOUS, AUTHENTICATED, GROUP_PREFIX = "anonymous", "authenticated", "group:"
+REPOSITORY_ACTIONS = frozenset({"pull", "push", "delete"})
+PATTERN_RE = re.compile(r"(?:[a-z0-9._/*?-]|__|\{user\})+")
 
 
-def text(value: Any, key: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float) or str(value) == "":
-        raise ValueError(f"{key}: expected a non-empty string, got {value!r}")
-    return str(value)
+class HtpasswdSettings(Section):
+    realm: Text = "moorage"  # realm of the Basic challenge
+    path: Text | None = None  # required: checked with the file (auth.factory)
 
 
-def texts(value: Any, key: str) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list):
-        raise ValueError(f"{key}: expected a list of strings")
-    return [text(v, key) for v in value]
+class TokenSettings(Section):
+    realm: Text | None = None  # where clients get tokens; with autoredirect the request's origin + path
+    service: Text = required()  # the tokens' audience
+    issuer: Text = required()
+    rootcertbundle: Text | None = None
+    jwks: Text | None = None
+    signingalgorithms: Texts | None = None  # default: every asymmetric algorithm
+    autoredirect: Bool = False
+    autoredirectpath: Text = DEFAULT_TOKEN_PATH
+
+    @model_validator(mode="after")
+    def _complete(self) -> TokenSettings:
+        if self.realm is None and not self.autoredirect:
+            raise Invalid("expected a non-empty string (the token server's URL), or set autoredirect: true",
+                          "realm")
+        if not self.rootcertbundle and not self.jwks:
+            raise Invalid("required (or auth.token.jwks)", "rootcertbundle")
+        return self
 
 
-def flag(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError(f"{key}: expected true or false, got {value!r}")
+class TLSFiles(Section):
+    certificate: Text | None = None
+    key: Text | None = None
 
 
-def existing_file(value: Any, key: str) -> Path:
-    path = Path(text(value, key))
-    if not path.is_file():
-        raise ValueError(f"{key}: file not found: {path}")
-    return path
+class TokenServerSettings(Section):
+    path: Text = DEFAULT_TOKEN_PATH  # where the registry serves it
+    htpasswd: Text | None = None  # required: checked with the file
+    key: Text | None = None  # required: checked with the file
+    certificate: Text | None = None
+    expiration: PositiveDuration = 300.0
+    refreshexpiration: PositiveDuration = 90 * 24 * 3600.0
+    addr: Addr = "127.0.0.1:5001"  # of `moorage token-server`
+    tls: TLSFiles | None = None
+
+    @model_validator(mode="after")
+    def _path(self) -> TokenServerSettings:
+        if not self.path.startswith("/") or self.path.startswith("/v2"):
+            raise Invalid(f"must start with / and not with /v2, got {self.path!r}", "path")
+        return self
 
 
-def seconds(value: Any, key: str) -> float:
-    """Go-style durations (``5m``, ``720h``, ``1h30m``) or plain seconds; must be positive."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        total = float(value)
-    else:
-        total, number, rest = 0.0, "", text(value, key).strip()
-        while rest:
-            if rest[0].isdigit() or rest[0] == ".":
-                number, rest = number + rest[0], rest[1:]
-                continue
-            unit = rest[:2] if rest[:2] in DURATION_UNITS else rest[0]
-            if unit not in DURATION_UNITS or not number:
-                raise ValueError(f"{key}: invalid duration {value!r}")
-            try:
-                total += float(number) * DURATION_UNITS[unit]
-            except ValueError as e:
-                raise ValueError(f"{key}: invalid duration {value!r}") from e
-            number, rest = "", rest[len(unit):]
-        if number:
-            raise ValueError(f"{key}: invalid duration {value!r} (missing unit)")
-    if total <= 0:
-        raise ValueError(f"{key}: expected a positive duration, got {value!r}")
-    return total
+class RuleSettings(Section):
+    repositories: Texts
+    who: Texts
+    actions: Texts | None  # [] or null denies
+
+    @model_validator(mode="after")
+    def _grammar(self) -> RuleSettings:
+        for pattern in self.repositories:
+            if not PATTERN_RE.fullmatch(pattern):
+                raise Invalid(f"bad pattern {pattern!r} (lowercase names, / * ** ? and {{user}} only)",
+                              "repositories")
+        unknown = set(self.actions or ()) - REPOSITORY_ACTIONS - {"*"}
+        if unknown:
+            raise Invalid(f"unknown action {sorted(unknown)[0]!r} (pull, push, delete, *)", "actions")
+        return self
+
+
+class AccessSettings(Section):
+    KEY = "auth.access"
+
+    groups: dict[str, Texts | None] = {}  # NAME: [user, ...]; rules name it group:NAME
+    admins: Texts = []
+    catalog: Texts = [AUTHENTICATED]
+    metrics: Texts = []  # who besides the admins may read http.metrics
+    rules: list[RuleSettings] = []
+
+    @model_validator(mode="after")
+    def _who(self) -> AccessSettings:
+        lists = [("admins", self.admins), ("catalog", self.catalog), ("metrics", self.metrics)]
+        lists += [(f"rules[{i}].who", rule.who) for i, rule in enumerate(self.rules)]
+        for key, who in lists:
+            for entry in who:
+                if entry.startswith(GROUP_PREFIX) and entry[len(GROUP_PREFIX):] not in self.groups:
+                    raise Invalid(f"unknown group {entry[len(GROUP_PREFIX):]!r}", key)
+                if key == "admins" and entry in (ANONYMOUS, AUTHENTICATED):
+                    raise Invalid(f"{entry!r} is not allowed here", key)
+        return self
+
+
+DEFAULT_ACCESS = AccessSettings(rules=[RuleSettings(repositories=["**"], who=[AUTHENTICATED], actions=["*"])])
+
+
+class BrakeSettings(Section):
+    """``auth.brake``: the brute-force brake on wrong passwords (auth.brake), on by default."""
+
+    enabled: Bool = True
+    attempts: integer(1) = 5  # failures in a row before each try must wait
+    delay: PositiveDuration = 1.0  # the first wait, doubling with every further failure
+    maxdelay: PositiveDuration = 300.0
+    window: PositiveDuration = 900.0  # failures this old are forgotten
+    entries: integer(1) = 100_000  # (user, address) pairs remembered at most
+
+
+class AuthSettings(Section):
+    """Distribution's ``htpasswd`` and ``token``, Moorage's ``tokenserver`` and ``access``; none: no auth."""
+
+    KEY = "auth"
+    UNKNOWN = "not supported"
+
+    htpasswd: HtpasswdSettings | None = None
+    token: TokenSettings | None = None
+    tokenserver: TokenServerSettings | None = None
+    access: AccessSettings | None = None
+    brake: BrakeSettings | None = None
+
+    def check_complete(self) -> None:
+        """The sections fit together. Checked when auth is set up, not when the config is read:
+        ``moorage user add --config`` works with a config whose auth is still being written."""
+        if self.htpasswd and self.token:
+            raise ConfigError("auth: configure either htpasswd or token, not both")
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if given and not (self.htpasswd or self.token):
+            raise ConfigError(f"auth: {', '.join(given)} needs auth.htpasswd or auth.token")
+        if self.tokenserver and not self.token:
+            raise ConfigError("auth.tokenserver: needs auth.token (service and issuer of the tokens)")
+
+    @property
+    def mode(self) -> str:
+        """``htpasswd``, ``token`` or ``none``."""
+        return "htpasswd" if self.htpasswd else "token" if self.token else "none"

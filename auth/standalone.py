@@ -8,30 +8,28 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from auth import settings
-from auth.factory import TOKENSERVER_KEYS, token_server_routes
+from auth.factory import token_server_routes
+from auth.settings import AuthSettings
+from configkit import Addr, ConfigError, convert, existing_file
 
-DEFAULT_ADDR = "127.0.0.1:5001"
 
-
-def token_server_app(auth: Mapping[str, Any]) -> Starlette:
+def token_server_app(auth: AuthSettings | Mapping[str, Any]) -> Starlette:
     routes = token_server_routes(auth)
     if not routes:
-        raise ValueError("auth.tokenserver: not configured")
+        raise ConfigError("auth.tokenserver: not configured")
     return Starlette(routes=routes)
 
 
-def serve(auth: Mapping[str, Any], addr: str | None = None, log_level: str = "info") -> None:
-    app = token_server_app(auth)
-    server = settings.mapping(auth, "auth.tokenserver", TOKENSERVER_KEYS)
-    addr = addr or settings.text(server.get("addr", DEFAULT_ADDR), "auth.tokenserver.addr")
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"auth.tokenserver.addr: expected HOST:PORT, got {addr!r}")
-    tls = settings.mapping(server, "auth.tokenserver.tls", ("certificate", "key"))
+def serve(auth: AuthSettings | Mapping[str, Any], addr: str | None = None, log_level: str = "info") -> None:
+    """``addr`` (``--addr``) overrides ``auth.tokenserver.addr``."""
+    settings = AuthSettings.parse(auth)
+    app = token_server_app(settings)
+    assert settings.tokenserver is not None
+    host, _, port = (convert(Addr, addr, "--addr") if addr else settings.tokenserver.addr).rpartition(":")
+    tls = settings.tokenserver.tls
     certfile = keyfile = None
     if tls:
-        certfile = str(settings.existing_file(tls.get("certificate"), "auth.tokenserver.tls.certificate"))
-        keyfile = str(settings.existing_file(tls.get("key"), "auth.tokenserver.tls.key"))
+        certfile = str(existing_file(tls.certificate, "auth.tokenserver.tls.certificate"))
+        keyfile = str(existing_file(tls.key, "auth.tokenserver.tls.key"))
     uvicorn.run(app, host=host.strip("[]") or "0.0.0.0", port=int(port), log_level=log_level,
                 ssl_certfile=certfile, ssl_keyfile=keyfile)

@@ -20,7 +20,7 @@ from auth.factory import token_server_routes
 from registry import config as config_module
 from registry import logs, metrics
 from registry.audit import AuditTrail
-from registry.config import Config, ConfigError
+from registry.config import Config
 from registry.errors import RegistryError, error_body, error_response
 from registry.instance import Registry
 from registry.maintenance import collect_periodically
@@ -53,7 +53,7 @@ class RegistryApp:
         self.registry = registry
         self.prefix = config.http.prefix
         self.api_prefix = f"{self.prefix}v2"
-        self.extra_headers = [(k.lower().encode(), v.encode()) for k, v in config.http.headers]
+        self.extra_headers = [(k.lower().encode(), v.encode()) for k, v in config.http.header_pairs]
         routes = [
             *extra_routes,
             Route("/api/v1/usage", self.usage, methods=["GET"]),
@@ -61,8 +61,8 @@ class RegistryApp:
             Route("/healthz", self.readiness, methods=["GET", "HEAD"]),
             Route("/readyz", self.readiness, methods=["GET", "HEAD"]),
         ]
-        if config.http.metrics:
-            routes.append(Route(config.http.metrics_path, self.metrics, methods=["GET"]))
+        if config.http.metrics.enabled:
+            routes.append(Route(config.http.metrics.path, self.metrics, methods=["GET"]))
         self.other = Router(routes=routes)
         self.notifier = Notifier.build(config, registry.driver)
         listeners: list[Listener] = [AuditTrail(config.audit_path)]
@@ -275,10 +275,7 @@ def auth_failure_response(failure: AuthFailure) -> Response:
 def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
     if registry is None:
         registry = Registry.build(config)
-    try:
-        extra = token_server_routes(config.auth, lambda request: client_address(request, config.http))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    extra = token_server_routes(config.auth, lambda request: client_address(request, config.http))
     inspector = Inspector(registry)
     extra += V1Search(registry, inspector.description).routes()
     if config.ui.enabled:

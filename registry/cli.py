@@ -33,8 +33,16 @@ def load_config(path: str | None) -> Config:
     try:
         return config_module.load(path)
     except ConfigError as e:
-        print(f"moorage: config error: {e}", file=sys.stderr)
+        report(e, path)
         raise SystemExit(2) from None
+
+
+def report(error: ConfigError, path: str | None) -> None:
+    """One line per problem, each naming where it was set (the file unless an environment variable)."""
+    if path is not None and not any(error.sources):
+        error = error.attributed({}, path)
+    for line in str(error).splitlines():
+        print(f"moorage: config error: {line}", file=sys.stderr)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -46,9 +54,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ["MOORAGE_CONFIG"] = os.path.abspath(args.config)
     try:
-        serve(config)
+        serve(config, args.config)
     except ConfigError as e:
-        print(f"moorage: config error: {e}", file=sys.stderr)
+        report(e, args.config)
         return 2
     return 0
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from auth.base import AccessController
 from auth.factory import build_access_controller
 from auth.login import Login, build_login
-from registry.config import Config, ConfigError
+from registry.config import Config
 from registry.mediatypes import describe_referrer
 from registry.mirror.repository import MirroredRepository
 from registry.mirror.source import UpstreamSource
@@ -43,21 +43,15 @@ class Registry:
     @classmethod
     def build(cls, config: Config, driver: StorageDriver | None = None) -> Registry:
         if driver is None:
-            try:
-                driver = build_driver(
-                    config.storage.driver,
-                    config.storage.parameters,
-                    redirect=not config.storage.redirect_disabled,
-                )
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
+            driver = build_driver(
+                config.storage.driver,
+                config.storage.parameters,
+                redirect=not config.storage.redirect_disabled,
+            )
         if config.metrics_enabled:
             driver = InstrumentedDriver(driver)
-        try:
-            access = build_access_controller(config.auth)
-            login = build_login(config.auth, access)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        access = build_access_controller(config.auth)
+        login = build_login(config.auth, access)
         # a push marks what it relies on at most once per quarter of GC's grace window (docs/gc.md)
         ledger = UsageLedger(driver) if config.storage.quotas is not None else None
         blobs = BlobStore(driver, touch_interval=config.storage.gc.grace / 4, ledger=ledger)

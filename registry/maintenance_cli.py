@@ -9,8 +9,10 @@ import json
 import sys
 from typing import Any
 
-from auth.rules import PATTERN_RE, glob_regex
-from registry.config import Config, ConfigError, duration
+from auth.rules import glob_regex
+from auth.settings import PATTERN_RE
+from configkit import Duration, convert
+from registry.config import Config, ConfigError
 from registry.instance import Registry
 from registry.progress import TerminalProgress
 from storage.accounting import UsageReport, usage_report
@@ -87,7 +89,7 @@ def run_gc(args: argparse.Namespace, config: Config | None = None, retention: bo
 
     config = config or load_config(args.config)
     try:
-        grace = duration(args.grace, "--grace") if args.grace is not None else config.storage.gc.grace
+        grace = convert(Duration, args.grace, "--grace") if args.grace is not None else config.storage.gc.grace
     except ConfigError as e:
         print(f"moorage gc: {e}", file=sys.stderr)
         return 2

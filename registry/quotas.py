@@ -10,12 +10,13 @@ size (monolithic POST/PUT, PATCH with a length), a mount before it links, at the
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import PlainValidator, model_validator
 
 from auth.rules import glob_regex
-from registry.config import ConfigError, string_list
+from configkit import Invalid, Section, Texts, compiled, convert
 from registry.errors import RegistryError
 from storage.metrics import quota_usage
 from storage.usage import UsageLedger, namespace_of
@@ -57,32 +58,35 @@ class Quotas:
             )
 
 
-def parse_size(value: Any, key: str) -> int:
+def to_size(value: Any) -> int:
+    """Bytes, or a size such as ``500MiB`` or ``10GB``."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     match = SIZE_RE.fullmatch(str(value).strip().lower()) if isinstance(value, str) else None
     if match is None or match.group(2) not in SIZE_UNITS:
-        raise ConfigError(f"{key}: expected a size such as 500MiB or 10GB, got {value!r}")
+        raise Invalid(f"expected a size such as 500MiB or 10GB, got {value!r}")
     return int(float(match.group(1)) * SIZE_UNITS[match.group(2)])
 
 
-def parse_quotas(raw: Any, key: str = "storage.quotas") -> Quotas:
-    if not isinstance(raw, list):
-        raise ConfigError(f"{key}: expected a list of {{namespaces, limit}}")
-    rules = []
-    for i, entry in enumerate(raw):
-        where = f"{key}[{i}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{where}: expected a mapping")
-        for sub in entry:
-            if sub not in ("namespaces", "limit"):
-                raise ConfigError(f"{where}.{sub}: unknown key (known: namespaces, limit)")
-        for required in ("namespaces", "limit"):
-            if required not in entry:
-                raise ConfigError(f"{where}.{required}: required")
-        patterns = tuple(string_list(entry["namespaces"], f"{where}.namespaces"))
-        for pattern in patterns:
+Size = Annotated[int, PlainValidator(to_size)]
+
+
+def parse_size(value: Any, key: str) -> int:
+    return convert(Size, value, key)
+
+
+class QuotaSettings(Section):
+    namespaces: Texts
+    limit: Size
+
+    @model_validator(mode="after")
+    def _check(self) -> QuotaSettings:
+        for pattern in self.namespaces:
             if not NAMESPACE_PATTERN_RE.fullmatch(pattern):
-                raise ConfigError(f"{where}.namespaces: bad pattern {pattern!r} (one name component, * and ?)")
-        rules.append(Quota(patterns, parse_size(entry["limit"], f"{where}.limit")))
-    return Quotas(rules)
+                raise Invalid(f"bad pattern {pattern!r} (one name component, * and ?)", "namespaces")
+        return self
+
+
+QuotasConfig = Annotated[
+    Quotas, compiled(list[QuotaSettings], lambda rules: Quotas([Quota(tuple(r.namespaces), r.limit) for r in rules]))
+]  # ``storage.quotas``, compiled

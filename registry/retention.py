@@ -14,12 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from auth.rules import PATTERN_RE, glob_regex
-from registry.config import ConfigError, duration, integer, string_list
+from pydantic import model_validator
 
-POLICY_KEYS = ("repositories", "keepnewest", "keeptags", "olderthan", "protect")
+from auth.rules import glob_regex
+from auth.settings import PATTERN_RE
+from configkit import Duration, Invalid, Section, Texts, compiled, convert, integer
+
 TAG_PATTERN_RE = re.compile(r"[A-Za-z0-9_.*?-]{1,128}")
 
 
@@ -66,45 +68,39 @@ class Retention:
         return policy.expired(tags, now) if policy is not None else []
 
 
+class PolicySettings(Section):
+    repositories: Texts
+    keepnewest: integer(0) | None = None
+    keeptags: Texts = []
+    olderthan: Duration | None = None
+    protect: Texts = []
+
+    @model_validator(mode="after")
+    def _check(self) -> PolicySettings:
+        for pattern in self.repositories:
+            if not PATTERN_RE.fullmatch(pattern) or "{user}" in pattern:
+                raise Invalid(f"bad pattern {pattern!r} (lowercase names, / * ** ? only)", "repositories")
+        for name in ("keeptags", "protect"):
+            for pattern in getattr(self, name):
+                if not TAG_PATTERN_RE.fullmatch(pattern):
+                    raise Invalid(f"bad tag pattern {pattern!r}", name)
+        if self.keepnewest is None and self.olderthan is None:
+            raise Invalid("set keepnewest, olderthan or both (otherwise nothing expires)")
+        return self
+
+    def policy(self) -> Policy:
+        return Policy(tuple(self.repositories), self.keepnewest, tuple(self.keeptags), self.olderthan,
+                      tuple(self.protect))
+
+
+class RetentionSettings(Section):
+    policies: list[PolicySettings] = []
+
+
+RetentionConfig = Annotated[
+    Retention, compiled(RetentionSettings, lambda s: Retention([p.policy() for p in s.policies]))
+]  # ``storage.maintenance.retention``, compiled
+
+
 def parse_retention(raw: Mapping[str, Any], key: str = "storage.maintenance.retention") -> Retention:
-    settings = _mapping(raw, key, ("policies",))
-    policies = settings.get("policies", [])
-    if not isinstance(policies, list):
-        raise ConfigError(f"{key}.policies: expected a list of policies")
-    return Retention([parse_policy(p, f"{key}.policies[{i}]") for i, p in enumerate(policies)])
-
-
-def _mapping(raw: Any, key: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{key}: expected a mapping")
-    for sub in raw:
-        if sub not in allowed:
-            raise ConfigError(f"{key}.{sub}: unknown key (known: {', '.join(allowed)})")
-    return raw
-
-
-def parse_policy(raw: Any, key: str) -> Policy:
-    settings = _mapping(raw, key, POLICY_KEYS)
-    if "repositories" not in settings:
-        raise ConfigError(f"{key}.repositories: required")
-    repositories = tuple(string_list(settings["repositories"], f"{key}.repositories"))
-    for pattern in repositories:
-        if not PATTERN_RE.fullmatch(pattern) or "{user}" in pattern:
-            raise ConfigError(f"{key}.repositories: bad pattern {pattern!r} (lowercase names, / * ** ? only)")
-    tag_lists = {}
-    for name in ("keeptags", "protect"):
-        tag_lists[name] = tuple(string_list(settings.get(name, []), f"{key}.{name}"))
-        for pattern in tag_lists[name]:
-            if not TAG_PATTERN_RE.fullmatch(pattern):
-                raise ConfigError(f"{key}.{name}: bad tag pattern {pattern!r}")
-    keep_newest = settings.get("keepnewest")
-    older_than = settings.get("olderthan")
-    if keep_newest is None and older_than is None:
-        raise ConfigError(f"{key}: set keepnewest, olderthan or both (otherwise nothing expires)")
-    return Policy(
-        repositories=repositories,
-        keep_newest=integer(keep_newest, f"{key}.keepnewest") if keep_newest is not None else None,
-        keep=tag_lists["keeptags"],
-        older_than=duration(older_than, f"{key}.olderthan") if older_than is not None else None,
-        protect=tag_lists["protect"],
-    )
+    return convert(RetentionConfig, raw, key)

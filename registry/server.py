@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import ipaddress
 import logging
 import math
@@ -39,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.supervisors import Multiprocess
 
+from configkit import ENV_PREFIX
 from registry import metrics
 from registry.app import create_app, storage_error
 from registry.config import Config, ConfigError, TLSConfig
@@ -65,9 +67,10 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def serve(config: Config) -> None:
-    """Serve until SIGTERM/SIGINT, then drain; blocks."""
+def serve(config: Config, source: str | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then drain; blocks. ``source``: the config file, for the start-up line."""
     host, port = split_addr(config.http.addr)
+    log.info("%s", startup_line(config, source))
     warn_plain_http_credentials(config, host)
     if config.http.workers > 1 and config.ui.secret is None:
         # workers load the config themselves: one random session key for all, or a login works on one only
@@ -106,6 +109,39 @@ def multiprocess_metrics(config: Config) -> str | None:
     scratch = tempfile.mkdtemp(prefix="moorage-metrics-")
     os.environ[metrics.MULTIPROC_ENV] = scratch
     return scratch
+
+
+def startup_line(config: Config, source: str | None) -> str:
+    """What this process serves, in one line: version, URLs, storage, auth mode, config file."""
+    try:
+        version = importlib.metadata.version("moorage")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(not installed)"
+    http = config.http
+    urls = [listen_url("https" if http.tls.certificate else "http", http.addr, http.prefix)]
+    if http.debug_addr:
+        urls.append(f"debug {listen_url('http', http.debug_addr, '/')}")
+    storage = config.storage
+    if storage.s3 is not None:
+        where = f"s3://{storage.s3.bucket}/{storage.s3.rootdirectory.strip('/')}"
+        if storage.s3.regionendpoint:
+            where += f" at {storage.s3.endpoint_url}"
+    else:
+        where = os.path.abspath(storage.parameters.rootdirectory)
+    mirror = config.proxy.mirror()
+    extra = f", mirror of {', '.join(u.url for u in mirror.upstreams)}" if mirror else ""
+    return (f"moorage {version} serving {' and '.join(urls)}; storage {storage.driver} {where}; "
+            f"auth {config.auth.mode}{extra}; config {source or 'none (defaults)'}"
+            f"{'' if not env_overrides() else ' + ' + ', '.join(env_overrides())}")
+
+
+def listen_url(scheme: str, addr: str, prefix: str) -> str:
+    host, port = split_addr(addr)
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}{prefix}"
+
+
+def env_overrides() -> list[str]:
+    return sorted(name for name in os.environ if name.startswith(ENV_PREFIX))
 
 
 def exit_quietly(_signum: int, _frame: object) -> None:
@@ -321,7 +357,7 @@ class DebugServer:
 def warn_plain_http_credentials(config: Config, host: str) -> None:
     """Basic or token auth over plain HTTP reachable from other hosts sends secrets in clear."""
     http = config.http
-    if not ({"htpasswd", "token", "tokenserver"} & set(config.auth)) or http.tls.certificate:
+    if config.auth.mode == "none" or http.tls.certificate:
         return
     if is_loopback(host):
         return
@@ -331,7 +367,7 @@ def warn_plain_http_credentials(config: Config, host: str) -> None:
         "auth (%s) over plain HTTP on %s: passwords and tokens cross the network unencrypted. "
         "Configure http.tls, or put a TLS-terminating proxy in front (http.trustedproxies, "
         "http.host: https://...), or bind to loopback.",
-        "/".join(sorted({"htpasswd", "token"} & set(config.auth))) or "token",
+        config.auth.mode,
         config.http.addr,
     )
 

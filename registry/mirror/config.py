@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from registry.config import ConfigError, duration, section, string, string_list
+from pydantic import model_validator
+
+from configkit import Duration, Invalid, Section, Str, Strings, Text
 from registry.names import NAME_RE
 
 DEFAULT_TTL = 300.0
-SINGLE_KEYS = ("remoteurl", "username", "password", "ttl", "spooldir")
-LIST_KEYS = ("upstreams", "spooldir")
-UPSTREAM_KEYS = ("prefix", "url", "remoteurl", "username", "password", "ttl", "ns")
 # Docker Hub answers under several host names; containerd sends ns=docker.io for all of them
 DOCKER_HUB_HOSTS = frozenset(
     {"docker.io", "registry-1.docker.io", "index.docker.io", "registry.hub.docker.com"}
@@ -58,68 +57,91 @@ class MirrorConfig:
     spooldir: str | None  # where blobs being downloaded are spooled for the clients that wait on them
 
 
-def parse_proxy(raw: Mapping[str, Any]) -> MirrorConfig | None:
-    """None when no upstream is configured; ConfigError naming the key when something is wrong."""
-    if not raw:
+class UpstreamSettings(Section):
+    """One entry of ``proxy.upstreams``."""
+
+    prefix: Str | None = None  # required: "" mirrors at the root
+    url: Str | None = None
+    remoteurl: Str | None = None  # Distribution's name of url
+    username: Str | None = None
+    password: Str | None = None
+    ttl: Duration = DEFAULT_TTL  # 0: ask the upstream on every tag request
+    ns: Strings | None = None  # default: the URL's HOST[:PORT] (docker.io for Docker Hub)
+
+    @model_validator(mode="after")
+    def _check(self) -> UpstreamSettings:
+        if self.url is not None and self.remoteurl is not None:
+            raise Invalid("give url or remoteurl, not both")
+        if self.prefix is None:
+            raise Invalid('required (use "" to mirror at the root)', "prefix")
+        self.upstream()
+        return self
+
+    def upstream(self) -> Upstream:
+        return upstream(self.prefix or "", self.url or self.remoteurl or "", self.username, self.password,
+                        self.ttl, self.ns)
+
+
+class ProxyConfig(Section):
+    """Distribution's one upstream (``remoteurl``...) or Moorage's ``upstreams``; empty: no mirror."""
+
+    KEY = "proxy"
+
+    remoteurl: Str | None = None
+    username: Str | None = None
+    password: Str | None = None
+    ttl: Duration | None = None  # default 5m
+    upstreams: list[UpstreamSettings] | None = None
+    spooldir: Text | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ProxyConfig:
+        single = [k for k in ("remoteurl", "username", "password", "ttl") if getattr(self, k) is not None]
+        if self.upstreams is not None:
+            if "remoteurl" in single:
+                raise Invalid("give remoteurl (one upstream) or upstreams, not both")
+            if single:
+                raise Invalid("set it on each upstream in proxy.upstreams", single[0])
+            if not self.upstreams:
+                raise Invalid("expected a non-empty list of upstreams", "upstreams")
+        elif single and self.remoteurl is None:
+            raise Invalid("required (or give proxy.upstreams)", "remoteurl")
+        if self.spooldir is not None and not os.path.isdir(self.spooldir):
+            raise Invalid(f"{self.spooldir!r} is not a directory", "spooldir")
+        mirror = self.mirror()
+        prefixes = [u.prefix for u in mirror.upstreams] if mirror else []
+        for prefix in prefixes:
+            if prefixes.count(prefix) > 1:
+                raise Invalid(f"prefix {prefix!r} is used twice", "upstreams")
+        return self
+
+    def mirror(self) -> MirrorConfig | None:
+        """None when no upstream is configured."""
+        if self.upstreams is not None:
+            return MirrorConfig(tuple(entry.upstream() for entry in self.upstreams), self.spooldir)
+        if self.remoteurl is not None:
+            ttl = DEFAULT_TTL if self.ttl is None else self.ttl
+            return MirrorConfig((upstream("", self.remoteurl, self.username, self.password, ttl, None),),
+                                self.spooldir)
         return None
-    if "upstreams" in raw and "remoteurl" in raw:
-        raise ConfigError("proxy: give remoteurl (one upstream) or upstreams, not both")
-    if "upstreams" in raw:
-        section(raw, "proxy", LIST_KEYS)
-        entries = raw["upstreams"]
-        if not isinstance(entries, list) or not entries:
-            raise ConfigError("proxy.upstreams: expected a non-empty list of upstreams")
-        upstreams = tuple(parse_upstream(e, f"proxy.upstreams[{i}]", True) for i, e in enumerate(entries))
-    else:
-        section(raw, "proxy", SINGLE_KEYS)
-        if not raw.get("remoteurl"):
-            raise ConfigError("proxy.remoteurl: required (or give proxy.upstreams)")
-        upstreams = (parse_upstream({k: v for k, v in raw.items() if k != "spooldir"}, "proxy", False),)
-    seen: dict[str, str] = {}
-    for upstream in upstreams:
-        if upstream.prefix in seen:
-            raise ConfigError(f"proxy.upstreams: prefix {upstream.prefix!r} is used twice")
-        seen[upstream.prefix] = upstream.url
-    spooldir = raw.get("spooldir")
-    if spooldir is not None:
-        spooldir = string(spooldir, "proxy.spooldir")
-        if not os.path.isdir(spooldir):
-            raise ConfigError(f"proxy.spooldir: {spooldir!r} is not a directory")
-    return MirrorConfig(upstreams, spooldir)
 
 
-def parse_upstream(raw: Any, key: str, listed: bool) -> Upstream:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{key}: expected a mapping")
-    for sub in raw:
-        if sub not in UPSTREAM_KEYS or (not listed and sub in ("prefix", "url", "ns")):
-            raise ConfigError(f"{key}.{sub}: unknown key")
-    if "url" in raw and "remoteurl" in raw:
-        raise ConfigError(f"{key}: give url or remoteurl, not both")
-    url = string(raw.get("url", raw.get("remoteurl", "")), f"{key}.url").rstrip("/")
+def upstream(prefix: str, url: str, username: str | None, password: str | None, ttl: float,
+             ns: list[str] | None) -> Upstream:
+    """An upstream checked as a whole; Invalid names the key relative to its entry."""
+    url = url.rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
-        raise ConfigError(f"{key}.url: expected http(s)://HOST[:PORT], got {url!r}")
-    prefix = string(raw.get("prefix", ""), f"{key}.prefix").strip("/")
-    if listed and not prefix and "prefix" not in raw:
-        raise ConfigError(f"{key}.prefix: required (use \"\" to mirror at the root)")
+        raise Invalid(f"expected http(s)://HOST[:PORT], got {url!r}", "url")
+    prefix = prefix.strip("/")
     if prefix and not NAME_RE.fullmatch(prefix):
-        raise ConfigError(f"{key}.prefix: {prefix!r} is not a valid repository name prefix")
-    username = raw.get("username")
-    password = raw.get("password")
+        raise Invalid(f"{prefix!r} is not a valid repository name prefix", "prefix")
     if (username is None) != (password is None):
-        raise ConfigError(f"{key}: username and password must be given together")
-    ttl = duration(raw["ttl"], f"{key}.ttl") if raw.get("ttl") is not None else DEFAULT_TTL
-    if ttl < 0:
-        raise ConfigError(f"{key}.ttl: must not be negative")
-    host = parts.hostname or ""
-    default_ns = "docker.io" if host in DOCKER_HUB_HOSTS else parts.netloc
-    ns = tuple(string_list(raw.get("ns", [default_ns]), f"{key}.ns"))
-    return Upstream(
-        prefix=prefix,
-        url=url,
-        username=None if username is None else string(username, f"{key}.username"),
-        password=None if password is None else string(password, f"{key}.password"),
-        ttl=ttl,
-        ns=ns,
-    )
+        raise Invalid("username and password must be given together")
+    default_ns = "docker.io" if (parts.hostname or "") in DOCKER_HUB_HOSTS else parts.netloc
+    return Upstream(prefix, url, username, password, ttl, tuple(ns if ns is not None else [default_ns]))
+
+
+def parse_proxy(raw: Mapping[str, Any] | ProxyConfig) -> MirrorConfig | None:
+    """None when no upstream is configured; ConfigError naming the key when something is wrong."""
+    return ProxyConfig.parse(raw).mirror()

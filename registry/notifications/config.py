@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.config import ConfigError, boolean, duration, integer, parse_headers, section, string, string_list
+from pydantic import Field, model_validator
 
-ENDPOINT_KEYS = ("name", "disabled", "url", "headers", "timeout", "threshold", "backoff", "ignoredmediatypes",
-                 "ignore", "maxbackoff", "batch")
+from configkit import Bool, Duration, Headers, Invalid, PositiveDuration, Section, Str, Strings, header_pairs, integer
+
 ACTIONS = ("push", "pull", "delete", "mount")
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -47,57 +47,82 @@ class NotificationsConfig:
     lease: float = 30.0
 
 
-def parse_notifications(raw: Mapping[str, Any]) -> NotificationsConfig | None:
+class IgnoreSettings(Section):
+    mediatypes: Strings = []
+    actions: Strings = []
+
+    @model_validator(mode="after")
+    def _actions(self) -> IgnoreSettings:
+        unknown = sorted(set(self.actions) - set(ACTIONS))
+        if unknown:
+            raise Invalid(f"unknown action {unknown[0]!r}", "actions")
+        return self
+
+
+class EndpointSettings(Section):
+    name: Str = ""  # required: it names the queue
+    disabled: Bool = False
+    url: Str = ""
+    headers: Headers = {}
+    timeout: PositiveDuration = 1.0
+    threshold: integer(0) = 10
+    backoff: PositiveDuration = 1.0
+    maxbackoff: Duration = 300.0
+    ignoredmediatypes: Strings = []
+    ignore: IgnoreSettings = Field(default_factory=IgnoreSettings)
+    batch: integer(1) = 10
+
+    @model_validator(mode="after")
+    def _check(self) -> EndpointSettings:
+        if self.disabled:
+            return self
+        if not SAFE_NAME.fullmatch(self.name):
+            raise Invalid("required, letters, digits, '.', '_' and '-' only (it names the queue)", "name")
+        if not self.url.startswith(("http://", "https://")):
+            raise Invalid(f"expected an http(s) URL, got {self.url!r}", "url")
+        if self.maxbackoff < self.backoff:
+            raise Invalid("timeout and backoff must be positive, maxbackoff at least backoff")
+        return self
+
+    def endpoint(self) -> EndpointConfig:
+        return EndpointConfig(
+            name=self.name, url=self.url, headers=header_pairs(self.headers), timeout=self.timeout,
+            threshold=self.threshold, backoff=self.backoff, maxbackoff=self.maxbackoff, batch=self.batch,
+            ignored_media_types=frozenset(self.ignoredmediatypes + self.ignore.mediatypes),
+            ignored_actions=frozenset(self.ignore.actions),
+        )
+
+
+class EventsSettings(Section):
+    includereferences: Bool = False  # accepted; references are not sent
+
+
+class NotificationsSettings(Section):
+    """``notifications``: Distribution's endpoints, Moorage's ``poll`` and ``lease``."""
+
+    KEY = "notifications"
+
+    endpoints: list[EndpointSettings] = []
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    poll: PositiveDuration = 2.0
+    lease: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _check(self) -> NotificationsSettings:
+        names = [e.name for e in self.endpoints if not e.disabled]
+        if len(set(names)) != len(names):
+            raise Invalid("names must be unique", "endpoints")
+        if self.lease <= 2 * self.poll:
+            raise Invalid("must be more than twice notifications.poll (and poll positive)", "lease")
+        return self
+
+    def settings(self) -> NotificationsConfig | None:
+        """None when no endpoint is enabled."""
+        endpoints = [e.endpoint() for e in self.endpoints if not e.disabled]
+        return NotificationsConfig(endpoints, self.poll, self.lease) if endpoints else None
+
+
+def parse_notifications(raw: Mapping[str, Any] | NotificationsSettings) -> NotificationsConfig | None:
     """None when no endpoint is enabled."""
-    top = section({"notifications": raw}, "notifications", ("endpoints", "events", "poll", "lease"))
-    section(top, "notifications.events", ("includereferences",))
-    endpoints_raw = top.get("endpoints") or []
-    if not isinstance(endpoints_raw, list):
-        raise ConfigError("notifications.endpoints: expected a list")
-    endpoints = []
-    for i, item in enumerate(endpoints_raw):
-        endpoint = parse_endpoint(section({"e": item}, "e", ENDPOINT_KEYS), f"notifications.endpoints[{i}]")
-        if endpoint is not None:
-            endpoints.append(endpoint)
-    names = [e.name for e in endpoints]
-    if len(set(names)) != len(names):
-        raise ConfigError("notifications.endpoints: names must be unique")
-    if not endpoints:
-        return None
-    poll = duration(top.get("poll", 2.0), "notifications.poll")
-    lease = duration(top.get("lease", 30.0), "notifications.lease")
-    if poll <= 0 or lease <= 2 * poll:
-        raise ConfigError("notifications.lease: must be more than twice notifications.poll (and poll positive)")
-    return NotificationsConfig(endpoints, poll, lease)
+    return NotificationsSettings.parse(raw).settings()
 
-
-def parse_endpoint(raw: Mapping[str, Any], key: str) -> EndpointConfig | None:
-    if boolean(raw.get("disabled", False), f"{key}.disabled"):
-        return None
-    name = string(raw.get("name", ""), f"{key}.name")
-    if not SAFE_NAME.fullmatch(name):
-        raise ConfigError(f"{key}.name: required, letters, digits, '.', '_' and '-' only (it names the queue)")
-    url = string(raw.get("url", ""), f"{key}.url")
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{key}.url: expected an http(s) URL, got {url!r}")
-    ignore = section(raw, f"{key}.ignore", ("mediatypes", "actions"))
-    actions = frozenset(string_list(ignore.get("actions", []), f"{key}.ignore.actions"))
-    if actions - set(ACTIONS):
-        raise ConfigError(f"{key}.ignore.actions: unknown action {sorted(actions - set(ACTIONS))[0]!r}")
-    media_types = string_list(raw.get("ignoredmediatypes", []), f"{key}.ignoredmediatypes")
-    media_types += string_list(ignore.get("mediatypes", []), f"{key}.ignore.mediatypes")
-    endpoint = EndpointConfig(
-        name=name,
-        url=url,
-        headers=parse_headers(section(raw, f"{key}.headers", None), f"{key}.headers"),
-        timeout=duration(raw.get("timeout", 1.0), f"{key}.timeout"),
-        threshold=integer(raw.get("threshold", 10), f"{key}.threshold", minimum=0),
-        backoff=duration(raw.get("backoff", 1.0), f"{key}.backoff"),
-        maxbackoff=duration(raw.get("maxbackoff", 300.0), f"{key}.maxbackoff"),
-        batch=integer(raw.get("batch", 10), f"{key}.batch", minimum=1),
-        ignored_media_types=frozenset(media_types),
-        ignored_actions=actions,
-    )
-    if endpoint.timeout <= 0 or endpoint.backoff <= 0 or endpoint.maxbackoff < endpoint.backoff:
-        raise ConfigError(f"{key}: timeout and backoff must be positive, maxbackoff at least backoff")
-    return endpoint

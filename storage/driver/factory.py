@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from storage.driver.filesystem import FilesystemDriver
+from configkit import ConfigError
+from storage.driver.filesystem import FilesystemDriver, FilesystemParameters
 from storage.driver.interface import StorageDriver
 from storage.driver.s3 import S3Driver
+from storage.driver.s3_config import S3Parameters
+
+Parameters = FilesystemParameters | S3Parameters | Mapping[str, Any]  # checked settings or the raw section
 
 
-def build_driver(kind: str, parameters: dict[str, Any], redirect: bool = True) -> StorageDriver:
-    """Raise ValueError naming the key when a parameter is wrong."""
+def build_driver(kind: str, parameters: Parameters, redirect: bool = True) -> StorageDriver:
+    """Raise ConfigError naming the key when a parameter is wrong."""
     if kind == "filesystem":
-        fsync = parameters.get("fsync", True)
-        if not isinstance(fsync, bool):
-            raise ValueError("storage.filesystem.fsync: expected true or false")
-        return FilesystemDriver(str(parameters["rootdirectory"]), fsync=fsync)
+        fs = FilesystemParameters.parse(parameters, "storage.filesystem")
+        return FilesystemDriver(fs.rootdirectory, fsync=fs.fsync)
     if kind == "s3":
         return S3Driver.from_parameters(parameters, redirect=redirect)
-    raise ValueError(f"storage.{kind}: driver not available")
+    raise ConfigError(f"storage.{kind}: driver not available")

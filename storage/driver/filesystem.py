@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from configkit import Bool, Section, Str
 from storage.driver.base import BaseDriver, check_path
 from storage.driver.interface import FileInfo, FileWriter, InvalidOffset, PathNotFound
 
@@ -349,3 +350,12 @@ class FilesystemWriter(FileWriter):
         except FileNotFoundError:
             pass
 
+
+
+class FilesystemParameters(Section):
+    """``storage.filesystem``."""
+
+    IGNORED = ("maxthreads",)  # Distribution's; the driver sizes its own pool
+
+    rootdirectory: Str = "./data"
+    fsync: Bool = True  # fsync data and metadata before acknowledging

@@ -83,7 +83,7 @@ class S3Driver(BaseDriver):
         self.client.meta.events.register("before-send.s3", self._count_request)
 
     @classmethod
-    def from_parameters(cls, params: Mapping[str, Any], redirect: bool = True) -> S3Driver:
+    def from_parameters(cls, params: S3Parameters | Mapping[str, Any], redirect: bool = True) -> S3Driver:
         """Build from the ``storage.s3`` section; ``redirect=False`` for ``storage.redirect.disable``."""
         return cls(S3Parameters.parse(params), redirect=redirect)
 

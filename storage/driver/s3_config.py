@@ -1,4 +1,4 @@
-"""``storage.s3`` parameters: Distribution's keys, validated once at start-up, and the boto3 client.
+"""``storage.s3`` parameters: Distribution's keys, checked once at start-up, and the boto3 client.
 
 Values may arrive as YAML scalars or as strings (``REGISTRY_STORAGE_S3_*`` environment overrides), so
 numbers and booleans are accepted in both forms.  Errors name the key as ``storage.s3.KEY``.
@@ -6,14 +6,14 @@ numbers and booleans are accepted in both forms.  Errors name the key as ``stora
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import boto3
-from botocore.client import BaseClient
-from botocore.config import Config
+from pydantic import PlainValidator, model_validator
+
+from configkit import Bool, Invalid, PositiveDuration, Section, Str, choice, convert, integer
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -23,99 +23,73 @@ STORAGE_CLASSES = (
     "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR",
     "NONE",
 )
-DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)?")
-DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
-# Distribution's keys we accept but do not act on: they only tune its Go SDK's logging.
-IGNORED = ("loglevel",)
+OptionalStr = Str | None  # "" counts as absent
 
 
-@dataclass(frozen=True, slots=True)
-class S3Parameters:
-    bucket: str
-    region: str
-    regionendpoint: str | None = None
-    accesskey: str | None = None
-    secretkey: str | None = None
-    sessiontoken: str | None = None
-    rootdirectory: str = ""
-    secure: bool = True
-    skipverify: bool = False
-    v4auth: bool = True
-    forcepathstyle: bool | None = None  # None: path style exactly when regionendpoint is set
-    accelerate: bool = False
-    usedualstack: bool = False
-    chunksize: int = 10 * MiB
-    multipartcopychunksize: int = 32 * MiB
-    multipartcopymaxconcurrency: int = 100
-    multipartcopythresholdsize: int = 32 * MiB
-    storageclass: str = "STANDARD"
-    encrypt: bool = False
-    keyid: str | None = None
-    objectacl: str | None = None
-    useragent: str | None = None
-    maxthreads: int = 32
-    uploadconcurrency: int = 4  # Moorage's: parts of one upload sent at once
+def to_timeout(value: Any) -> float:
+    seconds = convert(PositiveDuration, value, "")
+    if seconds > 3600:
+        raise Invalid(f"expected a duration from 0 to 1h, got {value!r}")
+    return seconds
+
+
+Timeout = Annotated[float, PlainValidator(to_timeout)]  # seconds (or 500ms, 5s, 1m), at most 1h
+
+
+class S3Parameters(Section):
+    KEY = "storage.s3"
+    IGNORED = ("loglevel",)  # Distribution's: it only tunes its Go SDK's logging
+
+    bucket: OptionalStr = None  # required
+    region: OptionalStr = None  # required unless regionendpoint is set (then us-east-1)
+    regionendpoint: OptionalStr = None
+    accesskey: OptionalStr = None
+    secretkey: OptionalStr = None
+    sessiontoken: OptionalStr = None
+    rootdirectory: Str = ""
+    secure: Bool = True
+    skipverify: Bool = False
+    v4auth: Bool = True
+    forcepathstyle: Bool | None = None  # None: path style exactly when regionendpoint is set
+    accelerate: Bool = False
+    usedualstack: Bool = False
+    chunksize: integer(MIN_PART, MAX_PART) = 10 * MiB
+    multipartcopychunksize: integer(MIN_PART, MAX_PART) = 32 * MiB
+    multipartcopymaxconcurrency: integer(1, 10_000) = 100
+    multipartcopythresholdsize: integer(0, MAX_PART) = 32 * MiB
+    storageclass: choice(*STORAGE_CLASSES, upper=True) = "STANDARD"
+    encrypt: Bool = False
+    keyid: OptionalStr = None
+    objectacl: OptionalStr = None
+    useragent: OptionalStr = None
+    maxthreads: integer(1, 1024) = 32
+    uploadconcurrency: integer(1, 64) = 4  # Moorage's: parts of one upload sent at once
     # Moorage's: how long an unreachable or hanging endpoint can hold a request, and failing fast after
-    connecttimeout: float = 3.0  # seconds to establish a connection
-    readtimeout: float = 20.0  # seconds without a byte from the endpoint
-    maxattempts: int = 3  # tries of one request (throttling and 5xx answers are retried)
-    breakerthreshold: int = 5  # consecutive failures that open the breaker (0: never)
-    breakercooldown: float = 10.0  # seconds requests are refused at once before one tries again
+    connecttimeout: Timeout = 3.0  # seconds to establish a connection
+    readtimeout: Timeout = 20.0  # seconds without a byte from the endpoint
+    maxattempts: integer(1, 20) = 3  # tries of one request (throttling and 5xx answers are retried)
+    breakerthreshold: integer(0, 1000) = 5  # consecutive failures that open the breaker (0: never)
+    breakercooldown: Timeout = 10.0  # seconds requests are refused at once before one tries again
 
+    @model_validator(mode="before")
     @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> S3Parameters:
-        """Validate Distribution-style parameters; raises ValueError naming the bad key."""
-        known = set(cls.__dataclass_fields__) | set(IGNORED)
-        for key in raw:
-            if key not in known:
-                raise ValueError(f"storage.s3.{key}: unknown parameter")
-        endpoint = _string(raw, "regionendpoint")
-        region = _string(raw, "region") or ("us-east-1" if endpoint else None)
-        if region is None:
-            raise ValueError("storage.s3.region: required (unless regionendpoint is set)")
-        bucket = _string(raw, "bucket")
-        if not bucket:
-            raise ValueError("storage.s3.bucket: required")
-        accesskey, secretkey = _string(raw, "accesskey"), _string(raw, "secretkey")
-        if bool(accesskey) != bool(secretkey):
-            raise ValueError(f"storage.s3.{'secretkey' if accesskey else 'accesskey'}: "
-                             "accesskey and secretkey go together (or leave both out for the AWS chain)")
-        storageclass = (_string(raw, "storageclass") or "STANDARD").upper()
-        if storageclass not in STORAGE_CLASSES:
-            choices = ", ".join(STORAGE_CLASSES)
-            raise ValueError(f"storage.s3.storageclass: {storageclass!r} is not one of {choices}")
-        forcepathstyle = raw.get("forcepathstyle")
-        return cls(
-            bucket=bucket,
-            region=region,
-            regionendpoint=endpoint,
-            accesskey=accesskey,
-            secretkey=secretkey,
-            sessiontoken=_string(raw, "sessiontoken"),
-            rootdirectory=_string(raw, "rootdirectory") or "",
-            secure=_boolean(raw, "secure", True),
-            skipverify=_boolean(raw, "skipverify", False),
-            v4auth=_boolean(raw, "v4auth", True),
-            forcepathstyle=None if forcepathstyle is None else _boolean(raw, "forcepathstyle", False),
-            accelerate=_boolean(raw, "accelerate", False),
-            usedualstack=_boolean(raw, "usedualstack", False),
-            chunksize=_integer(raw, "chunksize", 10 * MiB, MIN_PART, MAX_PART),
-            multipartcopychunksize=_integer(raw, "multipartcopychunksize", 32 * MiB, MIN_PART, MAX_PART),
-            multipartcopymaxconcurrency=_integer(raw, "multipartcopymaxconcurrency", 100, 1, 10_000),
-            multipartcopythresholdsize=_integer(raw, "multipartcopythresholdsize", 32 * MiB, 0, MAX_PART),
-            storageclass=storageclass,
-            encrypt=_boolean(raw, "encrypt", False),
-            keyid=_string(raw, "keyid"),
-            objectacl=_string(raw, "objectacl"),
-            useragent=_string(raw, "useragent"),
-            maxthreads=_integer(raw, "maxthreads", 32, 1, 1024),
-            uploadconcurrency=_integer(raw, "uploadconcurrency", 4, 1, 64),
-            connecttimeout=_seconds(raw, "connecttimeout", 3.0),
-            readtimeout=_seconds(raw, "readtimeout", 20.0),
-            maxattempts=_integer(raw, "maxattempts", 3, 1, 20),
-            breakerthreshold=_integer(raw, "breakerthreshold", 5, 0, 1000),
-            breakercooldown=_seconds(raw, "breakercooldown", 10.0),
-        )
+    def _empty_is_absent(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            return {k: v for k, v in raw.items() if v is not None and v != ""}
+        return raw
+
+    @model_validator(mode="after")
+    def _complete(self) -> S3Parameters:
+        if self.region is None:
+            if self.regionendpoint is None:
+                raise Invalid("required (unless regionendpoint is set)", "region")
+            self.region = "us-east-1"
+        if self.bucket is None:
+            raise Invalid("required", "bucket")
+        if bool(self.accesskey) != bool(self.secretkey):
+            raise Invalid("accesskey and secretkey go together (or leave both out for the AWS chain)",
+                          "secretkey" if self.accesskey else "accesskey")
+        return self
 
     @property
     def endpoint_url(self) -> str | None:
@@ -140,7 +114,11 @@ class S3Parameters:
         return args
 
     def client(self) -> BaseClient:
-        """A thread-safe boto3 client; keys absent means the standard AWS credential chain."""
+        """A thread-safe boto3 client; keys absent means the standard AWS credential chain. (boto3 is
+        imported here, not with the config: reading a config stays fast.)"""
+        import boto3
+        from botocore.config import Config
+
         pathstyle = self.forcepathstyle if self.forcepathstyle is not None else bool(self.regionendpoint)
         config = Config(
             region_name=self.region,
@@ -168,47 +146,3 @@ class S3Parameters:
         return session.client("s3", endpoint_url=self.endpoint_url, use_ssl=self.secure,
                               verify=not self.skipverify, config=config)
 
-
-def _string(raw: Mapping[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError(f"storage.s3.{key}: expected a string, got {value!r}")
-    return str(value)
-
-
-def _boolean(raw: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = raw.get(key, default)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError(f"storage.s3.{key}: expected true or false, got {value!r}")
-
-
-def _seconds(raw: Mapping[str, Any], key: str, default: float) -> float:
-    """Seconds as a number, or a duration with a unit: ``500ms``, ``5s``, ``1m``."""
-    value = raw.get(key, default)
-    if isinstance(value, str):
-        match = DURATION_RE.fullmatch(value.strip())
-        if match is None:
-            raise ValueError(f"storage.s3.{key}: expected seconds or a duration like 5s, got {value!r}")
-        value = float(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 3600:
-        raise ValueError(f"storage.s3.{key}: expected a duration from 0 to 1h, got {value!r}")
-    return float(value)
-
-
-def _integer(raw: Mapping[str, Any], key: str, default: int, minimum: int, maximum: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise ValueError(f"storage.s3.{key}: expected an integer, got {value!r}") from None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"storage.s3.{key}: expected an integer, got {value!r}")
-    if not minimum <= value <= maximum:
-        raise ValueError(f"storage.s3.{key}: {value} is outside {minimum}..{maximum}")
-    return value

@@ -31,18 +31,19 @@ def test_split_addr() -> None:
 
 
 def test_ssl_context_minimum_and_client_cas(certs: Certs) -> None:
-    tls = TLSConfig(str(certs.server_cert), str(certs.server_key), [str(certs.ca), str(certs.other_ca)], "tls1.3")
+    tls = TLSConfig(certificate=str(certs.server_cert), key=str(certs.server_key),
+                    clientcas=[str(certs.ca), str(certs.other_ca)], minimumtls="tls1.3")
     context = ssl_context(tls)
     assert context.minimum_version == ssl.TLSVersion.TLSv1_3
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert len(context.get_ca_certs()) == 2
-    plain = ssl_context(TLSConfig(str(certs.server_cert), str(certs.server_key)))
+    plain = ssl_context(TLSConfig(certificate=str(certs.server_cert), key=str(certs.server_key)))
     assert plain.minimum_version == ssl.TLSVersion.TLSv1_2 and plain.verify_mode == ssl.CERT_NONE
 
 
 def test_ssl_context_bad_files_are_config_errors(certs: Certs, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="http.tls"):
-        ssl_context(TLSConfig(str(certs.server_cert), str(tmp_path / "missing.key")))
+        ssl_context(TLSConfig(certificate=str(certs.server_cert), key=str(tmp_path / "missing.key")))
 
 
 def test_draintimeout_key() -> None:
@@ -100,7 +101,7 @@ def test_is_loopback() -> None:
 
 def test_image_config_loads() -> None:
     config = config_module.load(DEPLOY_DOCS / "docker" / "config.yml", environ={})
-    assert config.storage.parameters["rootdirectory"] == "/var/lib/registry"
+    assert config.storage.filesystem.rootdirectory == "/var/lib/registry"
     assert split_addr(config.http.addr) == ("0.0.0.0", 5000)
     assert config.http.debug_addr == "127.0.0.1:5001"
 

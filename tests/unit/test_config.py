@@ -12,7 +12,7 @@ from registry import config
 def test_config_defaults_and_distribution_keys(tmp_path) -> None:
     defaults = config.parse({})
     assert defaults.http.addr == "0.0.0.0:5000"
-    assert defaults.storage.parameters["rootdirectory"] == "./data"
+    assert defaults.storage.filesystem.rootdirectory == "./data"
     path = tmp_path / "config.yml"
     path.write_text(
         "version: 0.1\nlog: {level: warn, accesslog: {disabled: true}}\n"
@@ -24,7 +24,7 @@ def test_config_defaults_and_distribution_keys(tmp_path) -> None:
     assert loaded.log_level == "warning" and not loaded.accesslog
     assert loaded.http.addr == ":5001" and loaded.http.host == "https://r.example.test"
     assert loaded.http.prefix == "/reg/" and loaded.http.relativeurls
-    assert loaded.storage.parameters["rootdirectory"] == "/override"
+    assert loaded.storage.filesystem.rootdirectory == "/override"
     assert not loaded.storage.delete_enabled and loaded.storage.readonly
     assert loaded.storage.upload_purge_age == 5400
 
