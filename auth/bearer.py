@@ -17,9 +17,10 @@ log = logging.getLogger("moorage.auth")
 
 class BearerController:
     def __init__(
-        self, realm: str, service: str, verifier: TokenVerifier, rules: AccessRules | None = None,
+        self, realm: str | None, service: str, verifier: TokenVerifier, rules: AccessRules | None = None,
         autoredirect_path: str | None = None,
     ) -> None:
+        """``autoredirect_path``: the realm is the request's origin + this path (``realm`` may then be None)."""
         self.realm, self.service = realm, service
         self.verifier = verifier
         self.rules = rules
@@ -56,9 +57,10 @@ class BearerController:
 
     def _refuse(self, origin: Origin, wanted: list[Access], error: str | None) -> AuthFailure:
         realm = self.realm
-        base = origin() if self.autoredirect_path is not None else ""
-        if base:
-            realm = f"{base}{self.autoredirect_path}"
+        if self.autoredirect_path is not None:
+            base = origin()  # the registry always knows it; a caller without one gets at least the path
+            if base or realm is None:
+                realm = f"{base}{self.autoredirect_path}"
         challenge = header(
             "Bearer", realm=realm, service=self.service, scope=format_scopes(wanted) or None, error=error
         )

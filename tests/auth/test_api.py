@@ -151,6 +151,22 @@ class TestToken:
         assert r.status_code == 401
         assert r.headers["www-authenticate"].startswith(f'Bearer realm="{realm}"'), r.headers
 
+    def test_autoredirect_alone_needs_no_realm(self, tmp_path: Path, token_auth: dict[str, Any]) -> None:
+        del token_auth["token"]["realm"]
+        token_auth["token"]["autoredirect"] = True
+        with app_client(tmp_path, token_auth) as client:
+            r = client.get("/v2/alice/app/tags/list")
+            assert r.status_code == 401
+            challenge = r.headers["www-authenticate"]
+            assert challenge.startswith('Bearer realm="http://registry.test/auth/token"'), challenge
+            token = client.get("/auth/token", params={"service": SERVICE, "scope": "repository:alice/app:pull"},
+                               auth=ALICE).json()["token"]
+            assert client.get("/v2/alice/app/tags/list", headers={"Authorization": f"Bearer {token}"}).status_code \
+                == 404  # authorized: the repository does not exist
+        token_auth["token"]["autoredirect"] = False
+        with pytest.raises(ConfigError, match="auth.token.realm: expected a non-empty string"):
+            app_client(tmp_path, token_auth)
+
     def test_docker_like_flow(self, token_client: TestClient) -> None:
         assert token_client.get("/v2/", headers=token_for(token_client)).status_code == 200
         headers = token_for(token_client, "repository:alice/app:pull,push")
