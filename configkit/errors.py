@@ -35,10 +35,11 @@ class Invalid(ValueError):
     """Raised by a section's validators: ``message`` about ``key`` (relative to the value checked: a
     field name, ``[i]``, ``a.b``; empty for the value itself)."""
 
-    def __init__(self, message: str, key: str = "") -> None:
+    def __init__(self, message: str, key: str = "", more: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.key = key
+        self.problems = [(key, message), *(more or [])]  # (key, message) pairs when there are several
 
 
 def join_key(base: str, key: str | int) -> str:

@@ -74,8 +74,8 @@ def compiled(schema: Any, build: Callable[[Any], Any]) -> Any:
         try:
             checked = adapter.validate_python(value)
         except ValidationError as e:
-            key, message = problems(schema, e, "")[0]
-            raise Invalid(message, key) from None
+            (key, message), *more = problems(schema, e, "")
+            raise Invalid(message, key, more) from None
         return build(checked)
 
     return Compiled(check, schema=schema)
@@ -92,8 +92,9 @@ def problems(root: Any, error: ValidationError, base: str) -> list[tuple[str, st
         kind, ctx = item["type"], item.get("ctx") or {}
         cause = ctx.get("error")
         if isinstance(cause, Invalid):
-            key, message = join_key(key, cause.key), cause.message
-        elif kind == "value_error" and cause is not None:
+            found.extend((join_key(key, sub), message) for sub, message in cause.problems)
+            continue
+        if kind == "value_error" and cause is not None:
             message = str(cause)
         elif kind == "extra_forbidden":
             owner = section_at(root, loc[:-1])

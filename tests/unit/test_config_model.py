@@ -30,6 +30,10 @@ SECTIONS: list[tuple[str, str, Any]] = [
     ("storage.maintenance", "readonly", True),
     ("storage.maintenance.readonly", "enabled", "maybe"),
     ("storage.maintenance.uploadpurging", "age", "a week"),
+    ("storage.maintenance.gc", "interval", "often"),
+    ("storage.maintenance.retention", "policies", {"ci": 1}),
+    ("storage.maintenance.retention.policies.0", "keepnewest", "ten"),
+    ("storage.quotas.0", "limit", "lots"),
     ("storage.redirect", "disable", 2),
     ("validation", "disabled", "maybe"),
     ("validation.manifests", "urls", ["^https://"]),
@@ -48,9 +52,10 @@ FREE_MAPPINGS = {"http.headers", "auth.access.groups"}
 
 
 def nested(path: str, leaf: dict[str, Any]) -> dict[str, Any]:
-    raw = leaf
+    """``a.b.0`` -> ``{a: {b: [leaf]}}`` (a number is an item of a list)."""
+    raw: Any = leaf
     for part in reversed(path.split(".") if path else []):
-        raw = {part: raw}
+        raw = [raw] if part.isdigit() else {part: raw}
     return raw
 
 
@@ -59,7 +64,9 @@ def env_name(*keys: str) -> str:
 
 
 def dotted(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    """The key as errors name it: ``storage.quotas.0`` + ``limit`` -> ``storage.quotas[0].limit``."""
+    parts = [*(path.split(".") if path else []), key]
+    return "".join(f"[{p}]" if p.isdigit() else (f".{p}" if i else p) for i, p in enumerate(parts))
 
 
 def error_of(raw: dict[str, Any] | None = None, environ: dict[str, str] | None = None,
