@@ -7,9 +7,10 @@ import re
 
 from pydantic import model_validator
 
-from configkit import Addr, Bool, ConfigError, Invalid, PositiveDuration, Section, Text, Texts, integer, required
+from configkit import Addr, Bool, ConfigError, Invalid, Section, Text, Texts, duration, integer, required
 
 DEFAULT_TOKEN_PATH = "/auth/token"
+TokenDuration = duration(positive=True, days=False)  # Go's units, as the auth keys always took
 ANONYMOUS, AUTHENTICATED, GROUP_PREFIX = "anonymous", "authenticated", "group:"
 REPOSITORY_ACTIONS = frozenset({"pull", "push", "delete"})
 PATTERN_RE = re.compile(r"(?:[a-z0-9._/*?-]|__|\{user\})+")
@@ -50,8 +51,8 @@ class TokenServerSettings(Section):
     htpasswd: Text | None = None  # required: checked with the file
     key: Text | None = None  # required: checked with the file
     certificate: Text | None = None
-    expiration: PositiveDuration = 300.0
-    refreshexpiration: PositiveDuration = 90 * 24 * 3600.0
+    expiration: TokenDuration = 300.0
+    refreshexpiration: TokenDuration = 90 * 24 * 3600.0
     addr: Addr = "127.0.0.1:5001"  # of `moorage token-server`
     tls: TLSFiles | None = None
 
@@ -109,9 +110,9 @@ class BrakeSettings(Section):
 
     enabled: Bool = True
     attempts: integer(1) = 5  # failures in a row before each try must wait
-    delay: PositiveDuration = 1.0  # the first wait, doubling with every further failure
-    maxdelay: PositiveDuration = 300.0
-    window: PositiveDuration = 900.0  # failures this old are forgotten
+    delay: TokenDuration = 1.0  # the first wait, doubling with every further failure
+    maxdelay: TokenDuration = 300.0
+    window: TokenDuration = 900.0  # failures this old are forgotten
     entries: integer(1) = 100_000  # (user, address) pairs remembered at most
 
 

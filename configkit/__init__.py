@@ -22,6 +22,7 @@ from configkit.types import (
     Text,
     Texts,
     choice,
+    duration,
     existing_file,
     header_pairs,
     integer,
@@ -29,6 +30,6 @@ from configkit.types import (
 
 __all__ = [
     "ENV_PREFIX", "Addr", "Bool", "ConfigError", "Duration", "Headers", "Invalid", "Patterns", "PositiveDuration",
-    "Section", "Str", "Strings", "Text", "Texts", "apply_environment", "choice", "compiled", "convert",
+    "Section", "Str", "Strings", "Text", "Texts", "apply_environment", "choice", "compiled", "convert", "duration",
     "existing_file", "header_pairs", "integer", "load_file", "required",
 ]

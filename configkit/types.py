@@ -66,41 +66,44 @@ def listed(item: Callable[[Any], str]) -> Callable[[Any], list[str]]:
     return check
 
 
-def to_seconds(value: Any) -> float:
-    """Go-style durations (``168h``, ``90m``, ``1h30m``, ``250ms``; ``30d`` too) or plain seconds; never negative."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        total = float(value)
-    else:
-        text = to_string(value).strip()
-        total, number, i = 0.0, "", 0
-        if not text:
+def duration(positive: bool = False, days: bool = True) -> Any:
+    """Seconds, from Go-style durations (``168h``, ``90m``, ``1h30m``, ``250ms``; ``30d`` unless ``days``
+    is off) or plain numbers; never negative, and above 0 when ``positive``."""
+    units = DURATION_UNITS if days else {k: v for k, v in DURATION_UNITS.items() if k != "d"}
+
+    def check(value: Any) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            total = float(value)
+        else:
+            total = parse_duration(to_string(value).strip(), units, value)
+        if total < 0 or (positive and total == 0):
+            raise Invalid(f"expected a {'positive duration' if positive else 'duration >= 0'}, got {value!r}")
+        return total
+
+    return Annotated[float, PlainValidator(check)]
+
+
+def parse_duration(text: str, units: dict[str, float], value: Any) -> float:
+    total, number, i = 0.0, "", 0
+    if not text:
+        raise Invalid(f"invalid duration {value!r}")
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = text[i : i + 2] if text[i : i + 2] in units else ch
+        if unit not in units or not number:
             raise Invalid(f"invalid duration {value!r}")
-        while i < len(text):
-            ch = text[i]
-            if ch.isdigit() or ch == ".":
-                number += ch
-                i += 1
-                continue
-            unit = text[i : i + 2] if text[i : i + 2] in DURATION_UNITS else ch
-            if unit not in DURATION_UNITS or not number:
-                raise Invalid(f"invalid duration {value!r}")
-            try:
-                total += float(number) * DURATION_UNITS[unit]
-            except ValueError:
-                raise Invalid(f"invalid duration {value!r}") from None
-            number = ""
-            i += len(unit)
-        if number:
-            raise Invalid(f"invalid duration {value!r} (missing unit)")
-    if total < 0:
-        raise Invalid(f"expected a duration >= 0, got {value!r}")
-    return total
-
-
-def to_positive_seconds(value: Any) -> float:
-    total = to_seconds(value)
-    if total <= 0:
-        raise Invalid(f"expected a positive duration, got {value!r}")
+        try:
+            total += float(number) * units[unit]
+        except ValueError:
+            raise Invalid(f"invalid duration {value!r}") from None
+        number = ""
+        i += len(unit)
+    if number:
+        raise Invalid(f"invalid duration {value!r} (missing unit)")
     return total
 
 
@@ -156,8 +159,8 @@ Text = Annotated[str, PlainValidator(to_text)]  # non-empty
 Bool = Annotated[bool, PlainValidator(to_bool)]
 Strings = Annotated[list[str], PlainValidator(listed(to_string))]
 Texts = Annotated[list[str], PlainValidator(listed(to_text))]
-Duration = Annotated[float, PlainValidator(to_seconds)]  # seconds
-PositiveDuration = Annotated[float, PlainValidator(to_positive_seconds)]
+Duration = duration()  # seconds
+PositiveDuration = duration(positive=True)
 Patterns = Annotated[list[re.Pattern[str]], PlainValidator(to_patterns)]
 Addr = Annotated[str, PlainValidator(to_addr)]  # HOST:PORT
 

@@ -14,8 +14,9 @@ from auth.basic import BasicController
 from auth.bearer import BearerController
 from auth.factory import build_access_controller, token_server_routes
 from auth.scopes import parse_scope
+from auth.settings import TokenDuration
 from auth.standalone import token_server_app
-from configkit import PositiveDuration, convert
+from configkit import convert
 from tests.auth.conftest import ISSUER, SERVICE, Signer
 
 
@@ -137,13 +138,13 @@ def test_jwks_with_a_symmetric_key_is_refused(tmp_path: Path, files: dict[str, s
 @pytest.mark.parametrize(("value", "seconds"), [("1h30m", 5400.0), ("5m", 300.0), (90, 90.0), ("1.5s", 1.5),
                                                 ("250ms", 0.25)])
 def test_durations(value: object, seconds: float) -> None:
-    assert convert(PositiveDuration, value, "k") == seconds
+    assert convert(TokenDuration, value, "k") == seconds
 
 
 @pytest.mark.parametrize("value", ["", "5", "5d", "m", "-1s", True, [1]])
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ValueError, match="^k: "):
-        convert(PositiveDuration, value, "k")
+        convert(TokenDuration, value, "k")
 
 
 def test_scope_grammar() -> None:
