@@ -19,6 +19,15 @@ SECTIONS: list[tuple[str, str, Any]] = [
     ("", "loglevel", "loud"),
     ("log", "level", "loud"),
     ("log.accesslog", "disabled", "sometimes"),
+    ("log", "formatter", "xml"),
+    ("log.fields", "service", ["registry"]),
+    ("log.audit", "path", ["audit.jsonl"]),
+    ("http.debug.prometheus", "enabled", "maybe"),
+    ("http.metrics", "path", "metrics"),
+    ("notifications", "poll", "often"),
+    ("notifications.events", "includereferences", "maybe"),
+    ("notifications.endpoints.0", "timeout", "soon"),
+    ("notifications.endpoints.0.ignore", "actions", {"push": 1}),
     ("http", "workers", "many"),
     ("http.tls", "minimumtls", "ssl3"),
     ("http.debug", "addr", ["127.0.0.1:5001"]),
@@ -44,11 +53,12 @@ SECTIONS: list[tuple[str, str, Any]] = [
     ("auth.tokenserver", "expiration", "5 fortnights"),
     ("auth.tokenserver.tls", "certificate", ["a.crt"]),
     ("auth.access", "admins", {"alice": 1}),
+    ("auth.access", "metrics", {"alice": 1}),
     ("auth.access.groups", "ci", {"bot": 1}),
     ("proxy", "ttl", "5 parsecs"),
 ]
 # sections whose keys are free names (header names, group names): no key there is unknown
-FREE_MAPPINGS = {"http.headers", "auth.access.groups"}
+FREE_MAPPINGS = {"http.headers", "auth.access.groups", "log.fields"}
 
 
 def nested(path: str, leaf: dict[str, Any]) -> dict[str, Any]:
