@@ -54,6 +54,9 @@ SECTIONS: list[tuple[str, str, Any]] = [
     ("auth.tokenserver.tls", "certificate", ["a.crt"]),
     ("auth.access", "admins", {"alice": 1}),
     ("auth.access", "metrics", {"alice": 1}),
+    ("auth.brake", "attempts", "many"),
+    ("http", "headertimeout", "soon"),
+    ("storage.s3", "readtimeout", "2h"),
     ("auth.access.groups", "ci", {"bot": 1}),
     ("proxy", "ttl", "5 parsecs"),
 ]
