@@ -7,11 +7,9 @@ requests are counted from the upstream's access log. Ports come from 15500-15599
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,23 +24,13 @@ import pytest
 
 from .clients import Ctr, Docker, Skopeo
 from .conftest import ServerFactory
-from .helpers import require_binary, run, unique
+from .helpers import free_port_in, require_binary, run, unique
 from .images import MANIFEST_ACCEPT, PLATFORM_LABEL, ImageFactory
 from .servers import RegistryProcess
 
 pytestmark = pytest.mark.e2e
+MIRROR_PORTS = range(15500, 15600)
 ACCESS_RE = re.compile(r'"(GET|HEAD|POST|PUT|PATCH|DELETE) (/v2/\S*) HTTP')
-
-
-def mirror_port() -> int:
-    for port in random.sample(range(15500, 15600), 100):  # random: other runs pick ports too
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 15500-15599")
 
 
 def start_server(
@@ -50,7 +38,7 @@ def start_server(
 ) -> RegistryProcess:
     """Start on a free port of our range; another run may take it before the server binds: retry."""
     for attempt in range(5):
-        port = mirror_port()
+        port = free_port_in(MIRROR_PORTS)
         try:
             return factory(config(port) if callable(config) else config, port=port)
         except RuntimeError:

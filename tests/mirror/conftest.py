@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry.app import RegistryApp, create_app
 from registry.config import parse
+from tests.e2e.helpers import free_port_in
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -37,14 +36,7 @@ def sha256(data: bytes) -> str:
 
 def free_port() -> int:
     """A free loopback port in the range these tests may use."""
-    for port in random.sample(range(15500, 15600), 100):  # random: other runs pick ports too
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 15500-15599")
+    return free_port_in(range(15500, 15600))
 
 
 class Recorder:
