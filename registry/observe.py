@@ -172,9 +172,11 @@ class Observer:
     @staticmethod
     def _log(exchange: Exchange) -> None:
         """The access event, made by hand: ``Logger.info`` would walk the stack for a caller nobody prints."""
+        query = exchange.scope.get("query_string", b"").decode("latin-1")
+        target = f"{exchange.path}?{query}" if query else exchange.path  # as sent: containerd's ?ns= routes mirrors
         record = access_log.makeRecord(
             access_log.name, logging.INFO, __file__, 0, '%s "%s %s HTTP/%s" %d',
-            (exchange.remote_addr, exchange.method, exchange.path, exchange.scope.get("http_version", "1.1"),
+            (exchange.remote_addr, exchange.method, target, exchange.scope.get("http_version", "1.1"),
              exchange.status), None,
             extra={"fields": {
                 "request_id": exchange.request_id, "method": exchange.method, "route": exchange.route,
