@@ -155,6 +155,9 @@ class FilesystemDriver(BaseDriver):
                 if self.fsync:
                     os.fsync(fds[0])
                 os.close(fds.pop(0))
+            if len(items) > 1:  # every directory first: a group that cannot be placed publishes nothing
+                for directory in dict.fromkeys(os.path.dirname(full) for full, _ in items):
+                    os.makedirs(directory, exist_ok=True)
             for (full, _), temp in zip(items, list(temps), strict=True):
                 try:
                     os.replace(temp, full)
