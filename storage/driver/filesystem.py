@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
 import shutil
 import stat
@@ -26,6 +27,7 @@ from storage.driver.base import BaseDriver, check_path
 from storage.driver.interface import FileInfo, FileWriter, InvalidOffset, PathNotFound
 
 T = TypeVar("T")
+log = logging.getLogger("moorage.storage")
 SYNC_FILE_RANGE_WRITE = 2
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _sync_file_range = getattr(_libc, "sync_file_range", None)
@@ -85,8 +87,11 @@ class FilesystemDriver(BaseDriver):
         self.fsync = fsync
         os.makedirs(self.root, exist_ok=True)
         self.temp_dir = os.path.join(self.root, TEMP_DIR)
-        os.makedirs(self.temp_dir, exist_ok=True)
-        remove_stale_temp_files(self.temp_dir, STALE_TEMP_AGE)
+        try:
+            os.makedirs(self.temp_dir, exist_ok=True)
+            remove_stale_temp_files(self.temp_dir, STALE_TEMP_AGE)
+        except OSError as e:  # a read-only volume still serves reads; writes report their own error
+            log.warning("cannot prepare %s: %s", self.temp_dir, e)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fs")
         self._dir_cache: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
         self._links: dict[str, tuple[tuple[int, int, int], bytes]] = {}
@@ -176,7 +181,11 @@ class FilesystemDriver(BaseDriver):
     def _write_temp(self, content: bytes) -> tuple[str, int]:
         """A new temporary file holding ``content``, still open, its writeback started."""
         temp = os.path.join(self.temp_dir, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:  # not there at start-up (a read-only volume then), or removed since
+            os.makedirs(self.temp_dir, exist_ok=True)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(content)
             while view:

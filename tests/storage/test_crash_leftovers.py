@@ -57,3 +57,27 @@ async def test_stale_temp_files_are_removed_at_start_up(tmp_path: Path) -> None:
     driver = FilesystemDriver(str(tmp_path), fsync=False)
     assert not stale.exists() and fresh.exists()
     await driver.close()
+
+
+async def test_read_only_root_without_temp_dir_still_serves_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry serving a read-only volume (that never had ``.moorage-tmp/``) starts and reads."""
+    writer = FilesystemDriver(str(tmp_path), fsync=False)
+    await writer.put_content("/docker/registry/v2/some/link", b"sha256:01")
+    await writer.close()
+    os.rmdir(tmp_path / TEMP_DIR)
+    real_makedirs = os.makedirs
+
+    def read_only(path: str, *args: object, **kwargs: object) -> None:
+        if os.path.exists(path):
+            return real_makedirs(path, *args, **kwargs)  # type: ignore[arg-type]
+        raise OSError(30, "Read-only file system", path)
+
+    monkeypatch.setattr(os, "makedirs", read_only)
+    driver = FilesystemDriver(str(tmp_path), fsync=False)
+    assert await driver.get_content("/docker/registry/v2/some/link") == b"sha256:01"
+    with pytest.raises(OSError):
+        await driver.put_content("/docker/registry/v2/other/link", b"x")
+    monkeypatch.undo()
+    await driver.put_content("/docker/registry/v2/other/link", b"x")  # writable again: the directory comes back
+    assert await driver.get_content("/docker/registry/v2/other/link") == b"x"
+    await driver.close()
