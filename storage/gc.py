@@ -133,10 +133,9 @@ class GCResult:
     links_removed: int = 0
     tags_removed: list[tuple[str, str, Digest]] = field(default_factory=list)  # by ``expire``: repo, tag, target
     seconds: float = 0.0
-    # per repository, the blobs its kept manifests reference (the manifests themselves included)
-    referenced: dict[str, set[Digest]] = field(default_factory=dict, repr=False)
-    sizes: dict[Digest, int] = field(default_factory=dict, repr=False)  # of every blob left
-    # per repository, the manifests and layer links left
+    # kept only for a usage ledger (quotas): the size of every blob left, and per repository the
+    # manifests and layer links left
+    sizes: dict[Digest, int] = field(default_factory=dict, repr=False)
     linked: dict[str, set[Digest]] = field(default_factory=dict, repr=False)
 
     def namespaces(self) -> dict[str, dict[Digest, int]]:
@@ -258,8 +257,8 @@ class GarbageCollector:
             if self.expire is not None and self.expire.applies(name):
                 expired = await self._expire_tags(repo, started, result)
             kept, referenced, safe = await self._mark_repository(repo, expired)
-            result.referenced[name] = referenced
-            result.linked[name] = repo.revisions | repo.layers
+            if self.ledger is not None:
+                result.linked[name] = repo.revisions | repo.layers
             result.manifests_kept += len(kept)
             doomed.extend((repo, d) for d in repo.revisions if d not in kept)
             if safe:
@@ -274,7 +273,7 @@ class GarbageCollector:
         async def remove_manifest(item: tuple[RepositoryFiles, Digest]) -> None:
             if await self._remove_manifest(*item):
                 result.manifests_removed += 1
-                result.linked[item[0].name].discard(item[1])
+                result.linked.get(item[0].name, set()).discard(item[1])
             else:
                 result.manifests_kept += 1
             self.progress.advance()
@@ -287,7 +286,7 @@ class GarbageCollector:
         async def remove_link(item: tuple[str, Digest]) -> None:
             if await self._remove_if_unused(paths.layer_link(*item)):
                 result.links_removed += 1
-                result.linked[item[0]].discard(item[1])
+                result.linked.get(item[0], set()).discard(item[1])
             self.progress.advance()
 
         await _bounded(stale_links, remove_link)
@@ -299,13 +298,13 @@ class GarbageCollector:
             if digest is not None and digest in self._marked:
                 result.blobs_kept += 1
                 result.bytes_kept += size
-                result.sizes[digest] = size
+                self._size(result, digest, size)
             elif last_used < self.cutoff:
                 candidates.append((digest, size, files))
             elif digest is not None:
                 result.blobs_kept += 1  # unreferenced but used recently: a push in flight
                 result.bytes_kept += size
-                result.sizes[digest] = size
+                self._size(result, digest, size)
             self.progress.advance()
         self._check_lease()
 
@@ -320,7 +319,7 @@ class GarbageCollector:
             elif digest is not None:
                 result.blobs_kept += 1
                 result.bytes_kept += size
-                result.sizes[digest] = size
+                self._size(result, digest, size)
             self.progress.advance()
 
         await _bounded(candidates, remove_blob)
@@ -329,6 +328,10 @@ class GarbageCollector:
             await self.ledger.reconcile(result.namespaces(), started)
         result.seconds = time.time() - started
         return result
+
+    def _size(self, result: GCResult, digest: Digest, size: int) -> None:
+        if self.ledger is not None:
+            result.sizes[digest] = size
 
     # --- mark ----------------------------------------------------------------------------------------
 
