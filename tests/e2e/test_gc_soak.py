@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from bench.gc_soak import soak
-from tests.storage.servers import start_moto
+from bench.s3 import start_moto
+from tests.storage.servers import MOTO_PORTS
 
 pytestmark = pytest.mark.e2e
 SECONDS = float(os.environ.get("MOORAGE_GC_SOAK_SECONDS", "15"))
@@ -23,8 +24,7 @@ def test_gc_soak_loses_nothing(backend: str, tmp_path: Path) -> None:
     if backend == "filesystem":
         storage: dict[str, Any] = {"filesystem": {"rootdirectory": str(tmp_path / "root"), "fsync": False}}
     else:
-        (tmp_path / "moto").mkdir()
-        server = start_moto(tmp_path / "moto")
+        server = start_moto(tmp_path / "moto", MOTO_PORTS)
         storage = {"s3": server.parameters(server.make_bucket(), rootdirectory="/registry", secure=False)}
     try:
         result = soak(storage, tmp_path, SECONDS, clients=3, replicas=2, label=backend)
