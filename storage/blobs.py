@@ -66,8 +66,8 @@ class BlobStore:
     async def usable(self, name: str, digest: Digest) -> bool:
         """The blob is stored and linked into ``name``, and GC is not deleting either (no ``condemned``
         marker): what a push checks after storing a manifest while a GC runs (docs/gc.md)."""
-        return (await holds(self.driver, paths.blob_dir(digest), "data")
-                and await holds(self.driver, paths.layer_dir(name, digest), "link"))
+        return (await holds(self.driver, paths.blob_dir(digest), paths.BLOB_DATA)
+                and await holds(self.driver, paths.layer_dir(name, digest), paths.LINK))
 
     async def touch(self, digest: Digest) -> None:
         """Mark the blob as used now (its ``lastused`` object; the data itself is never rewritten)."""

@@ -16,7 +16,6 @@ CACHE_ENTRIES = 4096
 CONFIRM_WAIT = 30.0
 CONFIRM_POLL = 0.05
 CACHE_MAX_BYTES = 64 << 10
-CURRENT_LINK_SUFFIX = "/current/link"
 
 
 class ManifestUnknown(Exception):
@@ -77,8 +76,8 @@ class ManifestStore:
 
     async def usable(self, name: str, digest: Digest) -> bool:
         """The revision and its content are stored and GC is not deleting them (see BlobStore.usable)."""
-        return (await holds(self.driver, paths.revision_dir(name, digest), "link")
-                and await holds(self.driver, paths.blob_dir(digest), "data"))
+        return (await holds(self.driver, paths.revision_dir(name, digest), paths.LINK)
+                and await holds(self.driver, paths.blob_dir(digest), paths.BLOB_DATA))
 
     async def confirm(self, name: str, digest: Digest, content: bytes, wait: float = CONFIRM_WAIT) -> None:
         """While a GC runs: make sure the revision just stored survives it (as ``TagStore.confirm``)."""
@@ -145,7 +144,7 @@ class TagStore:
             names = await self.driver.list(directory)
             return [tag for tag in names if os.path.isfile(str(local(paths.tag_current_link(name, tag))))]
         nested = await self.driver.list_nested(directory, 3)  # one listing per 1,000 keys on S3
-        return [entry.split("/", 1)[0] for entry in nested if entry.endswith(CURRENT_LINK_SUFFIX)]
+        return [entry.split("/", 1)[0] for entry in nested if entry.endswith(f"/{paths.TAG_CURRENT_LINK}")]
 
     async def pushed_at(self, name: str, tag: str) -> float | None:
         """When ``tag`` was last pointed at a manifest (its link's modification time); None if untagged."""

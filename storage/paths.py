@@ -25,7 +25,7 @@ The walks of this tree (every repository, its tags, revisions, links, uploads; e
 
 from __future__ import annotations
 
-from storage.digests import Digest
+from storage.digests import Digest, InvalidDigest, parse_digest
 
 ROOT = "/docker/registry/v2"
 REPOSITORIES = f"{ROOT}/repositories"
@@ -37,6 +37,11 @@ UPLOADS = "_uploads"
 REFERRERS = "_referrers"  # Moorage
 MIRROR = "_mirror"  # Moorage
 HASHSTATES = "hashstates"
+# file names: a blob's bytes, a file naming a digest, an upload session's bytes and start time
+BLOB_DATA = "data"
+LINK = "link"
+UPLOAD_DATA, UPLOAD_STARTED_AT = "data", "startedat"
+TAG_CURRENT_LINK = f"current/{LINK}"  # below a tag's directory
 # Distribution keeps Go-encoded hash states under hashstates/<alg>; ours are not compatible with its.
 HASHSTATE_SUFFIX = "-moorage"
 
@@ -46,7 +51,18 @@ def blob_dir(digest: Digest) -> str:
 
 
 def blob_data(digest: Digest) -> str:
-    return f"{blob_dir(digest)}/data"
+    return f"{blob_dir(digest)}/{BLOB_DATA}"
+
+
+def blob_of(directory: str) -> Digest | None:
+    """The digest a blob directory (``.../<alg>/<hex[:2]>/<hex>``) is named by; None when it names none."""
+    parts = directory.rsplit("/", 3)
+    if len(parts) != 4:
+        return None
+    try:
+        return parse_digest(f"{parts[1]}:{parts[3]}")
+    except InvalidDigest:
+        return None
 
 
 def blob_last_used(digest: Digest) -> str:
@@ -74,6 +90,29 @@ def notification_events(endpoint: str) -> str:
     return f"{MOORAGE}/notifications/{endpoint}/events"
 
 
+USAGE = f"{MOORAGE}/usage"  # per namespace, see storage.usage
+
+
+def usage_base(namespace: str) -> str:
+    return f"{USAGE}/{namespace}/base"
+
+
+def usage_log_dir(namespace: str) -> str:
+    return f"{USAGE}/{namespace}/log"
+
+
+def usage_log_entry(namespace: str, entry: str) -> str:
+    return f"{usage_log_dir(namespace)}/{entry}"
+
+
+def usage_markers_dir(namespace: str) -> str:
+    return f"{USAGE}/{namespace}/blobs"
+
+
+def usage_marker(namespace: str, digest: Digest) -> str:
+    return f"{usage_markers_dir(namespace)}/{digest.algorithm}/{digest.hex}"
+
+
 def repository(name: str) -> str:
     return f"{REPOSITORIES}/{name}"
 
@@ -96,7 +135,7 @@ def layer_dir(name: str, digest: Digest) -> str:
 
 
 def layer_link(name: str, digest: Digest) -> str:
-    return f"{layer_dir(name, digest)}/link"
+    return f"{layer_dir(name, digest)}/{LINK}"
 
 
 def manifests_dir(name: str) -> str:
@@ -112,7 +151,7 @@ def revision_dir(name: str, digest: Digest) -> str:
 
 
 def revision_link(name: str, digest: Digest) -> str:
-    return f"{revision_dir(name, digest)}/link"
+    return f"{revision_dir(name, digest)}/{LINK}"
 
 
 def tags_dir(name: str) -> str:
@@ -124,7 +163,7 @@ def tag_dir(name: str, tag: str) -> str:
 
 
 def tag_current_link(name: str, tag: str) -> str:
-    return f"{tag_dir(name, tag)}/current/link"
+    return f"{tag_dir(name, tag)}/{TAG_CURRENT_LINK}"
 
 
 def tag_index_dir(name: str, tag: str) -> str:
@@ -132,7 +171,7 @@ def tag_index_dir(name: str, tag: str) -> str:
 
 
 def tag_index_link(name: str, tag: str, digest: Digest) -> str:
-    return f"{tag_index_dir(name, tag)}/{digest.algorithm}/{digest.hex}/link"
+    return f"{tag_index_dir(name, tag)}/{digest.algorithm}/{digest.hex}/{LINK}"
 
 
 def uploads_dir(name: str) -> str:
@@ -144,11 +183,11 @@ def upload_dir(name: str, upload_id: str) -> str:
 
 
 def upload_data(name: str, upload_id: str) -> str:
-    return f"{upload_dir(name, upload_id)}/data"
+    return f"{upload_dir(name, upload_id)}/{UPLOAD_DATA}"
 
 
 def upload_started_at(name: str, upload_id: str) -> str:
-    return f"{upload_dir(name, upload_id)}/startedat"
+    return f"{upload_dir(name, upload_id)}/{UPLOAD_STARTED_AT}"
 
 
 def upload_hashstates_root(name: str, upload_id: str) -> str:

@@ -267,9 +267,8 @@ def _digest(algorithm: str, hex_: str) -> Digest | None:
 
 
 def _blob_entry(directory: str, files: dict[str, FileInfo]) -> tuple[Digest | None, int, float, list[str]]:
-    parts = directory.rsplit("/", 3)
-    data = files.get("data")
-    digest = _digest(parts[-3], parts[-1]) if data is not None and len(parts) == 4 else None
+    data = files.get(paths.BLOB_DATA)
+    digest = paths.blob_of(directory) if data is not None else None
     size = data.size if data is not None else 0
     return digest, size, max(info.modified for info in files.values()), [info.path for info in files.values()]
 

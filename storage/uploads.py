@@ -95,10 +95,10 @@ class UploadStore:
             entries = {entry.path[len(base) + 1 :]: entry async for entry in self.driver.walk(base)}
         except PathNotFound:
             raise UploadUnknown(upload_id) from None
-        started = entries.get("startedat")
+        started = entries.get(paths.UPLOAD_STARTED_AT)
         if started is None or started.is_dir:
             raise UploadUnknown(upload_id)
-        data = entries.get("data")
+        data = entries.get(paths.UPLOAD_DATA)
         states = frozenset(state for path, entry in entries.items()
                            if not entry.is_dir and (state := _parse_state(path)) is not None)
         # an open session's bytes are not an object yet (S3 multipart): the newest state tells its length

@@ -25,8 +25,6 @@ from storage import paths
 from storage.digests import Digest
 from storage.driver import PathNotFound, StorageDriver
 
-USAGE = f"{paths.MOORAGE}/usage"
-
 
 def namespace_of(name: str) -> str:
     return name.split("/", 1)[0]
@@ -39,7 +37,7 @@ class UsageLedger:
     async def add(self, name: str, digest: Digest, size: int | None = None) -> None:
         """The repository ``name`` now links the blob: count it for its namespace unless it is already."""
         ns = namespace_of(name)
-        marker = _marker(ns, digest)
+        marker = paths.usage_marker(ns, digest)
         try:
             await self.driver.stat(marker)
             return
@@ -51,24 +49,24 @@ class UsageLedger:
             except PathNotFound:
                 return
         await self.driver.put_content(marker, str(size).encode())
-        entry = f"{USAGE}/{ns}/log/{time.time():.6f}-{size}-{uuid.uuid4().hex[:12]}"
+        entry = paths.usage_log_entry(ns, f"{time.time():.6f}-{size}-{uuid.uuid4().hex[:12]}")
         await self.driver.put_content(entry, b"")
 
     async def counted(self, name: str, digest: Digest) -> bool:
         """Whether the namespace of ``name`` counts the blob already."""
         try:
-            await self.driver.stat(_marker(namespace_of(name), digest))
+            await self.driver.stat(paths.usage_marker(namespace_of(name), digest))
         except PathNotFound:
             return False
         return True
 
     async def usage(self, ns: str) -> int:
         try:
-            base = int(json.loads(await self.driver.get_content(f"{USAGE}/{ns}/base"))["bytes"])
+            base = int(json.loads(await self.driver.get_content(paths.usage_base(ns)))["bytes"])
         except (PathNotFound, ValueError, KeyError, TypeError):
             base = 0
         try:
-            entries = await self.driver.list(f"{USAGE}/{ns}/log")
+            entries = await self.driver.list(paths.usage_log_dir(ns))
         except PathNotFound:
             entries = []
         return base + sum(_entry_size(entry) for entry in entries)
@@ -80,7 +78,7 @@ class UsageLedger:
         """
         namespaces = set(linked)
         try:
-            namespaces |= set(await self.driver.list(USAGE))
+            namespaces |= set(await self.driver.list(paths.USAGE))
         except PathNotFound:
             pass
         for ns in sorted(namespaces):
@@ -88,7 +86,7 @@ class UsageLedger:
             base = {"bytes": sum(blobs.values()), "blobs": len(blobs), "at": started}
             old_markers: dict[Digest, float] = {}
             try:
-                async for info in self.driver.walk(f"{USAGE}/{ns}/blobs"):
+                async for info in self.driver.walk(paths.usage_markers_dir(ns)):
                     parts = info.path.rsplit("/", 2)
                     if not info.is_dir and len(parts) == 3:
                         old_markers[Digest(parts[1].rsplit("/", 1)[-1], parts[2])] = info.modified
@@ -96,22 +94,18 @@ class UsageLedger:
                 pass
             for digest, size in blobs.items():
                 if digest not in old_markers:
-                    await self.driver.put_content(_marker(ns, digest), str(size).encode())
+                    await self.driver.put_content(paths.usage_marker(ns, digest), str(size).encode())
             for digest, modified in old_markers.items():
                 if digest not in blobs and modified < started:
-                    await self.driver.delete_file(_marker(ns, digest))
-            await self.driver.put_content(f"{USAGE}/{ns}/base", json.dumps(base).encode())
+                    await self.driver.delete_file(paths.usage_marker(ns, digest))
+            await self.driver.put_content(paths.usage_base(ns), json.dumps(base).encode())
             try:
-                entries = await self.driver.list(f"{USAGE}/{ns}/log")
+                entries = await self.driver.list(paths.usage_log_dir(ns))
             except PathNotFound:
                 entries = []
             for entry in entries:
                 if _entry_time(entry) < started:
-                    await self.driver.delete_file(f"{USAGE}/{ns}/log/{entry}")
-
-
-def _marker(ns: str, digest: Digest) -> str:
-    return f"{USAGE}/{ns}/blobs/{digest.algorithm}/{digest.hex}"
+                    await self.driver.delete_file(paths.usage_log_entry(ns, entry))
 
 
 def _entry_size(entry: str) -> int:

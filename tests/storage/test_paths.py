@@ -50,6 +50,7 @@ LAYOUT = [
     ("referrer descriptor (Moorage)", paths.referrer_descriptor(NAME, SUBJECT, REVISION),
      f"{REPO}/_referrers/sha512/{SUBJECT.hex}/sha256/{HEX}/descriptor"),
     ("revisions indexed for referrers (Moorage)", paths.referrers_scanned(NAME), f"{REPO}/_referrers/_scanned"),
+    ("blob last used by a push (Moorage, GC)", paths.blob_last_used(REVISION), f"{BLOBS}/sha256/ab/{HEX}/lastused"),
     ("mirror tag check time (Moorage)", paths.mirror_tag_checked(NAME, TAG), f"{REPO}/_mirror/tags/thetag/checked"),
 ]
 
@@ -58,3 +59,18 @@ LAYOUT = [
 def test_layout_matches_distribution(spec: str, path: str, expected: str) -> None:
     assert path == expected
 
+
+
+def test_blob_of_reads_a_blob_directory_back() -> None:
+    assert paths.blob_of(paths.blob_dir(REVISION)) == REVISION
+    assert paths.blob_of(paths.blob_dir(SUBJECT)) == SUBJECT
+    assert paths.blob_of("/sha256/ab") is None  # too short to be one
+    assert paths.blob_of(f"{BLOBS}/sha256/ab/not-hex") is None
+
+
+def test_moorage_state_outside_distributions_directories() -> None:
+    """GC's lease and the usage ledger live below ``_moorage``, which Distribution never reads."""
+    assert paths.lease("gc") == "/docker/registry/v2/_moorage/leases/gc"
+    assert paths.usage_base("team") == "/docker/registry/v2/_moorage/usage/team/base"
+    assert paths.usage_log_entry("team", "1.0-5-x") == "/docker/registry/v2/_moorage/usage/team/log/1.0-5-x"
+    assert paths.usage_marker("team", REVISION) == f"/docker/registry/v2/_moorage/usage/team/blobs/sha256/{HEX}"
