@@ -24,8 +24,8 @@ from tests.storage.servers import MOTO_PORTS, Nginx, start_nginx
 from .clients import Docker
 from .helpers import IN_CI, sha256_digest
 from .images import DOCKER_MANIFEST, ImageFactory
+from .interop import push_referrer
 from .servers import RegistryProcess, ServerFactory
-from .test_s3_e2e import push_referrer
 
 pytestmark = pytest.mark.e2e
 EXTRA_REPOSITORIES = 30

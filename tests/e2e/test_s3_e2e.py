@@ -7,13 +7,11 @@ Runs on moto by default and on a real Ceph radosgw with ``-m radosgw``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import re
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -29,11 +27,10 @@ from tests.storage.servers import MOTO_PORTS, Nginx, shared_radosgw, start_nginx
 from .clients import Docker, Skopeo
 from .helpers import IN_CI, sha256_digest
 from .images import DOCKER_MANIFEST, ImageFactory
+from .interop import populate, push_referrer, verify
 from .servers import RegistryProcess, ServerFactory
-from .test_interop_distribution import populate, verify
 
 pytestmark = pytest.mark.e2e
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MiB = 1 << 20
 
 
@@ -78,29 +75,6 @@ def upstream_of(nginx: Nginx, pattern: str, expect: int = 1) -> list[str]:
         if len(served) >= expect or time.monotonic() > deadline:
             return served
         time.sleep(0.05)
-
-
-def push_referrer(c: httpx.Client, repo: str, subject_digest: str, subject: bytes) -> str:
-    """An OCI artifact manifest whose ``subject`` is the given manifest; returns its digest."""
-    empty = b"{}"
-    note = f"note {uuid.uuid4()}".encode()
-    for blob in (empty, note):
-        r = c.post(f"/v2/{repo}/blobs/uploads/?digest={sha256_digest(blob)}", content=blob)
-        assert r.status_code == 201, r.text
-    doc = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "artifactType": "application/vnd.e2e.note",
-            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256_digest(empty), "size": 2},
-            "layers": [{"mediaType": "text/plain", "digest": sha256_digest(note), "size": len(note)}],
-            "subject": {"mediaType": DOCKER_MANIFEST, "digest": subject_digest, "size": len(subject)},
-        }
-    ).encode()
-    digest = sha256_digest(doc)
-    r = c.put(f"/v2/{repo}/manifests/{digest}", content=doc, headers={"Content-Type": OCI_MANIFEST})
-    assert r.status_code == 201, r.text
-    return digest
 
 
 def chunked_upload(c: httpx.Client, repo: str, chunks: list[bytes]) -> tuple[str, str]:
