@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,6 +30,16 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(r.text) for s in family.samples}
 
 
+def scrape_when(port: int, ready: Callable[[dict], bool], timeout: float = 15) -> dict:
+    """A scrape in which ``ready`` holds: a request is counted just after its answer went out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(port)
+        if ready(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.1)
+
+
 def total(samples: dict, name: str, **labels: str) -> float:
     """The sum of ``name`` over the samples whose labels include ``labels``."""
     return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
@@ -41,10 +54,16 @@ def test_docker_push_and_pull_move_the_metrics(start_moorage, docker: Docker, im
     ref = registry.ref("team/metrics", "1")
     docker.tag(image.tag, ref)
     docker.push(ref)
-    pushed = scrape(port)
+    put = {"route": MANIFEST, "method": "PUT", "status": "201"}
+    pushed = scrape_when(port, lambda s: total(s, "moorage_http_requests_total", **put)
+                         > total(before, "moorage_http_requests_total", **put))
     docker.rmi(ref, image.tag)
     docker.pull(ref)
-    pulled = scrape(port)
+    gets = {"route": BLOB, "method": "GET", "status": "200"}
+    uploaded = total(pushed, "moorage_http_requests_total", route=UPLOAD, method="PUT", status="201") - total(
+        before, "moorage_http_requests_total", route=UPLOAD, method="PUT", status="201")
+    pulled = scrape_when(port, lambda s: total(s, "moorage_http_requests_total", **gets)
+                         - total(pushed, "moorage_http_requests_total", **gets) >= uploaded)
 
     def moved(name: str, after: dict, base: dict, **labels: str) -> float:
         return total(after, name, **labels) - total(base, name, **labels)
@@ -69,12 +88,14 @@ def test_docker_push_and_pull_move_the_metrics(start_moorage, docker: Docker, im
 def test_two_workers_share_their_metrics(start_moorage, server: str) -> None:
     port = free_port()
     registry = start_moorage(debug_config(port, workers=2, server=server))
-    before = scrape(port)
+    # the start-up check's GET /v2/ counted first
+    before = scrape_when(port, lambda s: total(s, "moorage_http_request_duration_seconds_count", route="/v2/") >= 1)
     with registry.http(headers={"Connection": "close"}) as http:  # new connections: both workers answer
         for _ in range(200):
             assert http.get("/v2/").status_code == 200
             assert http.get("/v2/none/manifests/x").status_code == 404
-    after = scrape(port)
+    after = scrape_when(port, lambda s: total(s, "moorage_http_request_duration_seconds_count", route="/v2/")
+                        - total(before, "moorage_http_request_duration_seconds_count", route="/v2/") >= 200)
     for name, labels in (("moorage_http_requests_total", {"route": "/v2/", "method": "GET", "status": "200"}),
                          ("moorage_http_requests_total", {"route": MANIFEST, "status": "404"}),
                          ("moorage_http_request_duration_seconds_count", {"route": "/v2/"})):

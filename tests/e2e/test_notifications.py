@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -173,7 +174,7 @@ def test_ignored_actions_and_media_types(start_moorage, receiver: Receiver) -> N
     assert [(e["action"], e["target"]["mediaType"]) for e in receiver.events] == [("push", OCI_MANIFEST)]
 
 
-def queue_dir(registry: RegistryProcess):
+def queue_dir(registry: RegistryProcess) -> Path:
     return registry.root / "docker" / "registry" / "v2" / "_moorage" / "notifications" / "hook" / "events"
 
 
@@ -194,8 +195,10 @@ def test_receiver_down_for_100_events_and_a_restart_loses_none(start_moorage, re
     registry.restart()  # SIGTERM, then a new process: the queued events are in storage
     with registry.http(headers={"User-Agent": "notifications-e2e/1"}) as http:
         request_ids += pull_events(http, "team/outage", 40)
-    queued = list((queue_dir(registry)).iterdir())
-    assert len(queued) == 100  # all waiting in the durable queue while the receiver is down
+    # all waiting in the durable queue while the receiver is down (the last ones are written just after
+    # their answers went out)
+    wait_for(lambda: len(list(queue_dir(registry).iterdir())) >= 100, "100 queued events", timeout=10)
+    assert len(list(queue_dir(registry).iterdir())) == 100
     receiver.start()
     wait_for(lambda: len({e["id"] for e in receiver.events}) >= 100, "100 distinct events", timeout=120)
     time.sleep(1)
@@ -207,7 +210,7 @@ def test_receiver_down_for_100_events_and_a_restart_loses_none(start_moorage, re
     assert all(len(ids) == 1 for ids in by_request.values())  # a repeat only ever under the same id
     print(f"outage test: {len(events)} events received for 100 requests, {len(set(e['id'] for e in events))} "
           f"distinct ids, {len(receiver.envelopes)} envelopes")
-    wait_for(lambda: not any((queue_dir(registry)).iterdir()),
+    wait_for(lambda: not any(queue_dir(registry).iterdir()),
              "the queue to empty")
 
 
