@@ -9,7 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 from registry.mediatypes import docker_manifest_list, docker_schema2, oci_index, oci_manifest
-from registry.mediatypes.descriptor import Descriptor, InvalidManifest, ParsedManifest, invalid
+from registry.mediatypes.descriptor import (
+    Descriptor,
+    InvalidManifest,
+    ParsedManifest,
+    check_media_type_field,
+    check_schema_version,
+    invalid,
+)
 from storage.digests import Digest
 
 MAX_MANIFEST_SIZE = 4 << 20
@@ -54,6 +61,8 @@ def parse(content: bytes, content_type: str | None) -> ParsedManifest:
     parser = PARSERS.get(media_type)
     if parser is None:
         raise invalid(f"unsupported manifest media type {media_type!r}")
+    check_schema_version(doc)
+    check_media_type_field(doc, media_type)
     return parser(doc)
 
 

@@ -7,8 +7,6 @@ from typing import Any
 from registry.mediatypes.descriptor import (
     ParsedManifest,
     check_annotations,
-    check_media_type_field,
-    check_schema_version,
     descriptor_list,
     optional_artifact_type,
     optional_subject,
@@ -18,8 +16,6 @@ MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 
 
 def parse(doc: dict[str, Any]) -> ParsedManifest:
-    check_schema_version(doc)
-    check_media_type_field(doc, MEDIA_TYPE)
     return ParsedManifest(
         MEDIA_TYPE,
         children=descriptor_list(doc, "manifests", required=True),
