@@ -18,6 +18,8 @@ from storage.driver.s3 import S3Driver
 from tests.faultproxy import FaultProxy
 
 FAST = {"connecttimeout": 0.5, "readtimeout": 1, "maxattempts": 1, "breakerthreshold": 2, "breakercooldown": 1}
+# a failure within the timeouts plus slack for a busy CI machine (seen: 2.9 s); without them: minutes
+BOUND = FAST["connecttimeout"] + FAST["readtimeout"] + 3
 
 
 @pytest.fixture
@@ -52,7 +54,7 @@ def test_failing_endpoint_is_unavailable_then_fails_fast_then_recovers(
         await driver.put_content("/some/object", b"content")
         proxy.set(mode)
         for _ in range(FAST["breakerthreshold"]):
-            assert await timed_failure(driver) < FAST["readtimeout"] + 1.5  # bounded by the timeouts
+            assert await timed_failure(driver) < BOUND
         assert driver.breaker.is_open
         assert await timed_failure(driver) < 0.1  # open: refused without waiting for the endpoint
         proxy.set("pass")
@@ -85,7 +87,7 @@ def test_registry_answers_503_unavailable_with_retry_after(
                      "/v2/team/app/blobs/sha256:" + "a" * 64, "/v2/_catalog"):
             started = time.monotonic()
             r = client.get(path)
-            assert time.monotonic() - started < FAST["readtimeout"] + 1.5
+            assert time.monotonic() - started < BOUND
             assert r.status_code == 503, r.text
             assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
             assert int(r.headers["Retry-After"]) >= 1
