@@ -17,8 +17,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from auth.base import Access, AuthFailure
 from auth.factory import token_server_routes
+from registry import allocator, logs, metrics
 from registry import config as config_module
-from registry import logs, metrics
 from registry.audit import AuditTrail
 from registry.config import Config
 from registry.errors import RegistryError, error_body, error_response
@@ -285,6 +285,7 @@ def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
 
 def app_from_environment() -> RegistryApp:
     """Factory for ASGI servers that import the app (several workers): config path in MOORAGE_CONFIG."""
+    allocator.tune()
     config = config_module.load(os.environ.get("MOORAGE_CONFIG") or None)
     logs.configure(config)  # a worker process: its logs in the configured format too
     return create_app(config)

@@ -41,7 +41,7 @@ from starlette.routing import Route
 from uvicorn.supervisors import Multiprocess
 
 from configkit import ENV_PREFIX
-from registry import metrics
+from registry import allocator, metrics
 from registry.app import create_app, storage_error
 from registry.config import Config, ConfigError, TLSConfig
 from registry.head_limits import HeadLimits, LimitedHttpToolsProtocol
@@ -70,6 +70,7 @@ def split_addr(addr: str) -> tuple[str, int]:
 def serve(config: Config, source: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain; blocks. ``source``: the config file, for the start-up line."""
     host, port = split_addr(config.http.addr)
+    allocator.tune()  # this process serves when there is one worker; workers tune themselves
     log.info("%s", startup_line(config, source))
     warn_plain_http_credentials(config, host)
     if config.http.workers > 1 and config.ui.secret is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,9 +15,33 @@ HEX_RE = re.compile(r"[a-f0-9]+")
 
 
 class Hasher(Protocol):
-    def update(self, data: bytes | memoryview) -> None: ...
+    def update(self, data: bytes) -> None: ...
     def finalize(self) -> str: ...
+
+
+class ResumableHasher(Hasher, Protocol):
+    """A hasher whose state can be saved between the requests of one upload session."""
+
     def serialize(self) -> bytes: ...
+
+
+class OneShotHasher:
+    """hashlib's hasher, for data hashed within one request (a monolithic upload, a manifest).
+
+    It releases the GIL while it hashes, where rehashes holds it: the event loop goes on receiving the
+    next pieces of a blob meanwhile. Its state cannot be saved.
+    """
+
+    __slots__ = ("_hash",)
+
+    def __init__(self, algorithm: str) -> None:
+        self._hash = hashlib.new(algorithm)
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+
+    def finalize(self) -> str:
+        return self._hash.hexdigest()
 
 
 HASHERS = {"sha256": rehashes.PySha256, "sha512": rehashes.PySha512}
@@ -48,15 +73,13 @@ def parse_digest(text: str) -> Digest:
     return Digest(algorithm, hex_)
 
 
-def new_hasher(algorithm: str) -> Hasher:
+def new_hasher(algorithm: str) -> ResumableHasher:
     return HASHERS[algorithm]()
 
 
-def restore_hasher(algorithm: str, state: bytes) -> Hasher:
+def restore_hasher(algorithm: str, state: bytes) -> ResumableHasher:
     return HASHERS[algorithm].deserialize(state)
 
 
 def digest_bytes(data: bytes, algorithm: str = "sha256") -> Digest:
-    hasher = new_hasher(algorithm)
-    hasher.update(data)
-    return Digest(algorithm, hasher.finalize())
+    return Digest(algorithm, hashlib.new(algorithm, data).hexdigest())

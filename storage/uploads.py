@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from storage import paths
 from storage.blobs import BlobStore
-from storage.digests import HASHERS, Digest, Hasher, new_hasher, restore_hasher
+from storage.digests import HASHERS, Digest, Hasher, OneShotHasher, ResumableHasher, new_hasher, restore_hasher
 from storage.driver import FileWriter, PathNotFound, StorageDriver
 
 BATCH_SIZE = 4 << 20
@@ -174,8 +174,14 @@ class UploadStore:
         data_path = paths.upload_data(upload.name, upload.id)
         writer = await self.driver.writer(data_path, append=True)
         self._observe(upload, writer.size)
+        # all of the data in this request: no state to save, so hashlib's hasher, which frees the loop
+        hasher: Hasher
+        resumable: ResumableHasher | None = None
         try:
-            hasher = await self._hasher(upload, digest.algorithm)
+            if upload.size == 0 and chunks is not None:
+                hasher = OneShotHasher(digest.algorithm)
+            else:
+                hasher = resumable = await self._hasher(upload, digest.algorithm)
             if chunks is not None:
                 upload.size += await self._pump(chunks, writer, hasher)
             await writer.commit()  # also makes the bytes of earlier requests durable (filesystem)
@@ -187,8 +193,10 @@ class UploadStore:
             await self.driver.put_content(data_path, b"")
         actual = await self._run(hasher.finalize)
         if actual != digest.hex:
-            # keep the session resumable: the client may retry with the right digest
-            await self._save_state(upload, digest.algorithm, hasher)
+            # keep the session resumable: the client may retry with the right digest (after a one-shot
+            # hash, the retry hashes the stored data again)
+            if resumable is not None:
+                await self._save_state(upload, digest.algorithm, resumable)
             raise DigestMismatch(f"computed {digest.algorithm}:{actual}")
         if await self.blobs.exists(digest):
             await self.driver.delete(data_path)
@@ -253,7 +261,7 @@ class UploadStore:
             upload.size = size
             upload.states = None
 
-    async def _hasher(self, upload: UploadInfo, algorithm: str | None = None) -> Hasher:
+    async def _hasher(self, upload: UploadInfo, algorithm: str | None = None) -> ResumableHasher:
         """The hash of the data so far: the saved state, or a re-hash of the stored data."""
         algorithm = algorithm or upload.algorithm
         if upload.size == 0:
@@ -273,7 +281,7 @@ class UploadStore:
             raise UploadUnknown(upload.id) from None
         return hasher
 
-    async def _save_state(self, upload: UploadInfo, algorithm: str, hasher: Hasher) -> None:
+    async def _save_state(self, upload: UploadInfo, algorithm: str, hasher: ResumableHasher) -> None:
         """Save the hash state at the upload's size, then delete the other states of ``algorithm``.
 
         The new state is written first, so that a crash in between leaves at worst a stale state (it

@@ -134,6 +134,7 @@ async def test_old_sessions_with_a_state_at_zero_still_work(make_driver: DriverF
 
 
 async def test_digest_mismatch_keeps_the_session(make_driver: DriverFactory) -> None:
+    """All of the data in the refused request: hashed by hashlib (no state saved); the retry re-hashes it."""
     content = b"right" * 1000
     created = await store(make_driver()).create("team/app")
     uploads = store(make_driver())
@@ -143,8 +144,21 @@ async def test_digest_mismatch_keeps_the_session(make_driver: DriverFactory) -> 
     uploads = store(make_driver())
     upload = await uploads.info("team/app", created.id)
     assert upload.size == len(content)
-    assert await states(make_driver(), upload) == [f"sha256-moorage/{len(content)}"]
+    assert await states(make_driver(), upload) == []
     assert await uploads.commit(upload, digest_of(content), None) == len(content)
+    assert await make_driver().get_content(paths.blob_data(digest_of(content))) == content
+
+
+async def test_digest_mismatch_after_a_patch_saves_the_state(make_driver: DriverFactory) -> None:
+    content = b"right" * 1000
+    uploads = store(make_driver())
+    created = await uploads.create("team/app")
+    await uploads.append(created, chunks(content[:3000]))
+    with pytest.raises(DigestMismatch):
+        await uploads.commit(created, digest_of(b"wrong"), chunks(content[3000:]))
+    upload = await store(make_driver()).info("team/app", created.id)
+    assert await states(make_driver(), upload) == [f"sha256-moorage/{len(content)}"]
+    assert await store(make_driver()).commit(upload, digest_of(content), None) == len(content)
 
 
 async def test_empty_blob_without_body(make_driver: DriverFactory) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from registry.errors import RegistryError
 from registry.names import digest_param
-from storage.digests import InvalidDigest, digest_bytes, new_hasher, parse_digest, restore_hasher
+from storage.digests import InvalidDigest, OneShotHasher, digest_bytes, new_hasher, parse_digest, restore_hasher
 
 
 def test_digests() -> None:
@@ -31,3 +31,13 @@ def test_hash_state_round_trip() -> None:
     resumed = restore_hasher("sha256", hasher.serialize())
     resumed.update(b"second half")
     assert resumed.finalize() == hashlib.sha256(b"first half second half").hexdigest()
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+def test_one_shot_and_resumable_hashers_agree(algorithm: str) -> None:
+    pieces = [b"a" * 70_000, b"b" * 3, b""]
+    one_shot, resumable = OneShotHasher(algorithm), new_hasher(algorithm)
+    for piece in pieces:
+        one_shot.update(piece)
+        resumable.update(piece)
+    assert one_shot.finalize() == resumable.finalize() == hashlib.new(algorithm, b"a" * 70_000 + b"bbb").hexdigest()
