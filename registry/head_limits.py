@@ -9,6 +9,8 @@ own, with three checks added where the bytes arrive:
 * a connection must deliver a complete head within ``headertimeout`` seconds of its first byte of a
   request (or of connecting): otherwise it is closed.
 
+It also sends a response's head and its body's first piece together (``registry.coalesce``).
+
 granian needs none of this: its HTTP/1 settings bound the head's buffer and read time (see
 ``registry.server``).  The limits travel on uvicorn's Config object, so worker processes get them.
 """
@@ -19,6 +21,8 @@ import asyncio
 from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from registry.coalesce import HeadWithBody
 
 HEADER_TOO_LARGE = b"request header fields too large"
 
@@ -76,6 +80,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = False
         self._stop_head_timer()
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope is self.scope and self.scope["method"] != "HEAD":
+            self.cycle.transport = HeadWithBody(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -205,7 +206,9 @@ class Observer:
                     text = value.decode("latin-1").strip()
                     if 0 < len(text) <= MAX_REQUEST_ID and text.isprintable() and text.isascii():
                         return text
-        return str(uuid.uuid4())
+        # a random UUID without a getrandom syscall per request: ids need uniqueness, not secrecy (the
+        # generator is seeded from the OS at start, and again in each forked process)
+        return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
     @staticmethod
     def _remote(scope: Scope, peer_host: str, from_proxy: bool) -> str:
