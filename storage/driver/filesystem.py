@@ -13,10 +13,10 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import random
 import shutil
 import stat
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -162,7 +162,10 @@ class FilesystemDriver(BaseDriver):
                 os.close(fds.pop(0))
             if len(items) > 1:  # every directory first: a group that cannot be placed publishes nothing
                 for directory in dict.fromkeys(os.path.dirname(full) for full, _ in items):
-                    os.makedirs(directory, exist_ok=True)
+                    # a stat, lock-free; makedirs on an existing directory is a failing mkdir, which locks
+                    # the parent against the other PUTs' renames (12 % of PUT c16's thread time)
+                    if not os.path.isdir(directory):
+                        os.makedirs(directory, exist_ok=True)
             for (full, _), temp in zip(items, list(temps), strict=True):
                 try:
                     os.replace(temp, full)
@@ -180,7 +183,7 @@ class FilesystemDriver(BaseDriver):
 
     def _write_temp(self, content: bytes) -> tuple[str, int]:
         """A new temporary file holding ``content``, still open, its writeback started."""
-        temp = os.path.join(self.temp_dir, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+        temp = os.path.join(self.temp_dir, f"{TEMP_PREFIX}{random.getrandbits(128):032x}")  # O_EXCL: never shared
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileNotFoundError:  # not there at start-up (a read-only volume then), or removed since
