@@ -57,6 +57,9 @@ READ_CHUNK = 1 << 20
 IOV_MAX = 512  # pieces per writev (Linux allows 1024)
 TEMP_PREFIX = ".moorage-tmp-"
 TEMP_DIR = ".moorage-tmp"  # below the root, beside Distribution's docker/: whole-object writes start here
+# Creating a file locks its directory while the filesystem finds it an inode: with one temporary
+# directory, concurrent PUTs queued there (7 % of PUT c16's CPU spun on that lock); 16 spread them.
+TEMP_SHARDS = 16
 STALE_TEMP_AGE = 600.0  # a temporary file this old was left by a crash (a write takes milliseconds)
 DIR_CACHE_ENTRIES = 65536
 LINK_CACHE_ENTRIES = 65536
@@ -65,7 +68,8 @@ FRESH_NS = 2_000_000_000  # files younger than this are read, not trusted to a c
 
 
 def remove_stale_temp_files(directory: str, older_than: float) -> int:
-    """Delete temporary files a crashed process left; recent ones may be another process's write."""
+    """Delete temporary files a crashed process left, in ``directory`` and its shards; recent ones may be
+    another process's write."""
     cutoff = time.time() - older_than
     removed = 0
     with os.scandir(directory) as entries:
@@ -74,6 +78,8 @@ def remove_stale_temp_files(directory: str, older_than: float) -> int:
                 if entry.name.startswith(TEMP_PREFIX) and entry.stat().st_mtime < cutoff:
                     os.unlink(entry.path)
                     removed += 1
+                elif entry.is_dir(follow_symlinks=False):
+                    removed += remove_stale_temp_files(entry.path, older_than)
             except FileNotFoundError:
                 pass  # removed by another process meanwhile
     return removed
@@ -183,11 +189,13 @@ class FilesystemDriver(BaseDriver):
 
     def _write_temp(self, content: bytes) -> tuple[str, int]:
         """A new temporary file holding ``content``, still open, its writeback started."""
-        temp = os.path.join(self.temp_dir, f"{TEMP_PREFIX}{random.getrandbits(128):032x}")  # O_EXCL: never shared
+        name = random.getrandbits(128)  # O_EXCL: never shared
+        shard = os.path.join(self.temp_dir, f"{name % TEMP_SHARDS:x}")
+        temp = os.path.join(shard, f"{TEMP_PREFIX}{name:032x}")
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileNotFoundError:  # not there at start-up (a read-only volume then), or removed since
-            os.makedirs(self.temp_dir, exist_ok=True)
+        except FileNotFoundError:  # a shard's first file, or removed since
+            os.makedirs(shard, exist_ok=True)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(content)

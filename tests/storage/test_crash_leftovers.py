@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -48,14 +49,16 @@ async def test_writes_leave_no_temp_file_beside_the_object(tmp_path: Path) -> No
 
 async def test_stale_temp_files_are_removed_at_start_up(tmp_path: Path) -> None:
     temp_dir = tmp_path / TEMP_DIR
-    temp_dir.mkdir()
+    (temp_dir / "a").mkdir(parents=True)  # a shard
     stale, fresh = temp_dir / f"{TEMP_PREFIX}stale", temp_dir / f"{TEMP_PREFIX}fresh"
-    stale.write_bytes(b"x")
-    fresh.write_bytes(b"y")  # another process sharing the root may be writing it right now
+    stale_in_shard = temp_dir / "a" / f"{TEMP_PREFIX}stale"
+    for leftover in (stale, fresh, stale_in_shard):
+        leftover.write_bytes(b"x")  # fresh: another process sharing the root may be writing it right now
     hour_ago = time.time() - 3600
-    os.utime(stale, (hour_ago, hour_ago))
+    for leftover in (stale, stale_in_shard):
+        os.utime(leftover, (hour_ago, hour_ago))
     driver = FilesystemDriver(str(tmp_path), fsync=False)
-    assert not stale.exists() and fresh.exists()
+    assert not stale.exists() and not stale_in_shard.exists() and fresh.exists()
     await driver.close()
 
 
@@ -64,7 +67,7 @@ async def test_read_only_root_without_temp_dir_still_serves_reads(tmp_path: Path
     writer = FilesystemDriver(str(tmp_path), fsync=False)
     await writer.put_content("/docker/registry/v2/some/link", b"sha256:01")
     await writer.close()
-    os.rmdir(tmp_path / TEMP_DIR)
+    shutil.rmtree(tmp_path / TEMP_DIR)
     real_makedirs = os.makedirs
 
     def read_only(path: str, *args: object, **kwargs: object) -> None:
