@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, Router
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from auth.base import Access, AuthFailure
 from auth.factory import token_server_routes
@@ -53,7 +53,9 @@ class RegistryApp:
         self.registry = registry
         self.prefix = config.http.prefix
         self.api_prefix = f"{self.prefix}v2"
-        self.extra_headers = [(k.lower().encode(), v.encode()) for k, v in config.http.header_pairs]
+        # on every /v2 answer: the API version and the operator's http.headers
+        self.version_headers = [API_VERSION_HEADER,
+                                *((k.lower().encode(), v.encode()) for k, v in config.http.header_pairs)]
         routes = [
             *extra_routes,
             Route("/api/v1/usage", self.usage, methods=["GET"]),
@@ -74,13 +76,8 @@ class RegistryApp:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif scope["type"] == "http":
-            await self.observer(scope, receive, send, self.route)
-        else:
-            await self.other(scope, receive, send)
-
-    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"].startswith(self.api_prefix):
-            await self.api(scope, receive, send)
+            app = self.api if scope["path"].startswith(self.api_prefix) else self.other
+            await self.observer(scope, receive, send, app)
         else:
             await self.other(scope, receive, send)
 
@@ -119,11 +116,6 @@ class RegistryApp:
             await asyncio.sleep(storage.upload_purge_interval)
 
     async def api(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_version(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), API_VERSION_HEADER, *self.extra_headers]
-            await send(message)
-
         scope["moorage.registry"] = self.registry
         request = Request(scope, receive)
         try:
@@ -145,7 +137,8 @@ class RegistryApp:
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             response = error_response(RegistryError("UNKNOWN", "internal server error"))
-        await response(scope, receive, send_with_version)
+        response.raw_headers += self.version_headers  # Starlette's responses and BlobResponse alike
+        await response(scope, receive, send)
 
     async def dispatch(self, request: Request) -> Response:
         scope = request.scope

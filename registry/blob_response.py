@@ -34,7 +34,7 @@ class BlobResponse:
         length: int | None = 0,  # None: a stream of unknown length, sent to its end
     ) -> None:
         self.status = status
-        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        self.raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]  # as Starlette names them
         self.fd = fd
         self.stream = stream
         self.offset = offset
@@ -42,7 +42,7 @@ class BlobResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+            await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers})
             if scope["method"] == "HEAD" or self.length == 0:
                 await send({"type": "http.response.body", "body": b""})
                 return
