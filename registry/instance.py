@@ -19,7 +19,7 @@ from storage.driver import StorageDriver
 from storage.driver.factory import build_driver
 from storage.driver.instrumented import InstrumentedDriver
 from storage.gc import LEASE_NAME
-from storage.lease import Lease
+from storage.lease import held
 from storage.manifests import ManifestStore, TagStore
 from storage.referrers import ReferrersIndex
 from storage.uploads import UploadStore
@@ -88,7 +88,7 @@ class Registry:
 
     async def gc_running(self) -> bool:
         """Whether some process holds the garbage collection lease now."""
-        return await Lease(self.driver, LEASE_NAME).current() is not None
+        return await held(self.driver, LEASE_NAME) is not None
 
     async def close(self) -> None:
         if self.mirror is not None:

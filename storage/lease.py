@@ -24,9 +24,23 @@ class LeaseLost(Exception):
     """Another process holds the lease now: the work it guards must stop."""
 
 
+async def held(driver: StorageDriver, name: str) -> dict[str, Any] | None:
+    """The lease ``name`` as stored, or None when nobody holds it (absent, garbled or expired).
+
+    Reading it takes no holder identity: a manifest PUT asks this on every request."""
+    try:
+        found = json.loads(await driver.get_content(paths.lease(name)))
+    except (PathNotFound, ValueError):
+        return None
+    if not isinstance(found, dict) or float(found.get("expires", 0)) <= time.time():
+        return None
+    return found
+
+
 class Lease:
     def __init__(self, driver: StorageDriver, name: str, ttl: float = 600.0, settle: float = 1.0) -> None:
         self.driver = driver
+        self.name = name
         self.path = paths.lease(name)
         self.ttl = ttl
         self.settle = settle
@@ -35,13 +49,7 @@ class Lease:
 
     async def current(self) -> dict[str, Any] | None:
         """The lease as stored, or None when nobody holds it (absent, garbled or expired)."""
-        try:
-            found = json.loads(await self.driver.get_content(self.path))
-        except (PathNotFound, ValueError):
-            return None
-        if not isinstance(found, dict) or float(found.get("expires", 0)) <= time.time():
-            return None
-        return found
+        return await held(self.driver, self.name)
 
     async def acquire(self) -> bool:
         """Take the lease if nobody else holds it; True when this process holds it now."""
