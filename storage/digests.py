@@ -26,7 +26,7 @@ class ResumableHasher(Hasher, Protocol):
 
 
 class OneShotHasher:
-    """hashlib's hasher, for data hashed within one request (a monolithic upload, a manifest).
+    """hashlib's hasher, for an upload whose data all comes in one request (a monolithic upload).
 
     It releases the GIL while it hashes, where rehashes holds it: the event loop goes on receiving the
     next pieces of a blob meanwhile. Its state cannot be saved.

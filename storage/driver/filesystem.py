@@ -168,8 +168,8 @@ class FilesystemDriver(BaseDriver):
                 os.close(fds.pop(0))
             if len(items) > 1:  # every directory first: a group that cannot be placed publishes nothing
                 for directory in dict.fromkeys(os.path.dirname(full) for full, _ in items):
-                    # a stat, lock-free; makedirs on an existing directory is a failing mkdir, which locks
-                    # the parent against the other PUTs' renames (12 % of PUT c16's thread time)
+                    # an existing directory (a tag's current/ after its first push) costs a stat; makedirs
+                    # would try a mkdir first, which locks the parent against the other PUTs' renames
                     if not os.path.isdir(directory):
                         os.makedirs(directory, exist_ok=True)
             for (full, _), temp in zip(items, list(temps), strict=True):
