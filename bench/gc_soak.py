@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import yaml
 
+from bench import procstat
 from storage.driver.factory import build_driver
 from storage.gc import GarbageCollector
 from storage.lease import Lease
@@ -117,13 +118,7 @@ class Replica:
         raise RuntimeError("moorage serve did not answer within 60 s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        procstat.stop(self.proc, 15)
 
 
 class Soak:

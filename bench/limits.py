@@ -212,12 +212,7 @@ class BareServer:
         return procstat.cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        procstat.stop(self.proc, 10)
 
 
 def asgi_rate(srv: BareServer, seconds: float, conc: int) -> tuple[float, float]:

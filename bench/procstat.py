@@ -1,8 +1,9 @@
-"""Server CPU time and peak RSS from /proc, summed over a process and its live descendants."""
+"""Server CPU time and peak RSS from /proc, summed over a process and its live descendants; stopping one."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -74,3 +75,15 @@ def reset_peak(pid: int) -> bool:
         except OSError:
             ok = False
     return ok
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM ``proc``, SIGKILL it if it has not exited after ``grace`` seconds (one already gone is left)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from bench import procstat
 
 HOST = "127.0.0.1"
 ACCESS_KEY = "testkey"
@@ -186,13 +187,7 @@ class S3Backend:
                 except Exception as exc:  # noqa: BLE001 - best effort, reported
                     print(f"  could not remove bucket {bucket}: {exc}", file=sys.stderr)
         for proc in self.procs:  # rgw, osd, mon: newest first
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            procstat.stop(proc, 15)
 
 
 def from_url(url: str) -> S3Backend:
