@@ -8,8 +8,8 @@ import sys
 
 from auth import cli as auth_cli
 from registry import config as config_module
-from registry import maintenance_cli
 from registry.config import Config, ConfigError
+from registry.maintenance import cli as maintenance_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +46,8 @@ def report(error: ConfigError, path: str | None) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from registry import logs
-    from registry.server import serve
+    from registry.events import logs
+    from registry.http.server import serve
 
     config = load_config(args.config)
     logs.configure(config)

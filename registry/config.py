@@ -34,9 +34,9 @@ from configkit import (
     load_file,
 )
 from configkit.types import to_integer, to_string
+from registry.maintenance.quotas import QuotasConfig
+from registry.maintenance.retention import Retention, RetentionConfig
 from registry.mirror.config import ProxyConfig
-from registry.quotas import QuotasConfig
-from registry.retention import Retention, RetentionConfig
 from storage.driver.filesystem import FilesystemParameters
 from storage.driver.s3_config import S3Parameters
 
@@ -370,6 +370,6 @@ def parse(raw: Mapping[str, Any]) -> Config:
 
 # Last: the notifications package imports this module (its __init__ wants Config), so its settings are
 # imported once everything above exists, and Config's annotation is resolved then.
-from registry.notifications.config import NotificationsSettings  # noqa: E402
+from registry.events.notifications.config import NotificationsSettings  # noqa: E402
 
 Config.model_rebuild()

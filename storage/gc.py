@@ -167,7 +167,7 @@ def human_size(count: int) -> str:
 
 
 class TagExpiry(Protocol):
-    """Retention: which tags of a repository expire (``registry.retention.Retention``)."""
+    """Retention: which tags of a repository expire (``registry.maintenance.retention.Retention``)."""
 
     def applies(self, name: str) -> bool: ...
 

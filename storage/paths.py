@@ -86,7 +86,7 @@ def lease(name: str) -> str:
 
 
 def notification_events(endpoint: str) -> str:
-    """The durable queue of a notification endpoint (registry.notifications.queue)."""
+    """The durable queue of a notification endpoint (registry.events.notifications.queue)."""
     return f"{MOORAGE}/notifications/{endpoint}/events"
 
 

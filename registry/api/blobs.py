@@ -9,10 +9,10 @@ from starlette.responses import RedirectResponse, Response
 
 from registry.api.context import registry_of, repository_of
 from registry.api.etags import digest_headers, not_modified
-from registry.blob_response import BlobResponse
 from registry.errors import RegistryError
+from registry.http.blob_response import BlobResponse
+from registry.http.ranges import Unsatisfiable, parse_range
 from registry.names import digest_param
-from registry.ranges import Unsatisfiable, parse_range
 from storage.blobs import BlobUnknown
 
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from registry.api.context import registry_of, repository_of
 from registry.api.etags import digest_headers, not_modified
 from registry.errors import RegistryError
+from registry.http.urls import location
 from registry.instance import Registry
 from registry.mediatypes import (
     INDEX_TYPES,
@@ -23,7 +24,6 @@ from registry.mediatypes import (
 )
 from registry.names import check_tag, digest_param, is_tag
 from registry.repository import Repository
-from registry.urls import location
 from storage.blobs import BlobUnknown
 from storage.digests import Digest, digest_bytes
 from storage.manifests import ManifestUnknown, TagUnknown

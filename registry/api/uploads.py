@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from registry.api.context import registry_of
 from registry.errors import RegistryError
+from registry.http.ranges import parse_content_range, upload_range
+from registry.http.urls import location
 from registry.names import check_name, digest_param
-from registry.ranges import parse_content_range, upload_range
-from registry.urls import location
 from storage.blobs import BlobUnknown
 from storage.digests import HASHERS, Digest
 from storage.uploads import DigestMismatch, OffsetMismatch, SizeMismatch, UploadInfo, UploadUnknown

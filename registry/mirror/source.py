@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 
 from registry.errors import RegistryError
+from registry.events.metrics import mirror_requests, mirror_upstream_fetches
 from registry.mediatypes import MAX_MANIFEST_SIZE
-from registry.metrics import mirror_requests, mirror_upstream_fetches
 from registry.mirror.config import MirrorConfig, Upstream, parse_proxy
 from registry.mirror.flight import BlobSpool, SingleFlight
 from registry.mirror.upstream import MANIFEST_ACCEPT, UpstreamClient, UpstreamError, UpstreamNotFound
@@ -89,7 +89,7 @@ class UpstreamSource:
         self.clients = [
             UpstreamClient(u, self.http) for u in sorted(config.upstreams, key=lambda u: -len(u.prefix))
         ]
-        self.stats: Counter[str] = Counter()  # "manifest.hit", "blob.miss", ... (also in registry.metrics)
+        self.stats: Counter[str] = Counter()  # "manifest.hit", "blob.miss", ... (also in registry.events.metrics)
         self._manifest_flights = SingleFlight()
         self._spools: dict[tuple[str, Digest], BlobSpool] = {}
         self._downloads: set[asyncio.Task[None]] = set()

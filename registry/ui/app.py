@@ -32,13 +32,13 @@ from starlette.staticfiles import StaticFiles
 from auth.brake import TooManyAttempts
 from auth.tokenserver import read_form
 from registry.api.manifests import delete_reference, resolve
+from registry.api.search import scan
 from registry.errors import RegistryError
+from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.names import NAME_RE, TAG_RE
-from registry.search import scan
 from registry.ui.content import Inspector, digest_or_none
 from registry.ui.session import Session, Sessions, csrf_ok
-from registry.urls import client_address, origin
 from storage.accounting import UsageReport, usage_report
 from storage.manifests import repository_exists
 

@@ -11,9 +11,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from registry.app import create_app
 from registry.config import Config, parse
-from registry.logs import JSONFormatter, TextFormatter
+from registry.events.logs import JSONFormatter, TextFormatter
+from registry.http.app import create_app
 from tests.api.conftest import image_manifest, make_client, push_blob, sha256
 from tests.auth.conftest import API_RULES, bcrypt_line
 

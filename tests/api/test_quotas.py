@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from registry.config import ConfigError, parse
-from registry.quotas import Quota, Quotas, parse_size
+from registry.maintenance.quotas import Quota, Quotas, parse_size
 from storage.driver.filesystem import FilesystemDriver
 from storage.gc import CLOCK_SLACK, GarbageCollector
 from storage.lease import Lease

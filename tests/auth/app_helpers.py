@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from starlette.testclient import TestClient
 
-from registry.app import create_app
 from registry.config import parse
+from registry.http.app import create_app
 
 
 def app_client(tmp_path: Path, auth: dict[str, Any]) -> TestClient:

@@ -11,8 +11,8 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from registry.app import create_app
 from registry.config import ConfigError, parse
+from registry.http.app import create_app
 from tests.auth.app_helpers import app_client, push_blob
 from tests.auth.conftest import API_RULES, SERVICE, Signer
 

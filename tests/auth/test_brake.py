@@ -13,8 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from auth.brake import LoginBrake, TooManyAttempts
-from registry.app import create_app
 from registry.config import parse
+from registry.http.app import create_app
 from tests.auth.conftest import API_RULES
 
 

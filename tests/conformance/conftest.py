@@ -20,8 +20,8 @@ import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
-from registry.app import create_app
 from registry.config import parse
+from registry.http.app import create_app
 from tests.conformance.ociapi import BASE, Api
 
 REPO1 = "conformance/repo1"  # the suite's default OCI_REPO1

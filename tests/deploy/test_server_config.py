@@ -1,4 +1,4 @@
-"""registry.server without a running server: TLS contexts, addresses, the plain-HTTP credentials warning,
+"""registry.http.server without a running server: TLS contexts, addresses, the plain-HTTP credentials warning,
 and the deployment files (nginx config, compose files, systemd unit, image config) parse."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 
 from registry import config as config_module
 from registry.config import Config, ConfigError, TLSConfig
-from registry.server import is_loopback, split_addr, ssl_context, warn_plain_http_credentials
+from registry.http.server import is_loopback, split_addr, ssl_context, warn_plain_http_credentials
 from tests.deploy.support import DEPLOY_DOCS, REPO, Certs, Nginx, shipped_nginx_site
 
 

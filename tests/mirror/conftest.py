@@ -21,8 +21,8 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry.app import RegistryApp, create_app
 from registry.config import parse
+from registry.http.app import RegistryApp, create_app
 from tests.e2e.helpers import free_port_in
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -9,7 +9,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registry import routes
+from registry.http import routes
 from registry.mirror.repository import MirroredRepository
 from registry.repository import Repository
 

@@ -11,8 +11,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from bench.s3 import S3Backend
-from registry.app import create_app
 from registry.config import parse
+from registry.http.app import create_app
 from storage.driver import StorageUnavailable
 from storage.driver.s3 import S3Driver
 from tests.faultproxy import FaultProxy

@@ -1,4 +1,4 @@
-"""registry.allocator: blob-sized pieces come from the heap, not from fresh mmaps, once tuned."""
+"""registry.http.allocator: blob-sized pieces come from the heap, not from fresh mmaps, once tuned."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from registry import allocator
+from registry.http import allocator
 
 # In a fresh interpreter: allocate a 1 MiB bytes object and report how many mmapped blocks glibc holds
 # while it lives (mallinfo2().hblks), with or without the tuning.
 PROBE = """
 import ctypes, sys
-from registry import allocator
+from registry.http import allocator
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",

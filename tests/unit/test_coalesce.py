@@ -1,10 +1,10 @@
-"""registry.coalesce: a response's head leaves with its body's first piece, in order, never left behind."""
+"""registry.http.coalesce: a response's head leaves with its body's first piece, in order, never left behind."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from registry.coalesce import JOIN_BELOW, HeadWithBody
+from registry.http.coalesce import JOIN_BELOW, HeadWithBody
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
 

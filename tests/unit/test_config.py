@@ -57,7 +57,7 @@ def test_config_errors_name_the_key(raw: dict, key: str) -> None:
 def test_http_headers_go_on_every_api_response(tmp_path) -> None:
     from starlette.testclient import TestClient
 
-    from registry.app import create_app
+    from registry.http.app import create_app
 
     raw = {"storage": {"filesystem": {"rootdirectory": str(tmp_path)}},
            "http": {"headers": {"X-Content-Type-Options": ["nosniff"], "X-Team": "infra"}}}

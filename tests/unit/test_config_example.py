@@ -31,9 +31,9 @@ import yaml
 
 from auth import factory, htpasswd, keygen, keys, settings, standalone
 from registry import config as config_module
+from registry.events.notifications.config import parse_notifications
+from registry.http.server import ssl_context
 from registry.mirror import config as mirror_config
-from registry.notifications.config import parse_notifications
-from registry.server import ssl_context
 from storage.driver.factory import build_driver
 from storage.driver.s3_config import S3Parameters
 

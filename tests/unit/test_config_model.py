@@ -12,7 +12,7 @@ import pytest
 
 from configkit import ConfigError
 from registry import config as config_module
-from registry.server import startup_line
+from registry.http.server import startup_line
 
 # (section, a key of it, a value of the wrong type): every section of the config file
 SECTIONS: list[tuple[str, str, Any]] = [

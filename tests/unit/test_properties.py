@@ -20,10 +20,10 @@ from registry import config as config_module
 from registry.api.paging import MAX_PAGE, page_size
 from registry.config import ConfigError
 from registry.errors import RegistryError
+from registry.http.ranges import Unsatisfiable, parse_content_range, parse_range
 from registry.mediatypes import MAX_DEPTH, InvalidManifest, nesting_within, parse
 from registry.mediatypes.descriptor import MAX_SIZE
 from registry.names import MAX_NAME_LENGTH, NAME_RE, check_name, check_tag, digest_param, is_tag
-from registry.ranges import Unsatisfiable, parse_content_range, parse_range
 from storage.digests import HEX_LENGTH, InvalidDigest, parse_digest
 from storage.driver.s3_config import S3Parameters
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.ranges import Unsatisfiable, parse_content_range, parse_range, upload_range
+from registry.http.ranges import Unsatisfiable, parse_content_range, parse_range, upload_range
 
 
 def test_ranges() -> None:

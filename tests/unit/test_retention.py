@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.config import ConfigError, parse
-from registry.retention import Policy, Retention, parse_retention
+from registry.maintenance.retention import Policy, Retention, parse_retention
 
 DAY = 86400.0
 NOW = 1_000 * DAY

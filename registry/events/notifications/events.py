@@ -13,9 +13,9 @@ import socket
 import uuid
 from typing import Any
 
-from registry.activity import Activity
 from registry.config import Config
-from registry.observe import Exchange
+from registry.events.activity import Activity
+from registry.events.observe import Exchange
 
 EVENTS_MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
 

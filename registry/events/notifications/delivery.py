@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
-from registry import metrics
-from registry.notifications.config import EndpointConfig
-from registry.notifications.events import EVENTS_MEDIA_TYPE
-from registry.notifications.queue import EventQueue
+from registry.events import metrics
+from registry.events.notifications.config import EndpointConfig
+from registry.events.notifications.events import EVENTS_MEDIA_TYPE
+from registry.events.notifications.queue import EventQueue
 
 log = logging.getLogger("moorage.notifications")
 

@@ -2,7 +2,7 @@
 
 The request id is the ``X-Request-Id`` a trusted proxy (``http.trustedproxies``) sent, else a new one; it
 is returned in the response's ``X-Request-Id`` and appears in the log event, audit events and the
-notifications' ``request.id``.  The route is the endpoint's template (``registry.routes``), so metrics
+notifications' ``request.id``.  The route is the endpoint's template (``registry.http.routes``), so metrics
 labels stay bounded whatever the repository names.
 """
 
@@ -20,8 +20,8 @@ from typing import Any, Protocol
 from starlette.routing import BaseRoute, Match
 from starlette.types import Message, Receive, Scope, Send
 
-from registry import metrics
 from registry.config import Config
+from registry.events import metrics
 
 access_log = logging.getLogger("moorage.access")
 REQUEST_ID_HEADER = b"x-request-id"

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from registry.events.observe import Exchange
 from registry.names import is_tag
-from registry.observe import Exchange
 
 MANIFEST = "/v2/{name}/manifests/{reference}"
 BLOB = "/v2/{name}/blobs/{digest}"

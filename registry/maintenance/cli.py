@@ -14,7 +14,7 @@ from auth.settings import PATTERN_RE
 from configkit import Duration, convert
 from registry.config import Config, ConfigError
 from registry.instance import Registry
-from registry.progress import TerminalProgress
+from registry.maintenance.progress import TerminalProgress
 from storage.accounting import UsageReport, usage_report
 from storage.gc import GarbageCollector, GCBusy, human_size
 

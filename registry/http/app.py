@@ -17,21 +17,22 @@ from starlette.types import Receive, Scope, Send
 
 from auth.base import Access, AuthFailure
 from auth.factory import token_server_routes
-from registry import allocator, logs, metrics
 from registry import config as config_module
-from registry.audit import AuditTrail
+from registry.api.search import V1Search
 from registry.config import Config
 from registry.errors import RegistryError, error_body, error_response
+from registry.events import logs, metrics
+from registry.events.audit import AuditTrail
+from registry.events.notifications import Notifier
+from registry.events.observe import Listener, Observer
+from registry.http import allocator
+from registry.http.routes import WRITE_METHODS, match
+from registry.http.urls import client_address, origin
 from registry.instance import Registry
-from registry.maintenance import collect_periodically
+from registry.maintenance.schedule import collect_periodically
 from registry.names import check_name
-from registry.notifications import Notifier
-from registry.observe import Listener, Observer
-from registry.routes import WRITE_METHODS, match
-from registry.search import V1Search
 from registry.ui.app import WebUI
 from registry.ui.content import Inspector
-from registry.urls import client_address, origin
 from storage import paths
 from storage.accounting import usage_report
 from storage.driver import PathNotFound, StorageDriver, StorageUnavailable

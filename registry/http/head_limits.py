@@ -9,10 +9,10 @@ own, with three checks added where the bytes arrive:
 * a connection must deliver a complete head within ``headertimeout`` seconds of its first byte of a
   request (or of connecting): otherwise it is closed.
 
-It also sends a response's head and its body's first piece together (``registry.coalesce``).
+It also sends a response's head and its body's first piece together (``registry.http.coalesce``).
 
 granian needs none of this: its HTTP/1 settings bound the head's buffer and read time (see
-``registry.server``).  The limits travel on uvicorn's Config object, so worker processes get them.
+``registry.http.server``).  The limits travel on uvicorn's Config object, so worker processes get them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from registry.coalesce import HeadWithBody
+from registry.http.coalesce import HeadWithBody
 
 HEADER_TOO_LARGE = b"request header fields too large"
 

@@ -1,6 +1,6 @@
 """Logging set-up: Distribution's ``log.formatter`` (text or json), ``log.level`` and ``log.fields``.
 
-Structured events (one per request from ``registry.observe``, audit events) pass their fields as
+Structured events (one per request from ``registry.events.observe``, audit events) pass their fields as
 ``extra={"fields": {...}}``: the json formatter writes them as keys of the line's object, the text
 formatter appends them as ``key=value``. uvicorn's and granian's own access logs are off: the per-request
 event of ``moorage.access`` is the access log, in the same format as everything else.

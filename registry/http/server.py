@@ -6,7 +6,7 @@
   ``/debug/health`` and, with ``http.debug.prometheus.enabled``, the metrics (``path``, default
   ``/metrics``), served from a thread of the main process whatever the server.  When the app runs in
   other processes (``http.workers`` > 1, or granian) the workers share their metrics through
-  ``PROMETHEUS_MULTIPROC_DIR`` (see ``registry.metrics``).
+  ``PROMETHEUS_MULTIPROC_DIR`` (see ``registry.events.metrics``).
 * Logs: the app's per-request event is the access log; the servers' own access logs are off.
 * ``http.draintimeout``: on SIGTERM the listener closes at once, requests in flight (uploads) get
   this long to finish, then they are cut and the process exits.
@@ -41,10 +41,11 @@ from starlette.routing import Route
 from uvicorn.supervisors import Multiprocess
 
 from configkit import ENV_PREFIX
-from registry import allocator, metrics
-from registry.app import create_app, storage_error
 from registry.config import Config, ConfigError, TLSConfig
-from registry.head_limits import HeadLimits, LimitedHttpToolsProtocol
+from registry.events import metrics
+from registry.http import allocator
+from registry.http.app import create_app, storage_error
+from registry.http.head_limits import HeadLimits, LimitedHttpToolsProtocol
 from storage.driver.factory import build_driver
 
 log = logging.getLogger("moorage")
@@ -55,7 +56,7 @@ TLS_VERSIONS = {
     "tls1.2": ssl.TLSVersion.TLSv1_2,
     "tls1.3": ssl.TLSVersion.TLSv1_3,
 }
-APP_FACTORY = "registry.app:app_from_environment"
+APP_FACTORY = "registry.http.app:app_from_environment"
 LOOPBACK_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
 HYPER_MIN_BUFFER = 8192  # hyper refuses a smaller HTTP/1 read buffer
 STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
@@ -166,8 +167,8 @@ def serve_uvicorn(config: Config, host: str, port: int) -> None:
     common: dict[str, Any] = dict(
         host=host,
         port=port,
-        access_log=False,  # the app logs each request itself (registry.observe)
-        log_config=None,  # keep the handlers of registry.logs
+        access_log=False,  # the app logs each request itself (registry.events.observe)
+        log_config=None,  # keep the handlers of registry.events.logs
         log_level=config.log_level,
         proxy_headers=False,
         server_header=False,
@@ -263,7 +264,7 @@ def serve_granian(config: Config, host: str, port: int) -> None:
             interface=Interfaces.ASGI,
             workers=http.workers,
             log_level=LogLevels(config.log_level),
-            log_access=False,  # the app logs each request itself (registry.observe)
+            log_access=False,  # the app logs each request itself (registry.events.observe)
             workers_kill_timeout=max(1, math.ceil(http.draintimeout)),  # 0 would mean: wait forever
             # hyper bounds the head by its read buffer and refuses more than 100 header fields itself
             http1_settings=HTTP1Settings(header_read_timeout=math.ceil(http.headertimeout * 1000),

@@ -17,8 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from auth.base import AuthFailure
+from registry.http.urls import client_address
 from registry.instance import Registry
-from registry.urls import client_address
 
 CHUNK = 500
 V1_DEFAULT_PAGE = 25

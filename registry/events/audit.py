@@ -16,9 +16,9 @@ import logging
 import threading
 
 from auth.basic import basic_credentials
-from registry import metrics
-from registry.activity import Activity, activity
-from registry.observe import Exchange
+from registry.events import metrics
+from registry.events.activity import Activity, activity
+from registry.events.observe import Exchange
 
 log = logging.getLogger("moorage.audit")
 AUDITED = frozenset({"push", "delete", "mount"})

@@ -15,14 +15,14 @@ import logging
 
 import httpx
 
-from registry import metrics
-from registry.activity import activity
 from registry.config import Config, ConfigError
-from registry.notifications.config import NotificationsConfig, parse_notifications
-from registry.notifications.delivery import Delivery
-from registry.notifications.events import EventFactory
-from registry.notifications.queue import EventQueue
-from registry.observe import Exchange
+from registry.events import metrics
+from registry.events.activity import activity
+from registry.events.notifications.config import NotificationsConfig, parse_notifications
+from registry.events.notifications.delivery import Delivery
+from registry.events.notifications.events import EventFactory
+from registry.events.notifications.queue import EventQueue
+from registry.events.observe import Exchange
 from storage import paths
 from storage.digests import InvalidDigest, parse_digest
 from storage.driver import PathNotFound, StorageDriver

@@ -6,7 +6,7 @@ The storage layer's metrics (driver operations, S3 requests, GC and quotas) are 
 the token server's in ``auth.metrics``; all register in prometheus-client's default registry.
 
 Several worker processes (``http.workers`` > 1, or granian, whose workers are processes) share their
-metrics through prometheus-client's multiprocess mode: ``registry.server`` points
+metrics through prometheus-client's multiprocess mode: ``registry.http.server`` points
 ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before the workers start (or clears the one given in
 the environment), every worker writes its samples there, and ``/metrics`` adds them up.
 """
