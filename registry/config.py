@@ -37,6 +37,7 @@ from configkit.types import to_integer, to_string
 from registry.maintenance.quotas import QuotasConfig
 from registry.maintenance.retention import Retention, RetentionConfig
 from registry.mirror.config import ProxyConfig
+from storage.database import DatabaseSettings
 from storage.driver.filesystem import FilesystemParameters
 from storage.driver.s3_config import S3Parameters
 
@@ -321,6 +322,7 @@ class Config(Section):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     ui: UIConfig = Field(default_factory=UIConfig)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     notifications: NotificationsSettings = Field(default_factory=lambda: NotificationsSettings())
 

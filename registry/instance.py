@@ -15,6 +15,7 @@ from registry.mirror.source import UpstreamSource
 from registry.repository import Repository
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
+from storage.database import Database
 from storage.driver import StorageDriver
 from storage.driver.factory import build_driver
 from storage.driver.instrumented import InstrumentedDriver
@@ -39,6 +40,7 @@ class Registry:
     access: AccessController
     login: Login  # the same users and rights for web UI sessions and /v1/search
     mirror: UpstreamSource | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
+    database: Database | None = None  # opened when first needed; None: S3 storage without database.url
 
     @classmethod
     def build(cls, config: Config, driver: StorageDriver | None = None) -> Registry:
@@ -50,6 +52,7 @@ class Registry:
             )
         if config.metrics_enabled:
             driver = InstrumentedDriver(driver)
+        database = open_database(config)
         access = build_access_controller(config.auth)
         login = build_login(config.auth, access)
         # a push marks what it relies on at most once per quarter of GC's grace window (docs/gc.md)
@@ -70,6 +73,7 @@ class Registry:
             access=access,
             login=login,
             mirror=UpstreamSource.build(config.proxy, driver, blobs, uploads, manifests, tags),
+            database=database,
         )
 
     def repository(self, name: str, ns: str | None = None) -> Repository:
@@ -93,5 +97,16 @@ class Registry:
     async def close(self) -> None:
         if self.mirror is not None:
             await self.mirror.close()
+        if self.database is not None:
+            await self.database.close()
         await self.uploads.close()
         await self.driver.close()
+
+
+def open_database(config: Config) -> Database | None:
+    """The configured database, or ``moorage.db`` in the filesystem storage's root; nothing is opened
+    or created until something uses it (storage/database/engine.py)."""
+    root = config.storage.filesystem.rootdirectory if config.storage.filesystem is not None else None
+    if config.database.url is None and root is None:
+        return None
+    return Database.from_settings(config.database, root)

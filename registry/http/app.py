@@ -94,6 +94,8 @@ class RegistryApp:
                     tasks.append(asyncio.create_task(collect_periodically(self.registry)))
                 if self.notifier is not None:
                     self.notifier.start()
+                if self.registry.database is not None:
+                    self.registry.database.feed.start()  # only if a cache follows it (auth.database)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in tasks:

@@ -211,7 +211,7 @@ def test_every_key_the_code_knows_is_documented() -> None:
     full = full_example()
     http, storage, auth, proxy = full["http"], full["storage"], full["auth"], full["proxy"]
     expected = {
-        "": {"version", "log", "http", "storage", "validation", "auth", "proxy", "notifications"},
+        "": {"version", "log", "http", "storage", "validation", "auth", "database", "proxy", "notifications"},
         "log": {"level", "formatter", "fields", "accesslog", "audit"},
         "log.accesslog": {"disabled"},
         "log.audit": {"path"},
@@ -236,6 +236,7 @@ def test_every_key_the_code_knows_is_documented() -> None:
         "auth.tokenserver.tls": {"certificate", "key"},
         "auth.access": {"groups", "admins", "catalog", "metrics", "rules"},
         "notifications": {"endpoints", "poll", "lease"},
+        "database": {"url", "timeout"},
         "proxy": set(mirror_config.ProxyConfig.model_fields),
     }
     for where, keys_ in expected.items():
