@@ -96,11 +96,20 @@ class AccessRules:
             return frozenset()
         if self.is_admin(user):
             return REPOSITORY_ACTIONS | {"*"}
+        decided = self.decide(user, name)
+        return decided if decided is not None else frozenset()
+
+    def decide(self, user: str | None, repository: str) -> frozenset[str] | None:
+        """The actions of the first rule matching ``repository`` and the caller; None when no rule does
+        (then a database may decide: auth.policy)."""
         groups = self.groups_of(user)
         for rule in self.rules:
-            if rule.applies(user, groups, name):
+            if rule.applies(user, groups, repository):
                 return rule.actions
-        return frozenset()
+        return None
+
+    async def refresh(self, writes: bool = False) -> None:
+        """Nothing to refresh: the rules are the config's (the database's policy has something to do)."""
 
     def grant(self, user: str | None, type_: str, name: str, wanted: set[str]) -> set[str]:
         """The part of ``wanted`` that the rules allow (``*`` only when everything is allowed)."""

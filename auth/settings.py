@@ -14,6 +14,7 @@ TokenDuration = duration(positive=True, days=False)  # Go's units, as the auth k
 ANONYMOUS, AUTHENTICATED, GROUP_PREFIX = "anonymous", "authenticated", "group:"
 REPOSITORY_ACTIONS = frozenset({"pull", "push", "delete"})
 PATTERN_RE = re.compile(r"(?:[a-z0-9._/*?-]|__|\{user\})+")
+TAG_PATTERN_RE = re.compile(r"[A-Za-z0-9_.*?-]{1,128}")  # tag globs: retention's keeptags/protect, immutable tags
 
 
 class HtpasswdSettings(Section):

@@ -11,7 +11,6 @@ the policies, and the manifests they named go in the same run unless something s
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,10 +18,8 @@ from typing import Annotated, Any
 from pydantic import model_validator
 
 from auth.rules import glob_regex
-from auth.settings import PATTERN_RE
+from auth.settings import PATTERN_RE, TAG_PATTERN_RE
 from configkit import Duration, Invalid, Section, Texts, compiled, convert, integer
-
-TAG_PATTERN_RE = re.compile(r"[A-Za-z0-9_.*?-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +101,17 @@ RetentionConfig = Annotated[
 
 def parse_retention(raw: Mapping[str, Any], key: str = "storage.maintenance.retention") -> Retention:
     return convert(RetentionConfig, raw, key)
+
+
+NAMESPACE_POLICY_KEYS = ("keepnewest", "keeptags", "olderthan", "protect")
+
+
+def check_namespace_retention(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A namespace's retention (a policy whose repositories are the namespace's): checked as a policy,
+    returned with only its keys; a ValueError names the bad key."""
+    unknown = sorted(set(raw) - set(NAMESPACE_POLICY_KEYS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown key (known: {', '.join(NAMESPACE_POLICY_KEYS)})")
+    PolicySettings.parse({**raw, "repositories": ["namespace"]}, "")
+    return {key: raw[key] for key in NAMESPACE_POLICY_KEYS if key in raw}
+
