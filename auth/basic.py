@@ -1,4 +1,4 @@
-"""HTTP Basic against an htpasswd file, with the access rules applied on top.
+"""HTTP Basic against the credential chain (htpasswd, a directory), with the access rules applied on top.
 
 Unlike Distribution's htpasswd mode, rules can let anonymous callers pull or restrict pushes.
 ``GET /v2/`` (no accesses) still needs valid credentials, so ``docker login`` checks the password.
@@ -12,9 +12,9 @@ import logging
 from collections.abc import Mapping
 
 from auth.base import Access, AuthFailure, Grant, Origin, no_origin
-from auth.brake import LoginBrake, TooManyAttempts, check_password, retry_after
+from auth.brake import TooManyAttempts, retry_after
 from auth.challenge import denied, header, unauthorized
-from auth.htpasswd import Htpasswd
+from auth.credentials import Credentials, Identity, SourceUnavailable
 from auth.rules import AccessRules
 
 log = logging.getLogger("moorage.auth")
@@ -36,12 +36,33 @@ def basic_credentials(value: str | None) -> tuple[str, str] | None:
     return (user, password) if sep and user else None
 
 
+def unavailable(error: SourceUnavailable) -> AuthFailure:
+    """503 for a credential source that cannot answer: a 401 would make docker drop good credentials."""
+    return AuthFailure(503, "UNAVAILABLE", str(error), headers=retry_after(error.retry_after))
+
+
+async def verify_basic(credentials: Credentials, challenge: str, user: str, password: str, address: str,
+                       wanted: list[Access]) -> Identity:
+    """The identity of Basic credentials, or the AuthFailure to answer (401, 429 braked, 503 unavailable)."""
+    try:
+        identity = await credentials.verify(user, password, address)
+    except TooManyAttempts as e:
+        log.warning("basic auth braked: user %r from %s", user, address)
+        raise AuthFailure(429, "TOOMANYREQUESTS", str(e), headers=retry_after(e)) from None
+    except SourceUnavailable as e:
+        log.warning("basic auth for user %r unavailable: %s", user, e)
+        raise unavailable(e) from None
+    if identity is None:
+        log.info("basic auth refused: invalid credentials for user %r", user)
+        raise unauthorized(challenge, wanted, "invalid username or password")
+    return identity
+
+
 class BasicController:
-    def __init__(self, realm: str, htpasswd: Htpasswd, rules: AccessRules, brake: LoginBrake | None = None) -> None:
+    def __init__(self, realm: str, credentials: Credentials, rules: AccessRules) -> None:
         self.challenge = header("Basic", realm=realm)
-        self.htpasswd = htpasswd
+        self.credentials = credentials
         self.rules = rules
-        self.brake = brake
 
     async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin,
                         address: str = "") -> Grant:
@@ -49,16 +70,9 @@ class BasicController:
         user: str | None = None
         if authorization and authorization != EMPTY_BASIC:
             credentials = basic_credentials(authorization)
-            try:
-                valid = credentials is not None and await check_password(
-                    self.htpasswd, self.brake, *credentials, address)
-            except TooManyAttempts as e:
-                log.warning("basic auth braked: user %r from %s", credentials and credentials[0], address)
-                raise AuthFailure(429, "TOOMANYREQUESTS", str(e), headers=retry_after(e)) from None
-            if not valid:
-                log.info("basic auth refused: invalid credentials for user %r", credentials and credentials[0])
+            if credentials is None:
                 raise unauthorized(self.challenge, wanted, "invalid username or password")
-            user = credentials[0]
+            user = (await verify_basic(self.credentials, self.challenge, *credentials, address, wanted)).name
         if user is None and not wanted:
             raise unauthorized(self.challenge, wanted)
         missing = [a for a in wanted if not self._allowed(user, a)]

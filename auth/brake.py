@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auth.htpasswd import Htpasswd
 from auth.settings import BrakeSettings
 
 
@@ -96,18 +95,7 @@ class TooManyAttempts(Exception):
         self.retry_after = retry_after
 
 
-async def check_password(htpasswd: Htpasswd, brake: LoginBrake | None, user: str, password: str,
-                         address: str) -> bool:
-    """``htpasswd.check`` behind the brake; raises TooManyAttempts (without checking) while braked."""
-    if brake is not None:
-        wait = brake.wait(user, address)
-        if wait > 0:
-            raise TooManyAttempts(wait)
-    ok = await htpasswd.check(user, password)
-    if brake is not None:
-        (brake.succeeded if ok else brake.failed)(user, address)
-    return ok
-
-
-def retry_after(error: TooManyAttempts) -> dict[str, str]:
-    return {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
+def retry_after(error: TooManyAttempts | float) -> dict[str, str]:
+    """The Retry-After header for a braked login (or a number of seconds)."""
+    seconds = error.retry_after if isinstance(error, TooManyAttempts) else error
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}

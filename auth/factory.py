@@ -16,6 +16,7 @@ from auth.base import AccessController, AllowAll
 from auth.basic import BasicController
 from auth.bearer import BearerController
 from auth.brake import build_brake
+from auth.credentials import Credentials, CredentialSource, HtpasswdSource
 from auth.htpasswd import Htpasswd
 from auth.issuer import TokenIssuer
 from auth.rules import DEFAULT_ACCESS, AccessRules
@@ -27,33 +28,56 @@ from configkit import ConfigError, existing_file
 Auth = AuthSettings | Mapping[str, Any]  # the settings, or the raw section (checked here)
 
 
-def build_access_controller(auth: Auth) -> AccessController:
-    """No ``auth`` section: everyone may do everything."""
+def build_credentials(auth: Auth) -> Credentials:
+    """The chain every login path asks (auth.credentials): the htpasswd file of ``auth.htpasswd`` or of
+    ``auth.tokenserver``, then the directory of ``auth.ldap``; empty when nobody can log in."""
+    settings = AuthSettings.parse(auth)
+    sources: list[CredentialSource] = []
+    if settings.htpasswd:
+        sources.append(HtpasswdSource(Htpasswd(existing_file(settings.htpasswd.path, "auth.htpasswd.path"))))
+    elif settings.tokenserver and settings.tokenserver.htpasswd:
+        path = existing_file(settings.tokenserver.htpasswd, "auth.tokenserver.htpasswd")
+        sources.append(HtpasswdSource(Htpasswd(path)))
+    if settings.ldap:
+        from auth.directory import Directory  # ldap3 is loaded only by configs that use it
+
+        if settings.ldap.cacertificate:
+            existing_file(settings.ldap.cacertificate, "auth.ldap.cacertificate")
+        sources.append(Directory(settings.ldap))
+    return Credentials(sources, build_brake(settings.brake) if sources else None)
+
+
+def build_access_controller(auth: Auth, credentials: Credentials | None = None) -> AccessController:
+    """No ``auth`` section: everyone may do everything. ``credentials``: the chain to share with the
+    other login paths (built here when not given)."""
     settings = AuthSettings.parse(auth)
     settings.check_complete()
-    if settings.htpasswd:
-        path = existing_file(settings.htpasswd.path, "auth.htpasswd.path")
-        return BasicController(settings.htpasswd.realm, Htpasswd(path), access_rules(settings),
-                               build_brake(settings.brake))
+    if settings.mode in ("htpasswd", "ldap"):
+        credentials = credentials or build_credentials(settings)
+        realm = settings.htpasswd.realm if settings.htpasswd else "moorage"
+        return BasicController(realm, credentials, access_rules(settings, credentials))
     if settings.token:
         token = settings.token
-        rules = access_rules(settings) if (settings.access or settings.tokenserver) else None
+        credentials = credentials or build_credentials(settings)
+        rules = access_rules(settings, credentials) if (settings.access or settings.tokenserver) else None
         return BearerController(token.realm, token.service, verifier(token), rules,
                                 token.autoredirectpath if token.autoredirect else None)
     return AllowAll()
 
 
-def token_server_routes(auth: Auth, address: Callable[[Request], str] = peer_address) -> list[BaseRoute]:
+def token_server_routes(auth: Auth, address: Callable[[Request], str] = peer_address,
+                        credentials: Credentials | None = None) -> list[BaseRoute]:
     """Routes the registry mounts at the top level; empty unless ``auth.tokenserver`` is set. ``address``
     tells a request's client address (for the brute-force brake)."""
     settings = AuthSettings.parse(auth)
     if settings.tokenserver is None:
         return []
     settings.check_complete()
-    return token_server(settings, address).routes(settings.tokenserver.path)
+    return token_server(settings, address, credentials).routes(settings.tokenserver.path)
 
 
-def token_server(settings: AuthSettings, address: Callable[[Request], str] = peer_address) -> TokenServer:
+def token_server(settings: AuthSettings, address: Callable[[Request], str] = peer_address,
+                 credentials: Credentials | None = None) -> TokenServer:
     server, token = settings.tokenserver, settings.token
     assert server is not None and token is not None  # AuthSettings: a token server needs auth.token
     key = keys.load_private_key(existing_file(server.key, "auth.tokenserver.key"), "auth.tokenserver.key")
@@ -65,8 +89,10 @@ def token_server(settings: AuthSettings, address: Callable[[Request], str] = pee
         issuer = TokenIssuer(key, token.issuer, token.service, server.expiration, server.refreshexpiration, chain)
     except ValueError as e:
         raise ConfigError(f"auth.tokenserver.certificate: {e}") from e
-    users = Htpasswd(existing_file(server.htpasswd, "auth.tokenserver.htpasswd"))
-    return TokenServer(issuer, users, access_rules(settings), build_brake(settings.brake), address)
+    credentials = credentials or build_credentials(settings)
+    if not credentials.enabled:
+        existing_file(server.htpasswd, "auth.tokenserver.htpasswd")  # names the missing key
+    return TokenServer(issuer, credentials, access_rules(settings, credentials), address)
 
 
 def verifier(token: TokenSettings) -> TokenVerifier:
@@ -98,5 +124,7 @@ def load_jwks(path: Path, key: str) -> list[jwt.PyJWK]:
     return list(keyset.keys)
 
 
-def access_rules(settings: AuthSettings) -> AccessRules:
-    return AccessRules(DEFAULT_ACCESS if settings.access is None else settings.access)
+def access_rules(settings: AuthSettings, credentials: Credentials) -> AccessRules:
+    """The rules, with ``team:NAME`` resolved through the teams the chain saw each user in."""
+    return AccessRules(DEFAULT_ACCESS if settings.access is None else settings.access,
+                       teams=credentials.memberships.teams)

@@ -10,12 +10,20 @@ them, ``?`` is one character, ``{user}`` is the caller's name. Names outside the
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from auth.settings import ANONYMOUS, AUTHENTICATED, DEFAULT_ACCESS, GROUP_PREFIX, REPOSITORY_ACTIONS, AccessSettings
+from auth.settings import (
+    ANONYMOUS,
+    AUTHENTICATED,
+    DEFAULT_ACCESS,
+    GROUP_PREFIX,
+    REPOSITORY_ACTIONS,
+    TEAM_PREFIX,
+    AccessSettings,
+)
 
 __all__ = ["DEFAULT_ACCESS", "AccessRules", "Rule", "valid_repository"]
 
@@ -69,8 +77,11 @@ class Rule:
 class AccessRules:
     """The ``auth.access`` section, compiled."""
 
-    def __init__(self, raw: Mapping[str, Any] | AccessSettings, key: str = "auth.access") -> None:
+    def __init__(self, raw: Mapping[str, Any] | AccessSettings, key: str = "auth.access",
+                 teams: Callable[[str], frozenset[str]] | None = None) -> None:
+        """``teams``: the teams a user is in (directory groups), which rules name ``team:NAME``."""
         settings = AccessSettings.parse(raw, key)
+        self.teams = teams
         self.groups = {name: frozenset(members or ()) for name, members in settings.groups.items()}
         self.admins = frozenset(settings.admins)
         self.catalog = frozenset(settings.catalog)
@@ -80,7 +91,10 @@ class AccessRules:
     def groups_of(self, user: str | None) -> frozenset[str]:
         if user is None:
             return frozenset()
-        return frozenset(GROUP_PREFIX + g for g, members in self.groups.items() if user in members)
+        groups = frozenset(GROUP_PREFIX + g for g, members in self.groups.items() if user in members)
+        if self.teams is None:
+            return groups
+        return groups | frozenset(TEAM_PREFIX + team for team in self.teams(user))
 
     def is_admin(self, user: str | None) -> bool:
         return user is not None and bool(user in self.admins or self.groups_of(user) & self.admins)

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import re
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
-from configkit import Addr, Bool, ConfigError, Invalid, Section, Text, Texts, duration, integer, required
+from configkit import Addr, Bool, ConfigError, Invalid, Section, Str, Text, Texts, choice, duration, integer, required
 
 DEFAULT_TOKEN_PATH = "/auth/token"
 TokenDuration = duration(positive=True, days=False)  # Go's units, as the auth keys always took
-ANONYMOUS, AUTHENTICATED, GROUP_PREFIX = "anonymous", "authenticated", "group:"
+ANONYMOUS, AUTHENTICATED, GROUP_PREFIX, TEAM_PREFIX = "anonymous", "authenticated", "group:", "team:"
 REPOSITORY_ACTIONS = frozenset({"pull", "push", "delete"})
 PATTERN_RE = re.compile(r"(?:[a-z0-9._/*?-]|__|\{user\})+")
 TAG_PATTERN_RE = re.compile(r"[A-Za-z0-9_.*?-]{1,128}")  # tag globs: retention's keeptags/protect, immutable tags
+TEAM_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")  # a team's name, as a directory group becomes one
 
 
 class HtpasswdSettings(Section):
@@ -84,7 +85,7 @@ class RuleSettings(Section):
 class AccessSettings(Section):
     KEY = "auth.access"
 
-    groups: dict[str, Texts | None] = {}  # NAME: [user, ...]; rules name it group:NAME
+    groups: dict[str, Texts | None] = {}  # NAME: [user, ...]; rules name it group:NAME (team:NAME: a team)
     admins: Texts = []
     catalog: Texts = [AUTHENTICATED]
     metrics: Texts = []  # who besides the admins may read http.metrics
@@ -98,6 +99,8 @@ class AccessSettings(Section):
             for entry in who:
                 if entry.startswith(GROUP_PREFIX) and entry[len(GROUP_PREFIX):] not in self.groups:
                     raise Invalid(f"unknown group {entry[len(GROUP_PREFIX):]!r}", key)
+                if entry.startswith(TEAM_PREFIX) and not TEAM_RE.fullmatch(entry[len(TEAM_PREFIX):]):
+                    raise Invalid(f"{entry!r}: not a team name (lowercase letters, digits, . _ -)", key)
                 if key == "admins" and entry in (ANONYMOUS, AUTHENTICATED):
                     raise Invalid(f"{entry!r} is not allowed here", key)
         return self
@@ -117,6 +120,85 @@ class BrakeSettings(Section):
     entries: integer(1) = 100_000  # (user, address) pairs remembered at most
 
 
+def check_filter(text: str, key: str) -> None:
+    """``text`` parses as an LDAP filter. (ldap3 is imported here: only configs with auth.ldap load it.)"""
+    from ldap3.core.exceptions import LDAPException
+    from ldap3.operation.search import parse_filter
+
+    try:
+        parse_filter(text, None, True, True, None, False)
+    except LDAPException as e:
+        raise Invalid(f"not a valid LDAP filter {text!r} ({e})", key) from None
+
+
+class LdapGroupSettings(Section):
+    """``auth.ldap.groups``: which directory groups a user is in, and the teams they become."""
+
+    attribute: Text = "memberOf"  # group DNs on the user's entry (Active Directory, slapo-memberof)
+    base: Text | None = None  # set to search for groups below it instead
+    filter: Text = "(|(&(objectClass=groupOfNames)(member={dn}))(&(objectClass=posixGroup)(memberUid={user})))"
+    nameattribute: Text = "cn"  # the group's name: cn=payments-devs is team payments-devs
+    mapping: dict[str, Text] = {}  # group name or DN -> team name, where they differ
+    unmapped: choice("name", "ignore") = "name"  # other groups: team of the group's name, or none
+
+    @model_validator(mode="after")
+    def _check(self) -> LdapGroupSettings:
+        from ldap3.core.exceptions import LDAPInvalidDnError
+        from ldap3.utils.dn import parse_dn
+
+        if "{dn}" not in self.filter and "{user}" not in self.filter:
+            raise Invalid("must contain {dn} or {user} (the user's DN or name)", "filter")
+        check_filter(self.filter.replace("{dn}", "x").replace("{user}", "x"), "filter")
+        for group, team in self.mapping.items():
+            if "=" in group:
+                try:
+                    parse_dn(",".join(part.strip() for part in group.split(",")))
+                except LDAPInvalidDnError as e:
+                    raise Invalid(f"not a group name or a valid DN ({e})", f"mapping.{group}") from None
+            elif not group.strip():
+                raise Invalid("an empty group name", "mapping")
+            if not TEAM_RE.fullmatch(team):
+                raise Invalid(f"{team!r} is not a team name (lowercase letters, digits, . _ -)", f"mapping.{group}")
+        return self
+
+
+class LdapSettings(Section):
+    """``auth.ldap``: users of an LDAP directory or Active Directory (auth.directory)."""
+
+    KEY = "auth.ldap"
+
+    url: Texts = required()  # ldaps://host:636 or ldap://host:389; several: tried in order
+    starttls: Bool = False  # upgrade ldap:// with StartTLS
+    cacertificate: Text | None = None  # PEM bundle the server's certificate must chain to (default: system's)
+    binddn: Text | None = None  # the service account that searches (none: anonymous search)
+    bindpassword: Str = ""
+    userbase: Text = required()  # where users are searched (subtree)
+    userfilter: Text = "(objectClass=person)"  # AD: (&(objectCategory=person)(objectClass=user))
+    usernameattribute: Text = "uid"  # AD: sAMAccountName
+    emailattribute: Text = "mail"
+    groups: LdapGroupSettings = Field(default_factory=LdapGroupSettings)  # built when read: ldap3 loads lazily
+    timeout: TokenDuration = 4.0  # connect and each operation; a login waits at most this long
+    cachettl: duration(days=False) = 60.0  # a verified login (and its groups) is trusted this long; 0: never
+    poolsize: integer(1, 64) = 4  # directory operations at once (each on its own thread and connection)
+
+    @model_validator(mode="after")
+    def _check(self) -> LdapSettings:
+        for i, url in enumerate(self.url):
+            scheme = url.partition("://")[0].lower()
+            if scheme not in ("ldap", "ldaps") or "://" not in url:
+                raise Invalid(f"expected ldap://HOST[:PORT] or ldaps://HOST[:PORT], got {url!r}", f"url[{i}]")
+            if scheme == "ldaps" and self.starttls:
+                raise Invalid("StartTLS is for ldap:// URLs; ldaps:// is TLS already", "starttls")
+        check_filter(self.userfilter, "userfilter")
+        if self.binddn and not self.bindpassword:
+            raise Invalid("required with binddn (or REGISTRY_AUTH_LDAP_BINDPASSWORD)", "bindpassword")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.starttls or all(url.lower().startswith("ldaps://") for url in self.url)
+
+
 class AuthSettings(Section):
     """Distribution's ``htpasswd`` and ``token``, Moorage's ``tokenserver`` and ``access``; none: no auth."""
 
@@ -128,6 +210,7 @@ class AuthSettings(Section):
     tokenserver: TokenServerSettings | None = None
     access: AccessSettings | None = None
     brake: BrakeSettings | None = None
+    ldap: LdapSettings | None = None
 
     def check_complete(self) -> None:
         """The sections fit together. Checked when auth is set up, not when the config is read:
@@ -135,12 +218,12 @@ class AuthSettings(Section):
         if self.htpasswd and self.token:
             raise ConfigError("auth: configure either htpasswd or token, not both")
         given = [name for name in type(self).model_fields if getattr(self, name) is not None]
-        if given and not (self.htpasswd or self.token):
-            raise ConfigError(f"auth: {', '.join(given)} needs auth.htpasswd or auth.token")
+        if given and not (self.htpasswd or self.token or self.ldap):
+            raise ConfigError(f"auth: {', '.join(given)} needs auth.htpasswd, auth.ldap or auth.token")
         if self.tokenserver and not self.token:
             raise ConfigError("auth.tokenserver: needs auth.token (service and issuer of the tokens)")
 
     @property
     def mode(self) -> str:
-        """``htpasswd``, ``token`` or ``none``."""
-        return "htpasswd" if self.htpasswd else "token" if self.token else "none"
+        """``htpasswd``, ``ldap`` (Basic against the directory alone), ``token`` or ``none``."""
+        return "htpasswd" if self.htpasswd else "token" if self.token else "ldap" if self.ldap else "none"

@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from auth.basic import EMPTY_BASIC, basic_credentials
-from auth.brake import LoginBrake, TooManyAttempts, check_password, retry_after
+from auth.brake import TooManyAttempts, retry_after
 from auth.challenge import header
-from auth.htpasswd import Htpasswd
+from auth.credentials import Credentials, Identity, SourceUnavailable
 from auth.issuer import TokenIssuer
 from auth.metrics import tokens_issued, tokens_refused
 from auth.rules import AccessRules
@@ -58,11 +58,11 @@ def peer_address(request: Request) -> str:
 
 
 class TokenServer:
-    def __init__(self, issuer: TokenIssuer, htpasswd: Htpasswd, rules: AccessRules,
-                 brake: LoginBrake | None = None, address: Callable[[Request], str] = peer_address) -> None:
+    def __init__(self, issuer: TokenIssuer, credentials: Credentials, rules: AccessRules,
+                 address: Callable[[Request], str] = peer_address) -> None:
         """``address`` tells the client's address for the brake (the registry's honours trusted proxies)."""
-        self.issuer, self.htpasswd, self.rules = issuer, htpasswd, rules
-        self.brake, self.address = brake, address
+        self.issuer, self.credentials, self.rules = issuer, credentials, rules
+        self.address = address
         self.challenge = header("Basic", realm=issuer.service)
 
     def routes(self, path: str) -> list[BaseRoute]:
@@ -78,9 +78,15 @@ class TokenServer:
             body = {"errors": [{"code": "TOOMANYREQUESTS", "message": str(e)}],
                     "error": "invalid_grant", "error_description": str(e)}
             return JSONResponse(body, status_code=429, headers=retry_after(e))
+        except SourceUnavailable as e:
+            log.warning("token unavailable: %s", e)
+            tokens_refused.labels("unavailable").inc()
+            body = {"errors": [{"code": "UNAVAILABLE", "message": str(e)}],
+                    "error": "temporarily_unavailable", "error_description": str(e)}
+            return JSONResponse(body, status_code=503, headers=retry_after(e.retry_after))
 
-    async def _check(self, request: Request, user: str, password: str) -> bool:
-        return await check_password(self.htpasswd, self.brake, user, password, self.address(request))
+    async def _check(self, request: Request, user: str, password: str) -> Identity | None:
+        return await self.credentials.verify(user, password, self.address(request))
 
     async def get(self, request: Request) -> Response:
         params = request.query_params
@@ -90,19 +96,20 @@ class TokenServer:
         authorization = (request.headers.get("authorization") or "").strip()
         if authorization and authorization != EMPTY_BASIC:
             credentials = basic_credentials(authorization)
-            if credentials is None or not await self._check(request, *credentials):
+            identity = None if credentials is None else await self._check(request, *credentials)
+            if credentials is None or identity is None:
                 log.info("token refused: invalid credentials for user %r", credentials and credentials[0])
                 tokens_refused.labels("invalid_credentials").inc()
                 return self._unauthorized("invalid username or password")
-            user = credentials[0]
+            user = identity.name
             account = params.get("account")
-            if account and account != user:
+            if account and account not in (user, credentials[0]):
                 tokens_refused.labels("account_mismatch").inc()
                 return self._unauthorized("account does not match the credentials")
         offline = params.get("offline_token", "").lower() == "true"
         body = self._grant(user, params.getlist("scope"))
         if offline and user is not None:
-            body["refresh_token"] = self.issuer.refresh_token(user, self.htpasswd.tag(user) or "")
+            body["refresh_token"] = self.issuer.refresh_token(user, self.credentials.stamp(user) or "")
         log.info("token issued to %s (client %r)", user or "anonymous", params.get("client_id", "-"))
         tokens_issued.labels("basic").inc()
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
@@ -118,21 +125,23 @@ class TokenServer:
         grant_type = fields.get("grant_type")
         scopes = form.get("scope", [])
         if grant_type == "password":
-            user, password = fields.get("username", ""), fields.get("password", "")
-            if not user or not await self._check(request, user, password):
-                log.info("token refused: invalid credentials for user %r", user)
+            name, password = fields.get("username", ""), fields.get("password", "")
+            identity = await self._check(request, name, password) if name else None
+            if identity is None:
+                log.info("token refused: invalid credentials for user %r", name)
                 tokens_refused.labels("invalid_credentials").inc()
                 return self._oauth_error(401, "invalid_grant", "invalid username or password")
+            user = identity.name
             body = self._grant(user, scopes)
             if fields.get("access_type") == "offline":
-                body["refresh_token"] = self.issuer.refresh_token(user, self.htpasswd.tag(user) or "")
+                body["refresh_token"] = self.issuer.refresh_token(user, self.credentials.stamp(user) or "")
         elif grant_type == "refresh_token":
             try:
                 user, tag = self.issuer.read_refresh_token(fields.get("refresh_token", ""))
             except jwt.PyJWTError:
                 tokens_refused.labels("invalid_refresh_token").inc()
                 return self._oauth_error(401, "invalid_grant", "invalid or expired refresh token")
-            if self.htpasswd.tag(user) != tag:
+            if self.credentials.stamp(user) != tag or await self.credentials.current(user) is None:
                 tokens_refused.labels("revoked").inc()
                 return self._oauth_error(401, "invalid_grant", "refresh token revoked")
             body = self._grant(user, scopes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auth.base import AccessController
-from auth.factory import build_access_controller
+from auth.factory import build_access_controller, build_credentials
 from auth.login import Login, build_login
 from registry.config import Config
 from registry.mediatypes import describe_referrer
@@ -53,8 +53,9 @@ class Registry:
         if config.metrics_enabled:
             driver = InstrumentedDriver(driver)
         database = open_database(config)
-        access = build_access_controller(config.auth)
-        login = build_login(config.auth, access)
+        credentials = build_credentials(config.auth)  # one chain and brake for every login path
+        access = build_access_controller(config.auth, credentials)
+        login = build_login(config.auth, access, credentials)
         # a push marks what it relies on at most once per quarter of GC's grace window (docs/gc.md)
         ledger = UsageLedger(driver) if config.storage.quotas is not None else None
         blobs = BlobStore(driver, touch_interval=config.storage.gc.grace / 4, ledger=ledger)

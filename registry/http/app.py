@@ -271,7 +271,8 @@ def auth_failure_response(failure: AuthFailure) -> Response:
 def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
     if registry is None:
         registry = Registry.build(config)
-    extra = token_server_routes(config.auth, lambda request: client_address(request, config.http))
+    extra = token_server_routes(config.auth, lambda request: client_address(request, config.http),
+                                registry.login.credentials)
     inspector = Inspector(registry)
     extra += V1Search(registry, inspector.description).routes()
     if config.ui.enabled:

@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from auth.brake import TooManyAttempts
+from auth.credentials import SourceUnavailable
 from auth.tokenserver import read_form
 from registry.api.manifests import delete_reference, resolve
 from registry.api.search import scan
@@ -156,6 +157,8 @@ class WebUI:
         async def endpoint(request: Request) -> Response:
             session = self.sessions.load(request)
             try:
+                if session.user is not None and await self.registry.login.current(session.user) is None:
+                    self.sessions.log_out(session)  # removed from their directory (or file) since login
                 response = await handler(self, request, session)
             except RegistryError as e:
                 response = self.render(request, session, "error.html", status=e.status,
@@ -164,6 +167,9 @@ class WebUI:
             except Forbidden as e:
                 response = self.render(request, session, "error.html", status=403, title="Not allowed",
                                        message=str(e))
+            except SourceUnavailable as e:
+                response = self.render(request, session, "error.html", status=503, title="Unavailable",
+                                       message=f"{e}: try again shortly.")
             self.sessions.save(session, response, self.origin(request).startswith("https:"))
             response.headers.update(SECURITY_HEADERS)
             return response
@@ -318,12 +324,15 @@ class WebUI:
             else:
                 try:
                     address = client_address(request, self.registry.config.http)
-                    if await self.registry.login.check(user, password, address):
-                        self.sessions.log_in(session, user)
+                    identity = await self.registry.login.check(user, password, address)
+                    if identity is not None:
+                        self.sessions.log_in(session, identity.name)
                         return RedirectResponse(target, status_code=303)
                     error, status = "Wrong user name or password.", 401
                 except TooManyAttempts as e:
                     error, status = f"Too many failed logins: try again in {math.ceil(e.retry_after)} s.", 429
+                except SourceUnavailable as e:
+                    error, status = f"Logging in is unavailable right now ({e}): try again shortly.", 503
         return self.render(request, session, "login.html", title="Log in", error=error, target=target,
                            status=status)
 

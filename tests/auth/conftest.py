@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from auth import keygen
 from auth.keys import PrivateKey
+from tests.ldapserver import Slapd, require_slapd
 
 ISSUER = "test-issuer"
 SERVICE = "test-registry"
@@ -134,3 +135,12 @@ def token_auth(tmp_path: Path, signer: Signer, htpasswd_file: Path) -> dict[str,
                         "htpasswd": str(htpasswd_file)},
         "access": API_RULES,
     }
+
+
+@pytest.fixture(scope="session")
+def slapd() -> Iterator[Slapd]:
+    """One directory for the tests that do not stop it or change its groups for good."""
+    require_slapd()
+    server = Slapd()
+    yield server
+    server.close()

@@ -11,6 +11,7 @@ import pytest
 from auth.base import Access, AuthFailure, Grant
 from auth.basic import BasicController, basic_credentials
 from auth.bearer import BearerController
+from auth.credentials import Credentials, HtpasswdSource
 from auth.htpasswd import Htpasswd
 from auth.rules import DEFAULT_ACCESS, AccessRules
 from auth.verifier import TokenVerifier
@@ -44,12 +45,14 @@ def refusal(controller, headers: dict[str, str], wanted: list[Access]) -> AuthFa
 
 @pytest.fixture
 def distribution_like(htpasswd_file: Path) -> BasicController:
-    return BasicController("test-realm", Htpasswd(htpasswd_file), AccessRules(DEFAULT_ACCESS))
+    return BasicController("test-realm", Credentials([HtpasswdSource(Htpasswd(htpasswd_file))]),
+                           AccessRules(DEFAULT_ACCESS))
 
 
 @pytest.fixture
 def public_pull(htpasswd_file: Path) -> BasicController:
-    return BasicController("test-realm", Htpasswd(htpasswd_file), AccessRules(PUBLIC_PULL))
+    return BasicController("test-realm", Credentials([HtpasswdSource(Htpasswd(htpasswd_file))]),
+                           AccessRules(PUBLIC_PULL))
 
 
 class TestBasic:
@@ -92,7 +95,7 @@ class TestBasic:
         wanted = [Access("repository", "bob/x", "push"), Access("repository", "carol/y", "pull")]
         assert authorize(public_pull, basic("bob", "bob-pw"), wanted)
         rules = AccessRules({"rules": [{"repositories": "bob/**", "who": "bob", "actions": "*"}]})
-        strict = BasicController("r", public_pull.htpasswd, rules)
+        strict = BasicController("r", public_pull.credentials, rules)
         assert refusal(strict, basic("bob", "bob-pw"), wanted).status == 403
 
     def test_admin_grant_covers_everything_and_catalog_filter(self, public_pull: BasicController) -> None:
@@ -102,7 +105,7 @@ class TestBasic:
         bob = authorize(public_pull, basic("bob", "bob-pw"), CATALOG)
         assert not bob.everything
         assert asyncio.run(public_pull.may_list(bob, "carol/x"))  # anyone may pull **
-        private = BasicController("r", public_pull.htpasswd, AccessRules({"rules": [
+        private = BasicController("r", public_pull.credentials, AccessRules({"rules": [
             {"repositories": "{user}/**", "who": "authenticated", "actions": "*"}]}))
         bob = authorize(private, basic("bob", "bob-pw"), CATALOG)
         assert asyncio.run(private.may_list(bob, "bob/x"))

@@ -68,7 +68,7 @@ def test_token_server_route_is_mounted_at_the_configured_path(files: dict[str, s
         ({"htpasswd": {}}, "auth.htpasswd.path: expected a non-empty string"),
         ({"htpasswd": {"path": "{htpasswd}", "paht": 1}}, "auth.htpasswd.paht: unknown key"),
         ({"htpasswd": "x"}, "auth.htpasswd: expected a mapping"),
-        ({"access": {}}, "auth: access needs auth.htpasswd or auth.token"),
+        ({"access": {}}, "auth: access needs auth.htpasswd, auth.ldap or auth.token"),
         ({"token": {"rootcertbundle": "{missing}"}}, "auth.token.rootcertbundle: file not found"),
         ({"token": {"rootcertbundle": "{junk}"}}, "auth.token.rootcertbundle: cannot load PEM"),
         ({"token": {"jwks": "{junk}"}}, "auth.token.jwks: cannot load a JWKS"),

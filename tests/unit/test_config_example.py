@@ -120,6 +120,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ("auth", "tokenserver", "certificate"): str(cert),
         ("auth", "tokenserver", "tls", "certificate"): str(cert),
         ("auth", "tokenserver", "tls", "key"): str(key),
+        ("auth", "ldap", "cacertificate"): str(cert),
         ("proxy", "spooldir"): str(tmp / "spool"),
     }
 

@@ -1,0 +1,165 @@
+"""Who a user name and password belong to: the one chain of credential sources that every login path
+asks (Basic on /v2, the token server, the web UI's form, /v1/search), behind one brute-force brake.
+
+Sources are asked in order. A source that knows the user decides: it accepts (an ``Identity``) or
+refuses, and a refusal is not passed on, so a directory can never shadow a local account with another
+password. A source that does not know the user passes to the next. A source that cannot answer
+(a directory that is down) raises ``SourceUnavailable``: the caller answers 503, not 401, because a
+401 makes docker forget stored credentials that are still right. Local sources come first, so local
+users never wait on a directory.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from auth.brake import LoginBrake, TooManyAttempts
+from auth.htpasswd import Htpasswd
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A caller whose password a source accepted."""
+
+    name: str  # the registry's name for them (a directory's spelling, lower-cased)
+    source: str  # the kind of source that accepted it: "htpasswd", "ldap", ...
+    teams: frozenset[str] = frozenset()  # directory groups mapped to team names
+    email: str | None = None
+
+
+class Verdict(enum.Enum):
+    UNKNOWN = "unknown"  # the source does not know this user: ask the next one
+    REFUSED = "refused"  # the source knows the user and the password is wrong: stop
+
+
+class SourceUnavailable(Exception):
+    """A source that has to decide cannot be reached; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CredentialSource(Protocol):
+    kind: str
+
+    async def verify(self, user: str, password: str) -> Identity | Verdict:
+        """Accept, refuse or pass; raises SourceUnavailable when it cannot tell."""
+        ...
+
+    async def current(self, user: str) -> Identity | None:
+        """The user as the source knows them now, without a password (None: unknown here), for callers
+        that logged in earlier: refresh tokens and web UI sessions. Raises SourceUnavailable."""
+        ...
+
+    def stamp(self, user: str) -> str | None:
+        """A value that changes when the user's password does (None: this source does not know them):
+        web UI sessions and refresh tokens bound to it end then."""
+        ...
+
+
+class HtpasswdSource:
+    """The users of an htpasswd file. An unknown user costs the same bcrypt as a known one (the
+    file's dummy hash), so the chain's timing does not tell local names from others."""
+
+    kind = "htpasswd"
+
+    def __init__(self, htpasswd: Htpasswd) -> None:
+        self.htpasswd = htpasswd
+
+    async def verify(self, user: str, password: str) -> Identity | Verdict:
+        if await self.htpasswd.check(user, password):
+            return Identity(user, self.kind)
+        return Verdict.REFUSED if self.htpasswd.tag(user) is not None else Verdict.UNKNOWN
+
+    async def current(self, user: str) -> Identity | None:
+        return Identity(user, self.kind) if self.htpasswd.tag(user) is not None else None
+
+    def stamp(self, user: str) -> str | None:
+        return self.htpasswd.tag(user)
+
+
+class Memberships:
+    """The teams each user was last seen in by a source (directory groups), for the rules' ``team:NAME``.
+
+    Updated by every verified login and every ``current`` check, so a group change shows within the
+    directory's cache TTL; kept in this process's memory, at most ``entries`` users (the least recently
+    seen go first: they are looked up again at their next login)."""
+
+    def __init__(self, entries: int = 100_000) -> None:
+        self.entries = entries
+        self._teams: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def record(self, identity: Identity) -> None:
+        with self._lock:
+            self._teams.pop(identity.name, None)
+            self._teams[identity.name] = identity.teams
+            while len(self._teams) > self.entries:
+                self._teams.popitem(last=False)
+
+    def forget(self, user: str) -> None:
+        with self._lock:
+            self._teams.pop(user, None)
+
+    def teams(self, user: str) -> frozenset[str]:
+        return self._teams.get(user, frozenset())
+
+
+class Credentials:
+    """The chain, with the brake every login path shares (one failure count per user and address)."""
+
+    def __init__(self, sources: Sequence[CredentialSource], brake: LoginBrake | None = None) -> None:
+        self.sources = tuple(sources)
+        self.brake = brake
+        self.memberships = Memberships()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anyone can log in at all."""
+        return bool(self.sources)
+
+    async def verify(self, user: str, password: str, address: str = "") -> Identity | None:
+        """The identity ``user:password`` proves, or None. Raises TooManyAttempts (without checking)
+        while the brake holds ``user`` at ``address``, and SourceUnavailable (not counted as a failure)."""
+        if not user:
+            return None
+        key = user.lower()  # directories match names case-insensitively: so does the brake
+        if self.brake is not None:
+            wait = self.brake.wait(key, address)
+            if wait > 0:
+                raise TooManyAttempts(wait)
+        for source in self.sources:
+            verdict = await source.verify(user, password)
+            if isinstance(verdict, Identity):
+                if self.brake is not None:
+                    self.brake.succeeded(key, address)
+                self.memberships.record(verdict)
+                return verdict
+            if verdict is Verdict.REFUSED:
+                break
+        if self.brake is not None:
+            self.brake.failed(key, address)
+        return None
+
+    async def current(self, user: str) -> Identity | None:
+        """The user as the first source that knows them sees them now; None when none does."""
+        for source in self.sources:
+            identity = await source.current(user)
+            if identity is not None:
+                self.memberships.record(identity)
+                return identity
+        self.memberships.forget(user)
+        return None
+
+    def stamp(self, user: str) -> str | None:
+        for source in self.sources:
+            stamp = source.stamp(user)
+            if stamp is not None:
+                return stamp
+        return None
