@@ -157,6 +157,19 @@ class Credentials:
         self.memberships.forget(user)
         return None
 
+    async def owner(self, user: str) -> str | None:
+        """The kind of the first source that knows ``user`` (``htpasswd``, ``ldap``, ...), or None: a
+        single sign-on must not take over a name that logs in another way."""
+        identity = await self.current(user)
+        return identity.source if identity is not None else None
+
+    def close(self) -> None:
+        """Let go of the sources' threads and connections (the directory's pool)."""
+        for source in self.sources:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
     def stamp(self, user: str) -> str | None:
         for source in self.sources:
             stamp = source.stamp(user)

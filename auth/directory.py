@@ -36,7 +36,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
 from auth.credentials import Identity, SourceUnavailable, Verdict
-from auth.settings import TEAM_RE, LdapSettings
+from auth.settings import LdapSettings
 
 log = logging.getLogger("moorage.auth.ldap")
 
@@ -83,8 +83,6 @@ class Directory:
         self.known = TTLCache(settings.cachettl, clock=clock)  # user -> identity (without a password)
         self._key = secrets.token_bytes(32)
         self._pool = ThreadPoolExecutor(settings.poolsize, thread_name_prefix="moorage-ldap")
-        groups = settings.groups
-        self._mapping = {normal(group): team for group, team in groups.mapping.items()}
         self._seconds = max(1, math.ceil(settings.timeout))  # ldap3's socket and search limits: whole seconds
 
     # --- the credential source ------------------------------------------------------------------------
@@ -215,7 +213,7 @@ class Directory:
             groups = [(d, rdn_value(d, s.groups.nameattribute)) for d in values(attributes.get(s.groups.attribute))]
         else:
             groups = self._group_search(conn, dn, name)
-        return Identity(str(name).lower(), self.kind, frozenset(self._teams(groups)), str(email) if email else None)
+        return Identity(str(name).lower(), self.kind, s.groups.teams(groups), str(email) if email else None)
 
     def _group_search(self, conn: Connection, dn: str, name: str) -> list[tuple[str, str | None]]:
         s = self.settings.groups
@@ -227,18 +225,6 @@ class Directory:
             if entry.get("type") == "searchResEntry":
                 found.append((entry["dn"], first(entry.get("attributes", {}).get(s.nameattribute))))
         return found
-
-    def _teams(self, groups: list[tuple[str, str | None]]) -> set[str]:
-        """Team names of ``(dn, name)`` groups: the mapping by DN or by name first, else the group's own
-        name when it is a valid team name (``unmapped: name``)."""
-        teams = set()
-        for dn, name in groups:
-            mapped = self._mapping.get(normal(dn)) or (self._mapping.get(normal(name)) if name else None)
-            if mapped:
-                teams.add(mapped)
-            elif name and self.settings.groups.unmapped == "name" and TEAM_RE.fullmatch(name.lower()):
-                teams.add(name.lower())
-        return teams
 
 
 def first(value: Any) -> Any:
@@ -263,8 +249,3 @@ def rdn_value(dn: str, attribute: str) -> str | None:
     if parts and parts[0][0].lower() == attribute.lower():
         return parts[0][1]
     return None
-
-
-def normal(group: str) -> str:
-    """Groups compare case-insensitively, DNs without the spaces after commas."""
-    return ",".join(part.strip() for part in group.lower().split(","))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from starlette.requests import Request
@@ -24,6 +24,9 @@ from auth.settings import AuthSettings, TokenSettings
 from auth.tokenserver import TokenServer, peer_address
 from auth.verifier import TokenVerifier
 from configkit import ConfigError, existing_file
+
+if TYPE_CHECKING:
+    from auth.oidc import OpenIDConnect
 
 Auth = AuthSettings | Mapping[str, Any]  # the settings, or the raw section (checked here)
 
@@ -44,7 +47,24 @@ def build_credentials(auth: Auth) -> Credentials:
         if settings.ldap.cacertificate:
             existing_file(settings.ldap.cacertificate, "auth.ldap.cacertificate")
         sources.append(Directory(settings.ldap))
+    if settings.oidc:
+        from auth.oidc import OidcAccounts
+
+        sources.append(OidcAccounts())
     return Credentials(sources, build_brake(settings.brake) if sources else None)
+
+
+def build_oidc(auth: Auth, credentials: Credentials) -> OpenIDConnect | None:
+    """The web UI's OpenID Connect login (``auth.oidc``), recording its users in ``credentials``' chain."""
+    settings = AuthSettings.parse(auth)
+    if settings.oidc is None:
+        return None
+    from auth.oidc import OidcAccounts, OpenIDConnect
+
+    if settings.oidc.cacertificate:
+        existing_file(settings.oidc.cacertificate, "auth.oidc.cacertificate")
+    accounts = next(s for s in credentials.sources if isinstance(s, OidcAccounts))
+    return OpenIDConnect(settings.oidc, accounts)
 
 
 def build_access_controller(auth: Auth, credentials: Credentials | None = None) -> AccessController:

@@ -7,19 +7,26 @@ and get exactly the rights the access controller gives the same user on /v2.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auth.base import AccessController, AllowAll
 from auth.basic import EMPTY_BASIC, basic_credentials, verify_basic
 from auth.challenge import header, unauthorized
 from auth.credentials import Credentials, Identity
+from auth.factory import build_oidc
 from auth.settings import AuthSettings
+
+if TYPE_CHECKING:
+    from auth.oidc import OpenIDConnect
 
 
 class Login:
-    def __init__(self, access: AccessController, credentials: Credentials, realm: str = "moorage") -> None:
+    def __init__(self, access: AccessController, credentials: Credentials, realm: str = "moorage",
+                 oidc: OpenIDConnect | None = None) -> None:
+        """``oidc``: the web UI's single sign-on, when configured."""
         self.access = access
         self.credentials = credentials
+        self.oidc = oidc
         self.open = isinstance(access, AllowAll)  # no auth configured: everyone may do everything
         self.challenge = header("Basic", realm=realm)
 
@@ -37,6 +44,9 @@ class Login:
         """The logged-in ``user`` as their source sees them now (None: gone), their teams refreshed;
         raises SourceUnavailable."""
         return await self.credentials.current(user)
+
+    async def owner(self, user: str) -> str | None:
+        return await self.credentials.owner(user)
 
     def stamp(self, user: str) -> str | None:
         """Changes when the user's password does (None once removed): sessions bound to it end then."""
@@ -60,10 +70,16 @@ class Login:
     def actions(self, subject: str | None, repository: str) -> frozenset[str]:
         return self.access.actions(subject, repository)
 
+    async def close(self) -> None:
+        self.credentials.close()
+        if self.oidc is not None:
+            await self.oidc.close()
+
 
 
 def build_login(auth: AuthSettings | Mapping[str, Any], access: AccessController,
                 credentials: Credentials) -> Login:
     """Web UI and /v1/search logins over the same chain (and brake) as /v2 and the token server."""
     settings = AuthSettings.parse(auth)
-    return Login(access, credentials, settings.htpasswd.realm if settings.htpasswd else "moorage")
+    realm = settings.htpasswd.realm if settings.htpasswd else "moorage"
+    return Login(access, credentials, realm, build_oidc(settings, credentials))

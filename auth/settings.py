@@ -131,15 +131,47 @@ def check_filter(text: str, key: str) -> None:
         raise Invalid(f"not a valid LDAP filter {text!r} ({e})", key) from None
 
 
-class LdapGroupSettings(Section):
+class TeamMapping(Section):
+    """Groups of an identity provider as teams: ``mapping`` where the names differ, the rest by name."""
+
+    mapping: dict[str, Text] = {}  # group -> team name
+    unmapped: choice("name", "ignore") = "name"  # other groups: team of the group's name, or none
+
+    @model_validator(mode="after")
+    def _teams(self) -> TeamMapping:
+        for group, team in self.mapping.items():
+            if not group.strip():
+                raise Invalid("an empty group name", "mapping")
+            if not TEAM_RE.fullmatch(team):
+                raise Invalid(f"{team!r} is not a team name (lowercase letters, digits, . _ -)", f"mapping.{group}")
+        return self
+
+    def teams(self, groups: list[tuple[str | None, str | None]]) -> frozenset[str]:
+        """Team names of ``(key, name)`` groups: the mapping by either, else the group's own name when it
+        is a valid team name (``unmapped: name``). Keys and names compare case-insensitively."""
+        mapping = {normal_group(group): team for group, team in self.mapping.items()}
+        teams = set()
+        for key, name in groups:
+            mapped = next((mapping[normal_group(g)] for g in (key, name) if g and normal_group(g) in mapping), None)
+            if mapped:
+                teams.add(mapped)
+            elif name and self.unmapped == "name" and TEAM_RE.fullmatch(name.lower()):
+                teams.add(name.lower())
+        return frozenset(teams)
+
+
+def normal_group(group: str) -> str:
+    """Case-insensitive, and DNs without the spaces after their commas."""
+    return ",".join(part.strip() for part in group.lower().split(","))
+
+
+class LdapGroupSettings(TeamMapping):
     """``auth.ldap.groups``: which directory groups a user is in, and the teams they become."""
 
     attribute: Text = "memberOf"  # group DNs on the user's entry (Active Directory, slapo-memberof)
     base: Text | None = None  # set to search for groups below it instead
     filter: Text = "(|(&(objectClass=groupOfNames)(member={dn}))(&(objectClass=posixGroup)(memberUid={user})))"
     nameattribute: Text = "cn"  # the group's name: cn=payments-devs is team payments-devs
-    mapping: dict[str, Text] = {}  # group name or DN -> team name, where they differ
-    unmapped: choice("name", "ignore") = "name"  # other groups: team of the group's name, or none
 
     @model_validator(mode="after")
     def _check(self) -> LdapGroupSettings:
@@ -149,16 +181,12 @@ class LdapGroupSettings(Section):
         if "{dn}" not in self.filter and "{user}" not in self.filter:
             raise Invalid("must contain {dn} or {user} (the user's DN or name)", "filter")
         check_filter(self.filter.replace("{dn}", "x").replace("{user}", "x"), "filter")
-        for group, team in self.mapping.items():
+        for group in self.mapping:
             if "=" in group:
                 try:
-                    parse_dn(",".join(part.strip() for part in group.split(",")))
+                    parse_dn(normal_group(group))
                 except LDAPInvalidDnError as e:
                     raise Invalid(f"not a group name or a valid DN ({e})", f"mapping.{group}") from None
-            elif not group.strip():
-                raise Invalid("an empty group name", "mapping")
-            if not TEAM_RE.fullmatch(team):
-                raise Invalid(f"{team!r} is not a team name (lowercase letters, digits, . _ -)", f"mapping.{group}")
         return self
 
 
@@ -199,6 +227,49 @@ class LdapSettings(Section):
         return self.starttls or all(url.lower().startswith("ldaps://") for url in self.url)
 
 
+OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class OidcGroupSettings(TeamMapping):
+    """``auth.oidc.groups``: the ID token's groups claim as teams."""
+
+    claim: Text = "groups"  # Keycloak, Dex, Okta; Entra ID sends group object IDs: map them
+
+
+class OidcSettings(Section):
+    """``auth.oidc``: web UI login through an OpenID Connect provider (auth.oidc)."""
+
+    KEY = "auth.oidc"
+
+    issuer: Text = required()  # exactly as the provider writes it in its tokens (discovery below it)
+    clientid: Text = required()
+    clientsecret: Str = ""  # the client's secret (client_secret_basic)
+    scopes: Texts = ["openid", "profile", "email", "groups"]
+    redirecturl: Text | None = None  # default: the registry's origin + /ui/oidc/callback
+    usernameclaim: Text = "preferred_username"
+    groups: OidcGroupSettings = OidcGroupSettings()
+    algorithms: Texts = list(OIDC_ALGORITHMS)  # ID token signatures accepted (never none or HMAC)
+    label: Text = "single sign-on"  # the login page's button: "Log in with ..."
+    cacertificate: Text | None = None  # PEM bundle for the provider's HTTPS (default: the system's)
+    timeout: TokenDuration = 5.0  # each request to the provider
+
+    @model_validator(mode="after")
+    def _check(self) -> OidcSettings:
+        if not self.issuer.startswith(("https://", "http://")):
+            raise Invalid(f"expected an https:// URL, got {self.issuer!r}", "issuer")
+        if "openid" not in self.scopes:
+            raise Invalid("must include openid", "scopes")
+        for alg in self.algorithms:
+            if alg not in OIDC_ALGORITHMS:
+                raise Invalid(f"{alg!r} not allowed (one of {', '.join(OIDC_ALGORITHMS)})", "algorithms")
+        if self.redirecturl is not None and not self.redirecturl.startswith(("https://", "http://")):
+            raise Invalid(f"expected an absolute URL, got {self.redirecturl!r}", "redirecturl")
+        if not self.clientsecret:
+            raise Invalid("required (the registry is a confidential client; REGISTRY_AUTH_OIDC_CLIENTSECRET)",
+                          "clientsecret")
+        return self
+
+
 class AuthSettings(Section):
     """Distribution's ``htpasswd`` and ``token``, Moorage's ``tokenserver`` and ``access``; none: no auth."""
 
@@ -211,6 +282,7 @@ class AuthSettings(Section):
     access: AccessSettings | None = None
     brake: BrakeSettings | None = None
     ldap: LdapSettings | None = None
+    oidc: OidcSettings | None = None
 
     def check_complete(self) -> None:
         """The sections fit together. Checked when auth is set up, not when the config is read:

@@ -96,6 +96,7 @@ class Registry:
         return await held(self.driver, LEASE_NAME) is not None
 
     async def close(self) -> None:
+        await self.login.close()
         if self.mirror is not None:
             await self.mirror.close()
         if self.database is not None:

@@ -10,6 +10,7 @@ the registry. Who sees and may delete what comes from the access controller, exa
     /ui/delete/NAME:TAG|@DIGEST  confirm (GET) and delete (POST)
     /ui/usage                    storage per namespace and repository (storage/accounting.py)
     /ui/login, /ui/logout
+    /ui/oidc/login, /ui/oidc/callback   single sign-on (registry/ui/oidc.py)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -39,9 +40,12 @@ from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.names import NAME_RE, TAG_RE
 from registry.ui.content import Inspector, digest_or_none
-from registry.ui.session import Session, Sessions, csrf_ok
+from registry.ui.session import Session, Sessions, csrf_ok, safe_next
 from storage.accounting import UsageReport, usage_report
 from storage.manifests import repository_exists
+
+if TYPE_CHECKING:
+    from registry.ui.oidc import SingleSignOn
 
 HERE = Path(__file__).parent
 PAGE = 50
@@ -128,6 +132,11 @@ class WebUI:
         self.inspector = inspector
         self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, registry.login, self.base)
         self.env = environment(self.base)
+        self.sso: SingleSignOn | None = None
+        if registry.login.oidc is not None:
+            from registry.ui.oidc import SingleSignOn  # Authlib and joserfc load only with auth.oidc
+
+            self.sso = SingleSignOn(self, registry.login.oidc)
         self._usage: dict[str | None, tuple[float, UsageReport]] = {}
 
     def routes(self) -> list[BaseRoute]:
@@ -141,6 +150,7 @@ class WebUI:
                 Route("/usage", view(WebUI.usage), methods=["GET", "HEAD"]),
                 Route("/login", view(WebUI.login), methods=["GET", "HEAD", "POST"]),
                 Route("/logout", view(WebUI.logout), methods=["POST"]),
+                *(self.sso.routes() if self.sso else []),
                 Route("/r/{reference:path}", view(WebUI.reference), methods=["GET", "HEAD"]),
                 Route("/delete/{reference:path}", view(WebUI.delete), methods=["GET", "HEAD", "POST"]),
                 Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
@@ -184,7 +194,8 @@ class WebUI:
         host = self.origin(request).partition("://")[2]
         context.setdefault("search_term", "")
         page = self.env.get_template(template).render(
-            session=session, login_enabled=self.registry.login.enabled, host=host, path=request.url.path,
+            session=session, login_enabled=self.registry.login.enabled, host=host,
+            sso_label=self.sso.oidc.settings.label if self.sso else None, path=request.url.path,
             query=request.url.query, **context)
         return HTMLResponse(page, status_code=status)
 
@@ -368,10 +379,3 @@ def page_size(raw: str | None) -> int:
     except ValueError:
         return PAGE
     return max(1, min(value, MAX_PAGE))
-
-
-def safe_next(target: str | None, base: str) -> str:
-    """Only a path of this UI: never an open redirect to another site."""
-    if target and target.startswith(f"{base}/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return f"{base}/"

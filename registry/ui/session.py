@@ -32,7 +32,8 @@ class Session:
 
 class Sessions:
     def __init__(self, secret: str | None, ttl: float, login: Login, path: str) -> None:
-        self.serializer = URLSafeTimedSerializer(secret or secrets.token_urlsafe(32), salt="moorage-ui-session")
+        self.secret = secret or secrets.token_urlsafe(32)  # also signs the single sign-on cookie
+        self.serializer = URLSafeTimedSerializer(self.secret, salt="moorage-ui-session")
         self.ttl = ttl
         self.login = login
         self.path = path
@@ -74,3 +75,10 @@ def csrf_ok(session: Session, submitted: str | None, request: Request, origin: s
     if sent_origin and sent_origin != "null" and sent_origin.rstrip("/") != origin:
         return False
     return bool(submitted) and hmac.compare_digest(submitted.encode(), session.csrf.encode())
+
+
+def safe_next(target: str | None, base: str) -> str:
+    """Only a path of this UI: never an open redirect to another site."""
+    if target and target.startswith(f"{base}/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return f"{base}/"

@@ -121,6 +121,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ("auth", "tokenserver", "tls", "certificate"): str(cert),
         ("auth", "tokenserver", "tls", "key"): str(key),
         ("auth", "ldap", "cacertificate"): str(cert),
+        ("auth", "oidc", "cacertificate"): str(cert),
         ("proxy", "spooldir"): str(tmp / "spool"),
     }
 
