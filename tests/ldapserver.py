@@ -224,6 +224,8 @@ class Slapd:
             if member and not conn.search(group_dn(group), "(objectClass=*)", attributes=["cn"]):
                 assert conn.add(group_dn(group), "groupOfNames", {"cn": group, "member": [user_dn(name)]}), conn.result
                 return
+            if not member:  # groupOfNames needs a member: the service account holds the group's place
+                conn.modify(group_dn(group), {"member": [(MODIFY_ADD, [SERVICE_DN])]})
             change = MODIFY_ADD if member else MODIFY_DELETE
             assert conn.modify(group_dn(group), {"member": [(change, [user_dn(name)])]}), conn.result
 
