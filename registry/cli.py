@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rebuild.add_argument("config", nargs="?", help="YAML config file")
     rebuild.set_defaults(run=run_rebuild_index)
-    maintenance_cli.add_commands(commands)
+    maintenance_cli.add_commands(commands, load_config)
     auth_cli.add_commands(commands, load_config)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)

@@ -34,6 +34,7 @@ from configkit import (
     load_file,
 )
 from configkit.types import to_integer, to_string
+from registry.events.notifications.config import NotificationsSettings
 from registry.maintenance.quotas import QuotasConfig
 from registry.maintenance.retention import Retention, RetentionConfig
 from registry.mirror.config import ProxyConfig
@@ -324,7 +325,7 @@ class Config(Section):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
-    notifications: NotificationsSettings = Field(default_factory=lambda: NotificationsSettings())
+    notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
 
     loglevel: LogLevel | None = None  # Distribution's older spelling of log.level
 
@@ -369,9 +370,3 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
 def parse(raw: Mapping[str, Any]) -> Config:
     return Config.parse(raw)
 
-
-# Last: the notifications package imports this module (its __init__ wants Config), so its settings are
-# imported once everything above exists, and Config's annotation is resolved then.
-from registry.events.notifications.config import NotificationsSettings  # noqa: E402
-
-Config.model_rebuild()

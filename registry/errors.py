@@ -6,6 +6,8 @@ import json
 
 from starlette.responses import Response
 
+from auth.base import AuthFailure
+
 # code -> (HTTP status, default message), as in the OCI distribution spec and Distribution's errcode.
 CODES: dict[str, tuple[int, str]] = {
     "BLOB_UNKNOWN": (404, "blob unknown to registry"),
@@ -63,6 +65,18 @@ def error_response(error: RegistryError) -> Response:
     return Response(
         error_body(error.code, error.message, error.detail),
         status_code=error.status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def auth_failure_response(failure: AuthFailure) -> Response:
+    """The access controller's refusal (401 with its challenge, or 403) in the spec's format."""
+    headers = {"WWW-Authenticate": failure.challenge} if failure.challenge else {}
+    headers.update(failure.headers)
+    return Response(
+        error_body(failure.code, failure.message, failure.detail),
+        status_code=failure.status,
         headers=headers,
         media_type="application/json",
     )

@@ -1,5 +1,6 @@
 """``Registry``: the stores and policies of one registry instance, built once from the config; it hands
-the /v2 handlers the repository a request names (local, or mirrored from an upstream)."""
+the /v2 handlers the repository a request names (local, or mirrored from an upstream) to read, and the
+one ``RepositoryWriter`` every change goes through."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from registry.mediatypes import describe_referrer
 from registry.mirror.repository import MirroredRepository
 from registry.mirror.source import UpstreamSource
 from registry.repository import Repository
+from registry.writes.events import EventBus
+from registry.writes.policy import ActorScope, DeletesDisabled, WritePolicy
+from registry.writes.quota import QuotaGuard
+from registry.writes.writer import RepositoryWriter
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
 from storage.database import Database
 from storage.driver import StorageDriver
 from storage.driver.factory import build_driver
 from storage.driver.instrumented import InstrumentedDriver
-from storage.gc import LEASE_NAME
-from storage.lease import held
 from storage.manifests import ManifestStore, TagStore
 from storage.referrers import ReferrersIndex
 from storage.uploads import UploadStore
@@ -39,6 +42,8 @@ class Registry:
     catalog: Catalog
     access: AccessController
     login: Login  # the same users and rights for web UI sessions and /v1/search
+    events: EventBus  # one event per change (and per pull): notifications, audit, metrics subscribe
+    writer: RepositoryWriter
     mirror: UpstreamSource | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
     database: Database | None = None  # opened when first needed; None: S3 storage without database.url
 
@@ -56,12 +61,23 @@ class Registry:
         credentials = build_credentials(config.auth)  # one chain and brake for every login path
         access = build_access_controller(config.auth, credentials)
         login = build_login(config.auth, access, credentials)
+        quotas = config.storage.quotas
+        ledger = UsageLedger(driver) if quotas is not None else None
         # a push marks what it relies on at most once per quarter of GC's grace window (docs/gc.md)
-        ledger = UsageLedger(driver) if config.storage.quotas is not None else None
         blobs = BlobStore(driver, touch_interval=config.storage.gc.grace / 4, ledger=ledger)
         manifests = ManifestStore(driver, blobs)
         uploads = UploadStore(driver, blobs)
         tags = TagStore(driver)
+        referrers = ReferrersIndex(driver, manifests, describe_referrer)
+        events = EventBus()
+        policies: list[WritePolicy] = [ActorScope()]
+        if not config.storage.delete_enabled:
+            policies.insert(0, DeletesDisabled())
+        quota = QuotaGuard(ledger, quotas) if ledger is not None and quotas is not None else None
+        writer = RepositoryWriter(config, driver, blobs, uploads, manifests, tags, referrers, events, policies, quota)
+        mirror = UpstreamSource.build(config.proxy, driver, blobs, manifests, tags, writer)
+        if mirror is not None:
+            writer.mirrored = mirror.refusal
         return cls(
             config=config,
             driver=driver,
@@ -69,11 +85,13 @@ class Registry:
             uploads=uploads,
             manifests=manifests,
             tags=tags,
-            referrers=ReferrersIndex(driver, manifests, describe_referrer),
+            referrers=referrers,
             catalog=Catalog(driver),
             access=access,
             login=login,
-            mirror=UpstreamSource.build(config.proxy, driver, blobs, uploads, manifests, tags),
+            events=events,
+            writer=writer,
+            mirror=mirror,
             database=database,
         )
 
@@ -84,16 +102,11 @@ class Registry:
             route = self.mirror.route(name, ns)
             if route is not None:
                 return MirroredRepository(self.mirror, route)
+        return self.stored(name)
+
+    def stored(self, name: str) -> Repository:
+        """The repository as storage holds it, never asking an upstream (the web UI reads this way)."""
         return Repository(name, self.driver, self.blobs, self.manifests, self.tags)
-
-    async def check_quota(self, name: str, adding: int) -> None:
-        """Refuse (DENIED) a push that would take the namespace of ``name`` over its quota."""
-        if self.config.storage.quotas is not None and self.blobs.ledger is not None:
-            await self.config.storage.quotas.check(self.blobs.ledger, name, adding)
-
-    async def gc_running(self) -> bool:
-        """Whether some process holds the garbage collection lease now."""
-        return await held(self.driver, LEASE_NAME) is not None
 
     async def close(self) -> None:
         await self.login.close()

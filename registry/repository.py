@@ -1,10 +1,11 @@
-"""One repository as the /v2 read handlers see it: its manifests, blobs and tags, bound to its name.
+"""One repository as the /v2 read handlers see it: its manifests, blobs and tags, bound to its name (the
+read path).
 
 ``Repository`` reads what storage holds.  A mirrored namespace gets ``MirroredRepository``
 (``registry/mirror/repository.py``), which first has the upstream fill in what storage lacks or what
 went stale, then reads the same way.  So the handlers serve local and mirrored content through one
-code path, as Distribution's proxy stores sit under its handlers, not over them.  Writes go to the
-stores directly; a repository that refuses them says so in ``check_writable``.
+code path, as Distribution's proxy stores sit under its handlers, not over them.  Writes take the other
+road, ``RepositoryWriter`` (``registry/writes/writer.py``), for every repository alike.
 """
 
 from __future__ import annotations
@@ -48,20 +49,15 @@ class TagPage:
     warning: str | None = None
 
 
+@dataclass
 class Repository:
     """A repository whose content is what storage holds."""
 
-    def __init__(
-        self, name: str, driver: StorageDriver, blobs: BlobStore, manifests: ManifestStore, tags: TagStore
-    ) -> None:
-        self.name = name
-        self.driver = driver
-        self.blobs = blobs
-        self.manifests = manifests
-        self.tags = tags
-
-    def check_writable(self) -> None:
-        """Raise the spec's error when this repository refuses pushes and deletes."""
+    name: str
+    driver: StorageDriver
+    blobs: BlobStore
+    manifests: ManifestStore
+    tags: TagStore
 
     async def manifest_by_tag(self, tag: str) -> Manifest:
         """Raises TagUnknown or ManifestUnknown."""

@@ -7,12 +7,13 @@ import os
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from registry.api.context import registry_of, repository_of
+from registry.api.context import actor_of, publish_pull, registry_of, repository_of
 from registry.api.etags import digest_headers, not_modified
 from registry.errors import RegistryError
 from registry.http.blob_response import BlobResponse
 from registry.http.ranges import Unsatisfiable, parse_range
 from registry.names import digest_param
+from registry.writes.events import EventKind
 from storage.blobs import BlobUnknown
 
 
@@ -25,10 +26,12 @@ async def get_blob(request: Request) -> Response | BlobResponse:
     except BlobUnknown:
         raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
     if request.method == "HEAD" and blob.stored:
-        await registry.blobs.relied_on(repo.name, digest)  # "layer already exists": the push will rely on it
+        await registry.writer.relied_on(repo.name, digest)  # "layer already exists": the push will rely on it
     headers = {**digest_headers(str(digest)), "Accept-Ranges": "bytes", "Cache-Control": "max-age=31536000"}
     if not_modified(request, str(digest)):
         return Response(status_code=304, headers=headers)
+    if request.method == "GET":
+        await publish_pull(request, EventKind.BLOB_PULLED, digest, (), None, blob.size)
     if blob.stored and not registry.config.storage.redirect_disabled:
         url = await registry.blobs.redirect_url(digest, request.method)
         if url is not None:
@@ -73,11 +76,6 @@ def byte_range(request: Request, size: int | None, headers: dict[str, str]) -> t
 
 async def delete_blob(request: Request) -> Response:
     registry = registry_of(request)
-    if not registry.config.storage.delete_enabled:
-        raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
     digest = digest_param(request.path_params["digest"])
-    try:
-        await registry.blobs.unlink(request.path_params["name"], digest)
-    except BlobUnknown:
-        raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+    await registry.writer.delete_blob(request.path_params["name"], digest, actor_of(request))
     return Response(status_code=202, headers={"Docker-Content-Digest": str(digest)})

@@ -1,44 +1,25 @@
-"""``GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>``."""
+"""``GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>``: reads through the request's repository, writes
+through the registry's write path."""
 
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registry.api.context import registry_of, repository_of
+from registry.api.context import actor_of, publish_pull, registry_of, repository_of
 from registry.api.etags import digest_headers, not_modified
 from registry.errors import RegistryError
 from registry.http.urls import location
-from registry.instance import Registry
-from registry.mediatypes import (
-    INDEX_TYPES,
-    MAX_MANIFEST_SIZE,
-    InvalidManifest,
-    ParsedManifest,
-    detect_media_type,
-    parse,
-    referrer_descriptor,
-)
-from registry.names import check_tag, digest_param, is_tag
+from registry.mediatypes import INDEX_TYPES, MAX_MANIFEST_SIZE, detect_media_type
+from registry.names import digest_param, is_tag
 from registry.repository import Repository
-from storage.blobs import BlobUnknown
-from storage.digests import Digest, digest_bytes
+from registry.writes.events import EventKind
+from storage.digests import Digest
 from storage.manifests import ManifestUnknown, TagUnknown
 
 DEFAULT_PLATFORM = ("linux", "amd64")
-
-
-async def resolve(registry: Registry, name: str, reference: str) -> Digest:
-    """The digest a reference names in storage (the web UI's lookup; the /v2 GET reads the repository)."""
-    if is_tag(reference):
-        try:
-            return await registry.tags.resolve(name, reference)
-        except TagUnknown:
-            raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
-    return digest_param(reference)
 
 
 async def get_manifest(request: Request) -> Response:
@@ -69,21 +50,11 @@ async def get_manifest(request: Request) -> Response:
     if not_modified(request, str(digest)):
         return Response(status_code=304, headers=headers)
     headers["Content-Length"] = str(len(content))
-    body = b"" if request.method == "HEAD" else content
-    return Response(body, headers=headers)
-
-
-async def load(registry: Registry, name: str, digest: Digest) -> bytes:
-    try:
-        return await registry.manifests.get(name, digest)
-    except ManifestUnknown:
-        raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
-
-
-def is_digest_reference(reference: str) -> bool:
-    """A reference with a colon can only be a digest (tags have none): its errors are DIGEST_INVALID,
-    the others' TAG_INVALID."""
-    return ":" in reference
+    if request.method == "HEAD":
+        return Response(b"", headers=headers)
+    await publish_pull(request, EventKind.MANIFEST_PULLED, digest, (reference,) if is_tag(reference) else (),
+                       media_type, len(content))
+    return Response(content, headers=headers)
 
 
 def accepts(request: Request, media_type: str) -> bool:
@@ -107,46 +78,19 @@ async def default_platform(repo: Repository, content: bytes, request: Request) -
 
 async def put_manifest(request: Request) -> Response:
     registry = registry_of(request)
-    name, reference = request.path_params["name"], request.path_params["reference"]
+    name = request.path_params["name"]
     content = await read_limited(request)
-    try:
-        manifest = parse(content, request.headers.get("content-type"))
-    except InvalidManifest as e:
-        raise RegistryError("MANIFEST_INVALID", e.message, detail=e.detail) from None
-    if not is_digest_reference(reference):
-        digest = digest_bytes(content)
-        tags = [check_tag(reference)]
-    else:
-        claimed = digest_param(reference)
-        digest = digest_bytes(content, claimed.algorithm)
-        if digest != claimed:
-            raise RegistryError("DIGEST_INVALID", detail={"expected": str(claimed), "computed": str(digest)})
-        tags = []
-    tags += [check_tag(t) for t in request.query_params.getlist("tag") if t not in tags]
-    if not registry.config.validation.disabled:
-        await verify_references(registry, name, manifest)
-    if registry.blobs.ledger is not None:
-        await registry.check_quota(name, await uncounted_bytes(registry, name, digest, len(content), manifest))
-    await registry.manifests.put(name, digest, content)
-    collecting = await registry.gc_running()  # asked after storing: a GC that starts later sees the manifest
-    if collecting:
-        if not registry.config.validation.disabled:
-            await recheck_references(registry, name, digest, manifest)
-        await registry.manifests.confirm(name, digest, content)
-    for tag in tags:
-        await registry.tags.tag(name, tag, digest)
-        if collecting:
-            await registry.tags.confirm(name, tag, digest)
+    extra_tags = request.query_params.getlist("tag")
+    pushed = await registry.writer.put_manifest(name, request.path_params["reference"], content,
+                                                request.headers.get("content-type"), actor_of(request), extra_tags)
     headers = {
-        "Location": location(request, registry.config.http, f"v2/{name}/manifests/{digest}"),
-        "Docker-Content-Digest": str(digest),
+        "Location": location(request, registry.config.http, f"v2/{name}/manifests/{pushed.digest}"),
+        "Docker-Content-Digest": str(pushed.digest),
     }
-    if manifest.subject is not None:
-        descriptor = referrer_descriptor(manifest, digest, len(content))
-        await registry.referrers.add(name, manifest.subject.digest, digest, descriptor)
-        headers["OCI-Subject"] = str(manifest.subject.digest)
-    if request.query_params.getlist("tag"):
-        headers["OCI-Tag"] = ", ".join(tags)
+    if pushed.subject is not None:
+        headers["OCI-Subject"] = str(pushed.subject)
+    if extra_tags:
+        headers["OCI-Tag"] = ", ".join(pushed.tags)
     return Response(status_code=201, headers=headers)
 
 
@@ -166,108 +110,7 @@ async def read_limited(request: Request) -> bytes:
     return b"".join(parts)
 
 
-async def verify_references(registry: Registry, name: str, manifest: ParsedManifest) -> None:
-    """Every blob and child manifest must be in the repository (foreign layers by URL policy)."""
-    for blob in manifest.blobs:
-        if blob.urls:
-            check_urls(registry, blob.urls)
-            continue
-        try:
-            await registry.blobs.stat_in_repository(name, blob.digest)
-        except BlobUnknown:
-            raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"digest": str(blob.digest)}) from None
-        await registry.blobs.relied_on(name, blob.digest)  # a GC running now must spare it (docs/gc.md)
-    for child in manifest.children:
-        if await registry.manifests.exists(name, child.digest):
-            await registry.manifests.relied_on(name, child.digest)
-            continue
-        try:
-            await registry.blobs.stat_in_repository(name, child.digest)
-        except BlobUnknown:
-            raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"digest": str(child.digest)}) from None
-        await registry.blobs.relied_on(name, child.digest)
-
-
-async def uncounted_bytes(registry: Registry, name: str, digest: Digest, size: int, manifest: ParsedManifest) -> int:
-    """What storing this manifest adds to its namespace's usage (blobs it does not count yet, usually
-    only the manifest itself: uploads and mounts count their blobs)."""
-    ledger = registry.blobs.ledger
-    assert ledger is not None
-    adding = 0 if await ledger.counted(name, digest) else size
-    for ref in [*manifest.blobs, *manifest.children]:
-        if not ref.urls and not await ledger.counted(name, ref.digest):
-            adding += ref.size
-    return adding
-
-
-async def recheck_references(registry: Registry, name: str, digest: Digest, manifest: ParsedManifest) -> None:
-    """While a GC runs, after the manifest was stored: mark every reference used again, then check that
-    each is still there and not being deleted (docs/gc.md).  If one is going, the revision is withdrawn
-    and the push refused; the client pushes again and uploads what went."""
-    for ref in [*(b for b in manifest.blobs if not b.urls), *manifest.children]:
-        if ref in manifest.children and await registry.manifests.exists(name, ref.digest):
-            await registry.manifests.relied_on(name, ref.digest)
-            usable = await registry.manifests.usable(name, ref.digest)
-        else:
-            await registry.blobs.relied_on(name, ref.digest)
-            usable = await registry.blobs.usable(name, ref.digest)
-        if not usable:
-            try:
-                await registry.manifests.delete(name, digest)
-            except ManifestUnknown:
-                pass
-            raise RegistryError("MANIFEST_BLOB_UNKNOWN", "removed by garbage collection while pushing",
-                                detail={"digest": str(ref.digest)})
-
-
-def check_urls(registry: Registry, urls: tuple[str, ...]) -> None:
-    """Foreign layer URLs are http(s) without fragment, match an ``allow`` pattern when some are
-    configured (any URL otherwise) and no ``deny`` pattern."""
-    allow = registry.config.validation.manifest_urls_allow
-    deny = registry.config.validation.manifest_urls_deny
-    for url in urls:
-        parsed = urlsplit(url)
-        ok = (
-            parsed.scheme in ("http", "https") and bool(parsed.netloc) and not parsed.fragment
-            and (allow is None or any(p.search(url) for p in allow))
-            and not any(p.search(url) for p in deny)
-        )
-        if not ok:
-            raise RegistryError("MANIFEST_BLOB_UNKNOWN", "layer URL not allowed by validation.manifests.urls",
-                                detail={"url": url})
-
-
 async def delete_manifest(request: Request) -> Response:
     registry = registry_of(request)
-    await delete_reference(registry, request.path_params["name"], request.path_params["reference"])
+    await registry.writer.delete(request.path_params["name"], request.path_params["reference"], actor_of(request))
     return Response(status_code=202)
-
-
-async def delete_reference(registry: Registry, name: str, reference: str) -> None:
-    """Untag a tag, or delete a manifest by digest with its tags and its referrers-index entry (the API's
-    DELETE and the web UI's)."""
-    if not registry.config.storage.delete_enabled:
-        raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry")
-    if not is_digest_reference(reference):
-        try:
-            await registry.tags.untag(name, check_tag(reference))
-        except TagUnknown:
-            raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
-        return
-    digest = digest_param(reference)
-    content = await load(registry, name, digest)
-    for tag in await registry.tags.tags_of(name, digest):
-        try:
-            await registry.tags.untag(name, tag)
-        except TagUnknown:
-            pass
-    try:
-        manifest = parse(content, detect_media_type(content))
-    except InvalidManifest:
-        manifest = None
-    if manifest is not None and manifest.subject is not None:
-        await registry.referrers.remove(name, manifest.subject.digest, digest)
-    try:
-        await registry.manifests.delete(name, digest)
-    except ManifestUnknown:
-        raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None

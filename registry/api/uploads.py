@@ -1,19 +1,18 @@
-"""Blob uploads: POST (start, monolithic, mount), PATCH (chunk or stream), PUT (finish), GET, DELETE."""
+"""Blob uploads: POST (start, monolithic, mount), PATCH (chunk or stream), PUT (finish), GET, DELETE; the
+sessions, blobs and links are written by the registry's write path."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registry.api.context import registry_of
+from registry.api.context import actor_of, registry_of
 from registry.errors import RegistryError
 from registry.http.ranges import parse_content_range, upload_range
 from registry.http.urls import location
-from registry.names import check_name, digest_param
-from storage.blobs import BlobUnknown
+from registry.names import digest_param
 from storage.digests import HASHERS, Digest
 from storage.uploads import DigestMismatch, OffsetMismatch, SizeMismatch, UploadInfo, UploadUnknown
 
@@ -34,16 +33,10 @@ async def start_upload(request: Request) -> Response:
         raise RegistryError("DIGEST_INVALID", f"unsupported digest algorithm {algorithm!r}")
     if digest_text:
         digest = digest_param(digest_text)
-        await registry.check_quota(name, declared_length(request))
-        upload = await registry.uploads.create(name, digest.algorithm)
-        try:
-            return await finish(request, upload, digest, body(request))
-        except BaseException:
-            # the client never learnt of this session: nothing may stay behind (a retry starts anew)
-            with contextlib.suppress(UploadUnknown):
-                await registry.uploads.cancel(upload.name, upload.id)
-            raise
-    upload = await registry.uploads.create(name, algorithm)
+        await finish(digest, registry.writer.push_blob(name, digest, body(request), actor_of(request),
+                                                        declared_length(request)))
+        return blob_created(request, name, digest)
+    upload = await registry.writer.start_upload(name, algorithm, actor_of(request))
     return Response(status_code=202, headers=upload_headers(request, upload))
 
 
@@ -53,22 +46,11 @@ async def try_mount(request: Request, name: str, digest: Digest) -> Response | N
     Without ``from`` any blob in the registry qualifies, but only for a caller who may read everything
     (auth off, or an admin): otherwise knowing a digest would grant access to a private layer.
     """
-    registry = registry_of(request)
     source = request.query_params.get("from")
-    try:
-        if source:
-            check_name(source)
-            await registry.blobs.stat_in_repository(source, digest)
-        elif request.scope["moorage.grant"].everything:
-            await registry.blobs.stat(digest)
-        else:
-            return None
-    except (BlobUnknown, RegistryError):
+    if not source and not request.scope["moorage.grant"].everything:
         return None
-    if registry.blobs.ledger is not None and not await registry.blobs.ledger.counted(name, digest):
-        await registry.check_quota(name, (await registry.blobs.stat(digest)).size)
-    await registry.blobs.link(name, digest)
-    await registry.blobs.touch(digest)  # the push relies on a blob that may be old and unreferenced
+    if not await registry_of(request).writer.mount(name, digest, source or None, actor_of(request)):
+        return None
     return blob_created(request, name, digest)
 
 
@@ -81,18 +63,17 @@ async def patch_upload(request: Request) -> Response:
     registry = registry_of(request)
     upload = await load(request)
     start, length = chunk_bounds(request)
-    await registry.check_quota(upload.name, upload.size + (length if length is not None else declared_length(request)))
-    async with registry.uploads.lock(upload.name, upload.id):
-        try:
-            await registry.uploads.append(upload, request.stream(), start, length)
-        except OffsetMismatch as e:
-            upload.size = e.size
-            raise RegistryError(
-                "RANGE_INVALID", "chunk does not start where the upload ends",
-                detail={"offset": e.size}, headers=upload_headers(request, upload),
-            ) from None
-        except SizeMismatch as e:
-            raise RegistryError("SIZE_INVALID", str(e)) from None
+    try:
+        await registry.writer.append_upload(upload, request.stream(), start, length, declared_length(request),
+                                            actor_of(request))
+    except OffsetMismatch as e:
+        upload.size = e.size
+        raise RegistryError(
+            "RANGE_INVALID", "chunk does not start where the upload ends",
+            detail={"offset": e.size}, headers=upload_headers(request, upload),
+        ) from None
+    except SizeMismatch as e:
+        raise RegistryError("SIZE_INVALID", str(e)) from None
     return Response(status_code=202, headers=upload_headers(request, upload))
 
 
@@ -106,31 +87,27 @@ async def complete_upload(request: Request) -> Response:
     if start is not None and start != upload.size:
         raise RegistryError("RANGE_INVALID", "chunk does not start where the upload ends",
                             headers=upload_headers(request, upload))
-    await registry_of(request).check_quota(upload.name, upload.size + declared_length(request))
-    return await finish(request, upload, digest, body(request))
+    await finish(digest, registry_of(request).writer.commit_upload(upload, digest, body(request), actor_of(request),
+                                                                   declared_length(request)))
+    return blob_created(request, upload.name, digest)
 
 
 async def cancel_upload(request: Request) -> Response:
-    registry = registry_of(request)
     upload = await load(request)
     try:
-        await registry.uploads.cancel(upload.name, upload.id)
+        await registry_of(request).writer.cancel_upload(upload.name, upload.id, actor_of(request))
     except UploadUnknown:
         raise RegistryError("BLOB_UPLOAD_UNKNOWN") from None
     return Response(status_code=204)
 
 
-async def finish(
-    request: Request, upload: UploadInfo, digest: Digest, chunks: AsyncIterator[bytes] | None
-) -> Response:
-    registry = registry_of(request)
-    async with registry.uploads.lock(upload.name, upload.id):
-        try:
-            await registry.uploads.commit(upload, digest, chunks)
-        except DigestMismatch as e:
-            detail = {"expected": str(digest), "reason": str(e)}
-            raise RegistryError("DIGEST_INVALID", detail=detail) from None
-    return blob_created(request, upload.name, digest)
+async def finish(digest: Digest, committing: Awaitable[int]) -> None:
+    """The write path's completion of an upload, its digest mismatch as the spec's error."""
+    try:
+        await committing
+    except DigestMismatch as e:
+        detail = {"expected": str(digest), "reason": str(e)}
+        raise RegistryError("DIGEST_INVALID", detail=detail) from None
 
 
 async def load(request: Request) -> UploadInfo:

@@ -2,10 +2,12 @@
 
 Each event is one record of the ``moorage.audit`` logger (in the configured log format, fields as for
 every structured event) and, with ``log.audit.path``, one JSON line appended to that file whatever the
-log format. Pulls are not audited (notifications report them). A refusal is a 403, a 401 to a request
-that carried credentials (a wrong password, an invalid token, a token without the scope), or a token
-request the token server turned down; a 401 to a request without credentials is the ordinary
-challenge every client meets first and is not recorded.
+log format.  Changes come from the write path's events (``registry/writes/events.py``), whoever made
+them; the mirror filling its cache is not audited (no client changed anything), and pulls are not
+audited (notifications report them).  A refusal is a 403, a 401 to a request that carried credentials
+(a wrong password, an invalid token, a token without the scope), or a token request the token server
+turned down; a 401 to a request without credentials is the ordinary challenge every client meets
+first and is not recorded.
 """
 
 from __future__ import annotations
@@ -17,27 +19,42 @@ import threading
 
 from auth.basic import basic_credentials
 from registry.events import metrics
-from registry.events.activity import Activity, activity
 from registry.events.observe import Exchange
+from registry.writes.actor import MIRROR
+from registry.writes.events import CHANGES, RepositoryEvent
 
 log = logging.getLogger("moorage.audit")
-AUDITED = frozenset({"push", "delete", "mount"})
 
 
 class AuditTrail:
+    kinds = CHANGES
+
     def __init__(self, path: str | None) -> None:
         self.path = path
         self._lock = threading.Lock()
 
+    async def on_event(self, event: RepositoryEvent) -> None:
+        """A change made through the write path."""
+        actor = event.actor
+        if actor.kind == MIRROR:
+            return
+        found = {"kind": event.target, "repository": event.repository, "digest": event.digest and str(event.digest),
+                 "tag": event.tags[0] if event.tags else None, "from_repository": event.from_repository}
+        fields: dict[str, object] = {k: v for k, v in found.items() if v is not None}
+        if len(event.tags) > 1:
+            fields["tags"] = list(event.tags)
+        request = actor.request
+        if request is not None:
+            http = {"request_id": request.id, "method": request.method, "route": request.route,
+                    "status": request.status}
+        else:
+            http = {"actor": actor.kind}
+        self.write(event.action, actor.name, actor.address, http, fields)
+
     async def heard(self, exchange: Exchange) -> None:
+        """Every answered request: the refusals among them."""
         if exchange.status in (401, 403):
             self.refused(exchange)
-            return
-        if exchange.method in ("GET", "HEAD"):
-            return
-        done = activity(exchange)
-        if done is not None and done.action in AUDITED:
-            self.write(exchange, done.action, target(done))
 
     def refused(self, exchange: Exchange) -> None:
         authorization = exchange.header("authorization")
@@ -50,25 +67,18 @@ class AuditTrail:
         if user is None and authorization:
             credentials = basic_credentials(authorization)  # the name the caller claimed, never the password
             user = credentials[0] if credentials else None
-        self.write(exchange, "refused", fields, user)
+        http = {"request_id": exchange.request_id, "method": exchange.method, "route": exchange.route,
+                "status": exchange.status}
+        self.write("refused", user, exchange.remote_addr, http, fields, exchange.path)
 
-    def write(self, exchange: Exchange, action: str, fields: dict[str, object], user: str | None = None) -> None:
-        event = {
-            "audit": action, "user": user or exchange.user, "remote_addr": exchange.remote_addr,
-            "request_id": exchange.request_id, "method": exchange.method, "route": exchange.route,
-            "status": exchange.status, **fields,
-        }
+    def write(self, action: str, user: str | None, address: str, http: dict[str, object],
+              fields: dict[str, object], path: str = "") -> None:
+        event = {"audit": action, "user": user, "remote_addr": address, **http, **fields}
         metrics.audit_events.labels(action).inc()
-        log.info("%s %s by %s from %s", action, fields.get("repository") or fields.get("scopes") or
-                 exchange.path, event["user"] or "anonymous", exchange.remote_addr, extra={"fields": event})
+        log.info("%s %s by %s from %s", action, fields.get("repository") or fields.get("scopes") or path,
+                 user or "anonymous", address, extra={"fields": event})
         if self.path:
             line = json.dumps({"time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
                                **event}, default=str)
             with self._lock, open(self.path, "a") as sink:
                 sink.write(line + "\n")
-
-
-def target(done: Activity) -> dict[str, object]:
-    found = {"kind": done.kind, "repository": done.repository, "digest": done.digest, "tag": done.tag,
-             "from_repository": done.from_repository}
-    return {k: v for k, v in found.items() if v is not None}

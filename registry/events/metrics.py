@@ -1,4 +1,5 @@
-"""Prometheus metrics of the HTTP layer, the mirror and notifications, and the ``/metrics`` exposition.
+"""Prometheus metrics of the HTTP layer, the repositories' events, the mirror and notifications, and the
+``/metrics`` exposition.
 
 Every label has a bounded set of values: routes are the endpoint *templates* (``/v2/{name}/manifests/
 {reference}``), never a repository name, tag or digest, so a thousand repositories make no new series.
@@ -14,6 +15,7 @@ the environment), every worker writes its samples there, and ``/metrics`` adds t
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +27,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from registry.writes.events import EventKind
+
+if TYPE_CHECKING:
+    from registry.writes.events import RepositoryEvent
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # request durations from a cached manifest GET (~1 ms) to a multi-GiB layer upload
@@ -54,6 +61,11 @@ notification_delivered = Counter("moorage_notification_events_delivered_total", 
 notification_pending = Gauge("moorage_notification_events_pending", "Events in the durable queue at the last "
                              "look of the replica delivering to the endpoint", ("endpoint",),
                              multiprocess_mode="mostrecent")
+repository_events = Counter("moorage_repository_events_total", "Changes made through the write path (pushes, "
+                            "tags, mounts, deletes) and pulls served, by event and by kind of actor",
+                            ("event", "actor"))
+repository_event_bytes = Counter("moorage_repository_event_bytes_total", "Bytes of the manifests and blobs "
+                                 "pushed, mounted and pulled, by event", ("event",))
 audit_events = Counter("moorage_audit_events_total", "Audit events written, by action (push, delete, mount, "
                        "refused)", ("action",))
 
@@ -66,3 +78,15 @@ def exposition() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry, path=directory)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class ContentMetrics:
+    """Counts the repositories' events (subscribed to the event bus when metrics are on)."""
+
+    kinds = frozenset(EventKind)
+
+    async def on_event(self, event: RepositoryEvent) -> None:
+        label = event.kind.name.lower()
+        repository_events.labels(label, event.actor.kind).inc()
+        if event.size:
+            repository_event_bytes.labels(label).inc(event.size)

@@ -1,9 +1,11 @@
-"""Around every HTTP request: its request id, its metrics, its one log event, its audit and notification events.
+"""Around every HTTP request: its request id, its metrics, its one log event; its listeners (the audit
+trail's refusals) hear of it, and the domain events it made go out once it is answered.
 
 The request id is the ``X-Request-Id`` a trusted proxy (``http.trustedproxies``) sent, else a new one; it
-is returned in the response's ``X-Request-Id`` and appears in the log event, audit events and the
-notifications' ``request.id``.  The route is the endpoint's template (``registry.http.routes``), so metrics
-labels stay bounded whatever the repository names.
+is returned in the response's ``X-Request-Id`` and appears in the log event and, through the actor's
+``RequestInfo`` (``Exchange.request_info``), in audit events and the notifications' ``request.id``.  The
+route is the endpoint's template (``registry.http.routes``), so metrics labels stay bounded whatever the
+repository names.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from registry.config import Config
 from registry.events import metrics
+from registry.writes.actor import RequestInfo
+from registry.writes.events import EventBus
 
 access_log = logging.getLogger("moorage.access")
 REQUEST_ID_HEADER = b"x-request-id"
@@ -47,6 +51,14 @@ class Exchange:
     bytes_out: int = 0
     duration: float = 0.0
     response_headers: dict[str, str] = field(default_factory=dict)
+    info: RequestInfo | None = None  # made when a handler needs an actor
+
+    def request_info(self) -> RequestInfo:
+        """The request as the write path's events report it (made once, on first need)."""
+        if self.info is None:
+            self.info = RequestInfo(self.request_id, self.remote_addr, self.method, self.header("host") or "",
+                                    self.scope.get("scheme", "http"), self.header("user-agent") or "")
+        return self.info
 
     @property
     def repository(self) -> str | None:
@@ -67,6 +79,12 @@ class Exchange:
         return None
 
 
+def request_info(scope: Scope) -> RequestInfo | None:
+    """The observed request a handler runs in, as the write path's actors carry it."""
+    exchange = scope.get("moorage.exchange")
+    return exchange.request_info() if exchange is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class HTTPSeries:
     """The metric children of one (route, method, status)."""
@@ -78,18 +96,20 @@ class HTTPSeries:
 
 
 class Listener(Protocol):
-    """Something that hears of every answered request (the audit trail, notifications)."""
+    """Something that hears of every answered request (the audit trail's refusals)."""
 
     async def heard(self, exchange: Exchange) -> None: ...
 
 
 class Observer:
-    def __init__(self, config: Config, other_routes: list[BaseRoute], listeners: list[Listener]) -> None:
+    def __init__(self, config: Config, other_routes: list[BaseRoute], listeners: list[Listener],
+                 events: EventBus) -> None:
         self.metrics = config.metrics_enabled
         self.access_log = config.accesslog
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in config.http.trustedproxies]
         self.other_routes = other_routes
         self.listeners = listeners
+        self.events = events
         self._series: dict[tuple[str, str, int], HTTPSeries] = {}  # bounded: routes x methods x statuses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, app: App) -> None:
@@ -100,6 +120,7 @@ class Observer:
         exchange = Exchange(self._request_id(scope, from_proxy), scope["method"], scope["path"],
                             self._remote(scope, peer_host, from_proxy), scope)
         scope["moorage.request_id"] = exchange.request_id
+        scope["moorage.exchange"] = exchange
         id_header = (REQUEST_ID_HEADER, exchange.request_id.encode())
 
         async def counting_receive() -> Message:
@@ -154,6 +175,8 @@ class Observer:
             except Exception:
                 logging.getLogger("moorage").exception("%s failed on request %s", type(listener).__name__,
                                                        exchange.request_id)
+        if exchange.info is not None:
+            await self.events.answered(exchange.info, exchange.route, exchange.status)
 
     def _measure(self, exchange: Exchange) -> None:
         key = (exchange.route, exchange.method, exchange.status)

@@ -19,12 +19,13 @@ from auth.base import Access, AuthFailure
 from auth.factory import token_server_routes
 from registry import config as config_module
 from registry.api.search import V1Search
+from registry.api.usage import V1Usage
 from registry.config import Config
-from registry.errors import RegistryError, error_body, error_response
+from registry.errors import RegistryError, auth_failure_response, error_response
 from registry.events import logs, metrics
 from registry.events.audit import AuditTrail
-from registry.events.notifications import Notifier
-from registry.events.observe import Listener, Observer
+from registry.events.notifications.notifier import Notifier
+from registry.events.observe import Observer
 from registry.http import allocator
 from registry.http.routes import WRITE_METHODS, match
 from registry.http.urls import client_address, origin
@@ -34,7 +35,6 @@ from registry.names import check_name
 from registry.ui.app import WebUI
 from registry.ui.content import Inspector
 from storage import paths
-from storage.accounting import usage_report
 from storage.driver import PathNotFound, StorageDriver, StorageUnavailable
 from storage.purge import purge_uploads
 
@@ -59,7 +59,6 @@ class RegistryApp:
                                 *((k.lower().encode(), v.encode()) for k, v in config.http.header_pairs)]
         routes = [
             *extra_routes,
-            Route("/api/v1/usage", self.usage, methods=["GET"]),
             Route("/livez", self.liveness, methods=["GET", "HEAD"]),
             Route("/healthz", self.readiness, methods=["GET", "HEAD"]),
             Route("/readyz", self.readiness, methods=["GET", "HEAD"]),
@@ -68,10 +67,13 @@ class RegistryApp:
             routes.append(Route(config.http.metrics.path, self.metrics, methods=["GET"]))
         self.other = Router(routes=routes)
         self.notifier = Notifier.build(config, registry.driver)
-        listeners: list[Listener] = [AuditTrail(config.audit_path)]
+        audit = AuditTrail(config.audit_path)
+        registry.events.subscribe(audit)
         if self.notifier is not None:
-            listeners.append(self.notifier)
-        self.observer = Observer(config, routes, listeners)
+            registry.events.subscribe(self.notifier)
+        if config.metrics_enabled:
+            registry.events.subscribe(metrics.ContentMetrics())
+        self.observer = Observer(config, routes, [audit], registry.events)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -158,12 +160,10 @@ class RegistryApp:
                                 headers={"Allow": ", ".join(endpoint.methods)})
         if endpoint.named:
             check_name(params["name"])
-        if method in WRITE_METHODS and self.config.storage.readonly:
-            raise RegistryError("UNSUPPORTED", "the registry is in read-only mode")
         if endpoint.named:
             repository = self.registry.repository(params["name"], request.query_params.get("ns"))
-            if method in WRITE_METHODS:
-                repository.check_writable()
+            if method in WRITE_METHODS:  # refused before the body is read and before authorization
+                self.registry.writer.check_writable(repository.name)
             params["name"] = repository.name
             scope["moorage.repository"] = repository
         handler, rule = entry
@@ -173,22 +173,6 @@ class RegistryApp:
             request.headers, wanted, lambda: origin(request, self.config.http),
             client_address(request, self.config.http))
         return await handler(request)
-
-    async def usage(self, request: Request) -> Response:
-        """``/api/v1/usage``: bytes per repository and namespace (storage/accounting.py), for whoever may
-        read the catalog, over the repositories the catalog shows them."""
-        access = self.registry.access
-        try:
-            grant = await access.authorize(request.headers, [Access("registry", "catalog", "*")],
-                                           lambda: origin(request, self.config.http))
-        except AuthFailure as e:
-            return auth_failure_response(e)
-
-        async def visible(name: str) -> bool:
-            return await access.may_list(grant, name)
-
-        report = await usage_report(self.registry.driver, visible)
-        return JSONResponse(report.as_json())
 
     async def metrics(self, request: Request) -> Response:
         """``http.metrics``: /metrics on the main address, for admins or whom ``auth.access.metrics`` names."""
@@ -257,17 +241,6 @@ async def drain(request: Request) -> None:
         pass
 
 
-def auth_failure_response(failure: AuthFailure) -> Response:
-    headers = {"WWW-Authenticate": failure.challenge} if failure.challenge else {}
-    headers.update(failure.headers)
-    return Response(
-        error_body(failure.code, failure.message, failure.detail),
-        status_code=failure.status,
-        headers=headers,
-        media_type="application/json",
-    )
-
-
 def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
     if registry is None:
         registry = Registry.build(config)
@@ -275,6 +248,7 @@ def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
                                 registry.login.credentials)
     inspector = Inspector(registry)
     extra += V1Search(registry, inspector.description).routes()
+    extra += V1Usage(registry).routes()
     if config.ui.enabled:
         extra += WebUI(registry, inspector).routes()
     return RegistryApp(config, registry, extra)

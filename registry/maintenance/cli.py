@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from auth.rules import glob_regex
@@ -19,7 +20,8 @@ from storage.accounting import UsageReport, usage_report
 from storage.gc import GarbageCollector, GCBusy, human_size
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: Any, load_config: Callable[[str | None], Config]) -> None:
+    """The maintenance commands; ``load_config`` reads a config or exits with its errors (``moorage``'s)."""
     gc = commands.add_parser("gc", help="garbage-collect unreferenced blobs and manifests (online)")
     gc.add_argument("config", nargs="?", help="YAML config file")
     gc.add_argument("--dry-run", action="store_true", help="only report what would be removed")
@@ -27,24 +29,22 @@ def add_commands(commands: Any) -> None:
                     help="also remove manifests no tag, kept index or kept subject needs")
     gc.add_argument("--grace", help="spare what was pushed or used this recently (default: "
                                     "storage.maintenance.gc.grace, 1h)")
-    gc.set_defaults(run=run_gc)
+    gc.set_defaults(run=run_gc, load_config=load_config)
     retention = commands.add_parser(
         "retention", help="remove the tags the retention policies expire (then collect what they held)")
     retention.add_argument("config", nargs="?", help="YAML config file")
     retention.add_argument("--dry-run", action="store_true", help="only list the tags that would go")
     retention.add_argument("--grace", help="as for gc")
-    retention.set_defaults(run=run_retention, delete_untagged=False)
+    retention.set_defaults(run=run_retention, delete_untagged=False, load_config=load_config)
     du = commands.add_parser("du", help="bytes per repository and namespace (shared blobs counted once)")
     du.add_argument("config", nargs="?", help="YAML config file")
     du.add_argument("glob", nargs="?", default="**", help="repositories to show (access-rule glob, default **)")
     du.add_argument("--json", action="store_true", help="print the report as JSON (as GET /api/v1/usage)")
-    du.set_defaults(run=run_du)
+    du.set_defaults(run=run_du, load_config=load_config)
 
 
 def run_du(args: argparse.Namespace) -> int:
-    from registry.cli import load_config
-
-    config = load_config(args.config)
+    config = args.load_config(args.config)
     pattern = glob_regex(args.glob, "")
     if not PATTERN_RE.fullmatch(args.glob) or pattern is None:
         print(f"moorage du: bad glob {args.glob!r} (lowercase names, / * ** ? only)", file=sys.stderr)
@@ -75,9 +75,7 @@ def run_du(args: argparse.Namespace) -> int:
 
 
 def run_retention(args: argparse.Namespace) -> int:
-    from registry.cli import load_config
-
-    config = load_config(args.config)
+    config = args.load_config(args.config)
     if config.storage.retention is None or not config.storage.retention.policies:
         print("moorage retention: no storage.maintenance.retention.policies in the config", file=sys.stderr)
         return 2
@@ -85,9 +83,7 @@ def run_retention(args: argparse.Namespace) -> int:
 
 
 def run_gc(args: argparse.Namespace, config: Config | None = None, retention: bool = False) -> int:
-    from registry.cli import load_config
-
-    config = config or load_config(args.config)
+    config = config or args.load_config(args.config)
     try:
         grace = convert(Duration, args.grace, "--grace") if args.grace is not None else config.storage.gc.grace
     except ConfigError as e:

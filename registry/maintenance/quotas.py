@@ -3,8 +3,7 @@
 Rules are ordered; the first whose ``namespaces`` glob matches a namespace (the first component of a
 repository name) gives its ``limit``, and each matching namespace has that limit on its own.  Usage
 comes from the incremental ledger in the storage (``storage/usage.py``), so every replica sees the
-same figure.  A push that would go over is refused with DENIED: an upload as soon as it declares its
-size (monolithic POST/PUT, PATCH with a length), a mount before it links, at the latest the manifest.
+same figure; the write path refuses what would go over (``registry/writes/quota.py``).
 """
 
 from __future__ import annotations
@@ -17,9 +16,6 @@ from pydantic import PlainValidator, model_validator
 
 from auth.rules import glob_regex
 from configkit import Invalid, Section, Texts, compiled, convert
-from registry.errors import RegistryError
-from storage.metrics import quota_usage
-from storage.usage import UsageLedger, namespace_of
 
 SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
@@ -43,19 +39,9 @@ class Quotas:
                 return rule.limit
         return None
 
-    async def check(self, ledger: UsageLedger, name: str, adding: int) -> None:
-        """Refuse (DENIED) when ``adding`` more bytes would take the namespace of ``name`` over its limit."""
-        ns = namespace_of(name)
-        limit = self.limit_for(ns)
-        if limit is None or adding <= 0:
-            return
-        used = await ledger.usage(ns)
-        quota_usage(ns, used, limit)
-        if used + adding > limit:
-            raise RegistryError(
-                "DENIED", f"quota exceeded: namespace {ns} stores {used} bytes of its {limit}; this push adds {adding}",
-                detail={"namespace": ns, "usage": used, "limit": limit, "adding": adding},
-            )
+    async def limit(self, namespace: str) -> int | None:
+        """``NamespaceLimits`` for the write path's quota checks (registry/writes/quota.py)."""
+        return self.limit_for(namespace)
 
 
 def to_size(value: Any) -> int:

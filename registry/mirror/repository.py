@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from registry.errors import RegistryError
 from registry.mirror.source import STALE, STALE_WARNING, UpstreamRoute, UpstreamSource
 from registry.mirror.upstream import UpstreamError, UpstreamNotFound
 from registry.repository import Blob, Manifest, Repository, RepositoryUnknown, TagPage
@@ -20,15 +19,6 @@ class MirroredRepository(Repository):
         super().__init__(route.local, mirror.driver, mirror.blobs, mirror.manifests, mirror.tags)
         self.mirror = mirror
         self.route = route
-
-    def check_writable(self) -> None:
-        upstream = self.route.upstream
-        where = f"{upstream.prefix}/" if upstream.prefix else "this registry"
-        raise RegistryError(
-            "UNSUPPORTED",
-            f"{where} is a read-only mirror of {upstream.url}: push to the upstream instead",
-            detail={"name": self.name, "upstream": upstream.url},
-        )
 
     async def manifest_by_tag(self, tag: str) -> Manifest:
         served = await self.mirror.manifest_by_tag(self.route, tag)

@@ -7,8 +7,9 @@ caching rules:
 * A tag is trusted for the upstream's TTL after it was last checked; the time of that check is kept in
   storage (``<repository>/_mirror/tags/<tag>/checked``) so every replica agrees.  After the TTL one
   HEAD revalidates it; when the upstream fails or rate-limits, the cached manifest is served stale.
-* A blob download is written through ``UploadStore`` (hashed, verified, then moved into place) and teed
-  into a local spool that every client waiting on it streams from.
+* Whatever is stored goes through the write path (``RepositoryWriter``, as the ``mirror`` actor): a blob
+  download is an upload (hashed, verified, then moved into place) teed into a local spool that every
+  client waiting on it streams from.
 * Concurrent requests for the same content share one upstream fetch.
 """
 
@@ -32,12 +33,14 @@ from registry.mirror.config import MirrorConfig, Upstream, parse_proxy
 from registry.mirror.flight import BlobSpool, SingleFlight
 from registry.mirror.upstream import MANIFEST_ACCEPT, UpstreamClient, UpstreamError, UpstreamNotFound
 from registry.names import check_name
+from registry.writes.actor import MIRROR_ACTOR
+from registry.writes.writer import RepositoryWriter
 from storage import paths
 from storage.blobs import BlobStore, BlobUnknown, read_link
 from storage.digests import Digest, InvalidDigest, digest_bytes, parse_digest
 from storage.driver import PathNotFound, StorageDriver
 from storage.manifests import ManifestStore, ManifestUnknown, TagStore, TagUnknown
-from storage.uploads import DigestMismatch, UploadStore, UploadUnknown
+from storage.uploads import DigestMismatch, UploadUnknown
 
 log = logging.getLogger("moorage.mirror")
 HIT, MISS, REVALIDATED, STALE = "hit", "miss", "revalidated", "stale"
@@ -73,17 +76,17 @@ class UpstreamSource:
         config: MirrorConfig,
         driver: StorageDriver,
         blobs: BlobStore,
-        uploads: UploadStore,
         manifests: ManifestStore,
         tags: TagStore,
+        writer: RepositoryWriter,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         self.config = config
         self.driver = driver
         self.blobs = blobs
-        self.uploads = uploads
         self.manifests = manifests
         self.tags = tags
+        self.writer = writer
         self.http = http or httpx.AsyncClient(follow_redirects=True, timeout=TIMEOUT)
         # longest prefix first, so that "ghcr/team" wins over "ghcr"
         self.clients = [
@@ -100,13 +103,13 @@ class UpstreamSource:
         proxy: Mapping[str, Any],
         driver: StorageDriver,
         blobs: BlobStore,
-        uploads: UploadStore,
         manifests: ManifestStore,
         tags: TagStore,
+        writer: RepositoryWriter,
     ) -> UpstreamSource | None:
         """The mirror configured by the raw ``proxy`` section; None when there is none."""
         config = parse_proxy(proxy)
-        return None if config is None else cls(config, driver, blobs, uploads, manifests, tags)
+        return None if config is None else cls(config, driver, blobs, manifests, tags, writer)
 
     @property
     def downloads_in_flight(self) -> int:
@@ -129,6 +132,18 @@ class UpstreamSource:
             if name.startswith(prefix + "/"):
                 return self._route(client, name, name[len(prefix) + 1 :])
         return None
+
+    def refusal(self, name: str) -> RegistryError | None:
+        """Why clients may not write to ``name`` (a repository under a mirrored prefix); None if they may."""
+        route = self.route(name, None)
+        if route is None:
+            return None
+        upstream = route.upstream
+        where = f"{upstream.prefix}/" if upstream.prefix else "this registry"
+        return RegistryError(
+            "UNSUPPORTED", f"{where} is a read-only mirror of {upstream.url}: push to the upstream instead",
+            detail={"name": name, "upstream": upstream.url},
+        )
 
     @staticmethod
     def _route(client: UpstreamClient, local: str, remote: str) -> UpstreamRoute:
@@ -206,7 +221,7 @@ class UpstreamSource:
                 await self._mark_checked(route.local, tag)
                 return Served(cached, REVALIDATED)
         digest = await self._fetch_manifest(route, tag, None)
-        await self.tags.tag(route.local, tag, digest)
+        await self.writer.tag(route.local, tag, digest, MIRROR_ACTOR)
         await self._mark_checked(route.local, tag)
         return Served(digest, MISS)
 
@@ -231,7 +246,7 @@ class UpstreamSource:
         digest = digest_bytes(content, expected.algorithm if expected else "sha256")
         if expected is not None and digest != expected:
             raise UpstreamError(f"manifest {route.remote}:{reference} is {digest}, not {expected}")
-        await self.manifests.put(route.local, digest, content)
+        await self.writer.put_manifest(route.local, str(digest), content, None, MIRROR_ACTOR)
         mirror_upstream_fetches.labels("manifest", "ok").inc()
         return digest
 
@@ -247,8 +262,7 @@ class UpstreamSource:
             return False
         async with route.client.open("HEAD", route.remote, "blobs", str(digest)):
             pass
-        await self.blobs.link(route.local, digest)
-        return True
+        return await self.writer.mount(route.local, digest, None, MIRROR_ACTOR)
 
     async def blob(self, route: UpstreamRoute, digest: Digest) -> BlobSpool | None:
         """None when the blob is in the repository's storage; else the spool of its download.
@@ -322,8 +336,8 @@ class UpstreamSource:
             async with route.client.open("GET", route.remote, "blobs", str(digest)) as response:
                 length = response.headers.get("content-length", "")
                 spool.start(int(length) if length.isdigit() else None)
-                upload = await self.uploads.create(route.local, digest.algorithm)
-                await self.uploads.commit(upload, digest, spool.tee(response.aiter_bytes(CHUNK)))
+                upload = await self.writer.start_upload(route.local, digest.algorithm, MIRROR_ACTOR)
+                await self.writer.commit_upload(upload, digest, spool.tee(response.aiter_bytes(CHUNK)), MIRROR_ACTOR)
                 upload = None  # committed: the session is gone and the blob linked
         except BaseException as e:  # noqa: BLE001 - every failure must reach the waiting readers
             mirror_upstream_fetches.labels("blob", "error").inc()
@@ -346,7 +360,7 @@ class UpstreamSource:
 
     async def _discard(self, name: str, upload_id: str) -> None:
         try:
-            await self.uploads.cancel(name, upload_id)
+            await self.writer.cancel_upload(name, upload_id, MIRROR_ACTOR)
         except UploadUnknown:
             pass
 

@@ -30,17 +30,19 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from auth.base import Access, Grant
 from auth.brake import TooManyAttempts
 from auth.credentials import SourceUnavailable
 from auth.tokenserver import read_form
-from registry.api.manifests import delete_reference, resolve
 from registry.api.search import scan
 from registry.errors import RegistryError
+from registry.events.observe import request_info
 from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.names import NAME_RE, TAG_RE
-from registry.ui.content import Inspector, digest_or_none
+from registry.ui.content import Inspector, digest_or_none, resolve
 from registry.ui.session import Session, Sessions, csrf_ok, safe_next
+from registry.writes.actor import Actor, from_grant
 from storage.accounting import UsageReport, usage_report
 from storage.manifests import repository_exists
 
@@ -202,6 +204,12 @@ class WebUI:
     def may(self, session: Session, name: str, action: str) -> bool:
         return action in self.registry.login.actions(session.user, name)
 
+    def actor(self, request: Request, session: Session, name: str) -> Actor:
+        """The visitor as the write path's actor, granted what the access rules let them do in ``name``."""
+        actions = self.registry.login.actions(session.user, name)
+        grant = Grant(session.user, frozenset(Access("repository", name, action) for action in actions))
+        return from_grant(grant, request_info(request.scope))
+
     def may_delete(self, session: Session, name: str) -> bool:
         storage = self.config.storage
         return storage.delete_enabled and not storage.readonly and self.may(session, name, "delete")
@@ -310,7 +318,7 @@ class WebUI:
             form = await read_fields(request)
             if not csrf_ok(session, form.get("csrf"), request, self.origin(request)):
                 raise Forbidden("the form expired or came from another site: reload the page and try again")
-            await delete_reference(self.registry, name, reference)
+            await self.registry.writer.delete(name, reference, self.actor(request, session, name))
             target = f"{self.base}/r/{quote(name)}?{urlencode({'deleted': shown})}"
             return RedirectResponse(target, status_code=303)
         digest = await resolve(self.registry, name, reference) if tag is not None else digest_or_none(reference)

@@ -1,4 +1,4 @@
-"""What the web UI shows of repositories and manifests, read through the API's stores and parsers.
+"""What the web UI shows of repositories and manifests, read through the registry's stores and parsers.
 
 Manifests are parsed by ``registry.mediatypes`` (the parser the API validates pushes with); what a
 digest summarises to (platforms, size, labels) never changes, so summaries are cached by digest.
@@ -12,19 +12,37 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.api.manifests import load
 from registry.errors import RegistryError
 from registry.instance import Registry
 from registry.mediatypes import INDEX_TYPES, InvalidManifest, ParsedManifest, detect_media_type, parse
+from registry.names import digest_param, is_tag
 from storage.blobs import BlobUnknown
 from storage.digests import Digest, parse_digest
 from storage.driver import PathNotFound
-from storage.manifests import TagUnknown
+from storage.manifests import ManifestUnknown, TagUnknown
 
 CACHE_ENTRIES = 8192
 MAX_CONFIG_BYTES = 4 << 20
 CONCURRENCY = 16  # storage reads in flight for one page
 DESCRIPTION_LABEL = "org.opencontainers.image.description"
+
+
+async def resolve(registry: Registry, name: str, reference: str) -> Digest:
+    """The digest a tag or digest names in storage (raises MANIFEST_UNKNOWN)."""
+    if is_tag(reference):
+        try:
+            return await registry.tags.resolve(name, reference)
+        except TagUnknown:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference}) from None
+    return digest_param(reference)
+
+
+async def load(registry: Registry, name: str, digest: Digest) -> bytes:
+    """A stored manifest of the repository (raises MANIFEST_UNKNOWN)."""
+    try:
+        return await registry.manifests.get(name, digest)
+    except ManifestUnknown:
+        raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
 
 
 @dataclass(frozen=True, slots=True)

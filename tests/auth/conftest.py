@@ -124,17 +124,23 @@ def ec_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
+def token_auth_section(directory: Path, signer: Signer, htpasswd: Path, access: dict[str, Any],
+                       realm: str = "http://registry.test/auth/token", **tokenserver: Any) -> dict[str, Any]:
+    """An ``auth`` section for token auth with the built-in token server: ``signer``'s key and certificate
+    written into ``directory``, users from ``htpasswd``; ``tokenserver`` adds keys (e.g. expiration)."""
+    (directory / "token.key").write_bytes(signer.key_pem())
+    (directory / "token.crt").write_bytes(signer.pem())
+    return {
+        "token": {"realm": realm, "service": SERVICE, "issuer": ISSUER, "rootcertbundle": str(directory / "token.crt")},
+        "tokenserver": {"key": str(directory / "token.key"), "certificate": str(directory / "token.crt"),
+                        "htpasswd": str(htpasswd), **tokenserver},
+        "access": access,
+    }
+
+
 @pytest.fixture
 def token_auth(tmp_path: Path, signer: Signer, htpasswd_file: Path) -> dict[str, Any]:
-    (tmp_path / "token.key").write_bytes(signer.key_pem())
-    (tmp_path / "token.crt").write_bytes(signer.pem())
-    return {
-        "token": {"realm": "http://registry.test/auth/token", "service": SERVICE, "issuer": ISSUER,
-                  "rootcertbundle": str(tmp_path / "token.crt")},
-        "tokenserver": {"key": str(tmp_path / "token.key"), "certificate": str(tmp_path / "token.crt"),
-                        "htpasswd": str(htpasswd_file)},
-        "access": API_RULES,
-    }
+    return token_auth_section(tmp_path, signer, htpasswd_file, API_RULES)
 
 
 @pytest.fixture(scope="session")

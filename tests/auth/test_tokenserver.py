@@ -17,7 +17,7 @@ from auth import htpasswd
 from auth.base import Access, AuthFailure
 from auth.factory import build_access_controller, token_server_routes
 from auth.verifier import TokenError
-from tests.auth.conftest import ISSUER, SERVICE, Signer
+from tests.auth.conftest import ISSUER, SERVICE, Signer, token_auth_section
 
 RULES = {
     "groups": {"ci": ["bob"]},
@@ -31,15 +31,8 @@ RULES = {
 
 @pytest.fixture
 def auth_config(tmp_path: Path, signer: Signer, htpasswd_file: Path) -> dict[str, Any]:
-    (tmp_path / "token.key").write_bytes(signer.key_pem())
-    (tmp_path / "token.crt").write_bytes(signer.pem())
-    return {
-        "token": {"realm": "http://testserver/auth/token", "service": SERVICE, "issuer": ISSUER,
-                  "rootcertbundle": str(tmp_path / "token.crt")},
-        "tokenserver": {"key": str(tmp_path / "token.key"), "certificate": str(tmp_path / "token.crt"),
-                        "htpasswd": str(htpasswd_file), "expiration": "2m"},
-        "access": RULES,
-    }
+    return token_auth_section(tmp_path, signer, htpasswd_file, RULES, "http://testserver/auth/token",
+                              expiration="2m")
 
 
 @pytest.fixture

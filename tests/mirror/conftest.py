@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,12 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry.config import parse
 from registry.http.app import RegistryApp, create_app
 from tests.e2e.helpers import free_port_in
+from tests.inprocess import InProcessServer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -64,44 +63,13 @@ class Recorder:
 
 
 @dataclass
-class Server:
-    """An ASGI app served by uvicorn in a thread; ``stop()`` and ``start()`` it to simulate outages."""
+class Server(InProcessServer):
+    """An ASGI app served by uvicorn in a thread, on a port of this suite's range."""
 
-    app: ASGIApp
     port: int = field(default_factory=free_port)
-    server: uvicorn.Server | None = None
-    thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> Server:
-        """Serve on ``port``; when another run took it meanwhile (and it was never ours), on another."""
-        for _ in range(5):
-            config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                    lifespan="on", timeout_graceful_shutdown=2)
-            self.server = uvicorn.Server(config)
-            self.thread = threading.Thread(target=self.server.run, daemon=True)
-            self.thread.start()
-            deadline = time.monotonic() + 10
-            while not self.server.started and self.thread.is_alive():
-                assert time.monotonic() < deadline, f"server on {self.port} did not start"
-                time.sleep(0.01)
-            if self.server.started:
-                return self
-            self.port = free_port()
-        raise RuntimeError("could not start a server on a free port")
-
-    def stop(self) -> None:
-        if self.server is not None and self.thread is not None:
-            self.server.should_exit = True
-            self.thread.join(10)
-            self.server = self.thread = None
+    def another_port(self) -> int:
+        return free_port()
 
 
 def moorage(root: Path, **sections: Any) -> RegistryApp:
@@ -216,3 +184,22 @@ def push_index(base: str, name: str, tag: str, children: dict[str, tuple[str, by
     r = httpx.put(f"{base}/v2/{name}/manifests/{tag}", content=body, headers={"Content-Type": OCI_INDEX})
     assert r.status_code == 201, r.text
     return sha256(body), body
+
+
+def blob_file(root: Path, digest: str) -> Path:
+    hex_ = digest.split(":", 1)[1]
+    return root / "docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
+
+
+def pull(client: httpx.Client, name: str, reference: str) -> tuple[str, dict[str, bytes]]:
+    """GET the manifest and every blob it names, as a client pull does; returns (digest, blobs)."""
+    r = client.get(f"/v2/{name}/manifests/{reference}", headers={"Accept": ACCEPT})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    got = {}
+    for desc in [doc["config"], *doc["layers"]]:
+        b = client.get(f"/v2/{name}/blobs/{desc['digest']}")
+        assert b.status_code == 200, b.text
+        assert sha256(b.content) == desc["digest"]
+        got[desc["digest"]] = b.content
+    return r.headers["docker-content-digest"], got

@@ -11,26 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import ACCEPT, OCI_INDEX, Mirror, Upstream, push_blob, push_image, push_index, sha256
-
-
-def blob_file(root: Path, digest: str) -> Path:
-    hex_ = digest.split(":", 1)[1]
-    return root / "docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
-
-
-def pull(client: httpx.Client, name: str, reference: str) -> tuple[str, dict[str, bytes]]:
-    """GET the manifest and every blob it names, as a client pull does; returns (digest, blobs)."""
-    r = client.get(f"/v2/{name}/manifests/{reference}", headers={"Accept": ACCEPT})
-    assert r.status_code == 200, r.text
-    doc = r.json()
-    got = {}
-    for desc in [doc["config"], *doc["layers"]]:
-        b = client.get(f"/v2/{name}/blobs/{desc['digest']}")
-        assert b.status_code == 200, b.text
-        assert sha256(b.content) == desc["digest"]
-        got[desc["digest"]] = b.content
-    return r.headers["docker-content-digest"], got
+from .conftest import ACCEPT, OCI_INDEX, Mirror, Upstream, blob_file, pull, push_blob, push_image, push_index, sha256
 
 
 def test_pull_by_tag_caches_everything(upstream: Upstream, start_mirror: Callable[..., Mirror]) -> None:

@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 from prometheus_client import REGISTRY
 
-from .conftest import Mirror, Upstream, push_image
-from .test_mirror_api import pull
+from .conftest import Mirror, Upstream, pull, push_image
 
 
 def count(name: str, **labels: str) -> float:

@@ -13,8 +13,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from .conftest import Mirror, Server, sha256
-from .test_mirror_api import blob_file
+from .conftest import Mirror, Server, blob_file, sha256
 
 HALF = 2 << 20
 

@@ -10,15 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry.config import ConfigError
+from registry.config import ConfigError, parse
 from registry.errors import RegistryError
+from registry.instance import Registry
 from registry.mirror.config import DEFAULT_TTL, Upstream, parse_proxy
 from registry.mirror.source import UpstreamSource
 from registry.mirror.upstream import UpstreamClient, UpstreamError, UpstreamNotFound
-from storage.blobs import BlobStore
-from storage.driver.filesystem import FilesystemDriver
-from storage.manifests import ManifestStore, TagStore
-from storage.uploads import UploadStore
 
 
 def test_distribution_form() -> None:
@@ -65,10 +62,7 @@ def test_config_errors(raw: dict, key: str) -> None:
 
 
 def make_mirror(tmp_path: Path, proxy: dict) -> UpstreamSource:
-    driver = FilesystemDriver(str(tmp_path))
-    blobs = BlobStore(driver)
-    uploads = UploadStore(driver, blobs)
-    mirror = UpstreamSource.build(proxy, driver, blobs, uploads, ManifestStore(driver, blobs), TagStore(driver))
+    mirror = Registry.build(parse({"storage": {"filesystem": {"rootdirectory": str(tmp_path)}}, "proxy": proxy})).mirror
     assert mirror is not None
     return mirror
 

@@ -13,8 +13,7 @@ from registry.http import routes
 from registry.mirror.repository import MirroredRepository
 from registry.repository import Repository
 
-from .conftest import Mirror, Upstream, push_image
-from .test_mirror_api import pull
+from .conftest import Mirror, Upstream, pull, push_image
 
 Calls = list[tuple[int | None, str, str, type]]
 

@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.api.conftest import make_client
-from tests.auth.conftest import ISSUER, SERVICE, Signer, bcrypt_line
+from tests.auth.conftest import SERVICE, Signer, bcrypt_line, token_auth_section
 from tests.ui.conftest import PASSWORDS, RULES, basic_auth, csrf, login, push_image, write_htpasswd
 
 
@@ -44,16 +44,7 @@ def basic_client(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def token_config(tmp_path: Path) -> dict[str, Any]:
-    signer = Signer()
-    (tmp_path / "token.key").write_bytes(signer.key_pem())
-    (tmp_path / "token.crt").write_bytes(signer.pem())
-    return {
-        "token": {"realm": "http://registry.test/auth/token", "service": SERVICE, "issuer": ISSUER,
-                  "rootcertbundle": str(tmp_path / "token.crt")},
-        "tokenserver": {"key": str(tmp_path / "token.key"), "certificate": str(tmp_path / "token.crt"),
-                        "htpasswd": str(write_htpasswd(tmp_path))},
-        "access": ACCESS,
-    }
+    return token_auth_section(tmp_path, Signer(), write_htpasswd(tmp_path), ACCESS)
 
 
 def bearer(client: TestClient, user: str | None, *scopes: str) -> dict[str, str]:

@@ -1,0 +1,303 @@
+"""``RepositoryWriter``: every change to a repository goes through here, whoever asks (the /v2 handlers, the
+web UI, the mirror filling its cache, replication), as Distribution's ``ManifestService.Put``,
+``TagService`` and ``BlobWriter.Commit`` sit under its thin handlers.
+
+It owns what a write must pass: validation (media types, the references a manifest names, the
+foreign-layer URL policy), the registry's shape (read-only mode, mirrored repositories), the policies
+(``registry/writes/policy.py``: deletes disabled, the caller's grant, tag rules and what other parts add),
+quotas, the push side of the GC protocol (docs/gc.md: mark what a push relies on, and while a GC holds
+its lease check again after storing and confirm what was written), the referrers index; and it
+publishes one event per change (``registry/writes/events.py``).
+
+Why a writer beside ``Repository`` rather than write methods on it: the read path is per request and
+per kind of repository (a mirrored one reads through its upstream), while writes are one road for every
+repository with its own dependencies (policies, quotas, the GC lease, the event bus).  A mirrored
+repository refuses clients' writes but its cache is filled through this same road (the ``mirror``
+actor), and callers without a read-side object (replication, the web UI) write through it alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from registry.config import Config
+from registry.errors import RegistryError
+from registry.mediatypes import InvalidManifest, ParsedManifest, detect_media_type, parse, referrer_descriptor
+from registry.names import check_name, check_tag, digest_param
+from registry.writes import references
+from registry.writes.actor import MIRROR, Actor
+from registry.writes.events import EventBus, EventKind, RepositoryEvent
+from registry.writes.policy import Write, WritePolicy, no_current
+from registry.writes.quota import QuotaGuard
+from storage.blobs import BlobStore, BlobUnknown
+from storage.digests import Digest, digest_bytes
+from storage.driver import StorageDriver
+from storage.gc import LEASE_NAME
+from storage.lease import held
+from storage.manifests import ManifestStore, ManifestUnknown, TagStore, TagUnknown
+from storage.referrers import ReferrersIndex
+from storage.uploads import UploadInfo, UploadStore, UploadUnknown
+
+Refusal = Callable[[str], RegistryError | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PushedManifest:
+    digest: Digest
+    tags: tuple[str, ...]
+    subject: Digest | None  # the manifest's ``subject``: it is in the subject's referrers now
+
+
+@dataclass(slots=True)
+class RepositoryWriter:
+    """The one road for changes (see the module's docstring); ``registry.writer`` of the ``Registry``."""
+
+    config: Config
+    driver: StorageDriver
+    blobs: BlobStore
+    uploads: UploadStore
+    manifests: ManifestStore
+    tags: TagStore
+    referrers: ReferrersIndex
+    events: EventBus
+    policies: list[WritePolicy]  # consulted in order on every write; other parts append theirs
+    quota: QuotaGuard | None = None
+    mirrored: Refusal | None = None  # why a name refuses clients' writes (a mirrored prefix)
+
+    # --- what every write passes --------------------------------------------------------------------
+
+    def check_writable(self, name: str, actor: Actor | None = None) -> None:
+        """Raise the spec's error when ``name`` refuses writes: read-only mode, or a mirrored repository
+        (except to the mirror filling it).  HTTP asks this before reading a request's body."""
+        if actor is not None and actor.kind == MIRROR:
+            return
+        if self.config.storage.readonly:
+            raise RegistryError("UNSUPPORTED", "the registry is in read-only mode")
+        refusal = self.mirrored(name) if self.mirrored is not None else None
+        if refusal is not None:
+            raise refusal
+
+    async def admit(self, change: RepositoryEvent, current: Callable[[], Awaitable[Digest | None]] = no_current
+                    ) -> None:
+        """Ask whether ``change`` may be made (see policy.py); ``current``: what its tag points at now."""
+        self.check_writable(change.repository, change.actor)
+        write = Write(change, current)
+        for policy in self.policies:
+            await policy.check(write)
+
+    def validating(self, actor: Actor) -> bool:
+        """Whether references are checked: not with ``validation.disabled``, nor for the mirror's cache
+        (an upstream's manifest is vouched for by its digest; its blobs come when pulled)."""
+        return actor.kind != MIRROR and not self.config.validation.disabled
+
+    def counting(self, actor: Actor) -> QuotaGuard | None:
+        """The quota guard for this actor's writes (a mirror's cache is counted, never refused)."""
+        return self.quota if actor.kind != MIRROR else None
+
+    async def gc_running(self) -> bool:
+        """Whether some process holds the garbage collection lease now."""
+        return await held(self.driver, LEASE_NAME) is not None
+
+    async def tag_target(self, name: str, tag: str) -> Digest | None:
+        try:
+            return await self.tags.resolve(name, tag)
+        except TagUnknown:
+            return None
+
+    # --- manifests and tags --------------------------------------------------------------------------
+
+    async def put_manifest(self, name: str, reference: str, content: bytes, media_type: str | None, actor: Actor,
+                           extra_tags: Sequence[str] = ()) -> PushedManifest:
+        """Store a manifest under a tag or its digest (``reference``), plus ``extra_tags`` (OCI's ``?tag=``)."""
+        manifest: ParsedManifest | None = None
+        if actor.kind == MIRROR:
+            media_type = detect_media_type(content)
+        else:
+            try:
+                manifest = parse(content, media_type)
+            except InvalidManifest as e:
+                raise RegistryError("MANIFEST_INVALID", e.message, detail=e.detail) from None
+            media_type = manifest.media_type
+        if ":" not in reference:  # tags have no colon: anything with one is a digest
+            digest = digest_bytes(content)
+            tags = [check_tag(reference)]
+        else:
+            claimed = digest_param(reference)
+            digest = digest_bytes(content, claimed.algorithm)
+            if digest != claimed:
+                raise RegistryError("DIGEST_INVALID", detail={"expected": str(claimed), "computed": str(digest)})
+            tags = []
+        tags += [check_tag(t) for t in extra_tags if t not in tags]
+        await self.admit(RepositoryEvent(EventKind.MANIFEST_PUSHED, name, actor, digest, tuple(tags)))
+        for tag in tags:
+            await self.admit(RepositoryEvent(EventKind.TAG_SET, name, actor, digest, (tag,)),
+                             functools.partial(self.tag_target, name, tag))
+        verified = manifest if self.validating(actor) else None  # whose references are checked
+        if verified is not None:
+            await references.verify(self.blobs, self.manifests, self.config.validation, name, verified)
+        quota = self.counting(actor)
+        if quota is not None and manifest is not None:
+            await quota.check_manifest(name, digest, len(content), manifest)
+        await self.manifests.put(name, digest, content)
+        collecting = await self.gc_running()  # asked after storing: a GC that starts later sees the manifest
+        if collecting:
+            if verified is not None:
+                await references.recheck(self.blobs, self.manifests, name, digest, verified)
+            await self.manifests.confirm(name, digest, content)
+        for tag in tags:
+            await self.tags.tag(name, tag, digest)
+            if collecting:
+                await self.tags.confirm(name, tag, digest)
+        subject = manifest.subject if manifest is not None else None
+        if manifest is not None and subject is not None:
+            descriptor = referrer_descriptor(manifest, digest, len(content))
+            await self.referrers.add(name, subject.digest, digest, descriptor)
+        await self.events.publish(RepositoryEvent(EventKind.MANIFEST_PUSHED, name, actor, digest, tuple(tags),
+                                                  media_type, len(content)))
+        return PushedManifest(digest, tuple(tags), subject.digest if subject is not None else None)
+
+    async def tag(self, name: str, tag: str, digest: Digest, actor: Actor) -> None:
+        """Point ``tag`` at a manifest the repository holds (raises MANIFEST_UNKNOWN otherwise)."""
+        check_tag(tag)
+        await self.admit(RepositoryEvent(EventKind.TAG_SET, name, actor, digest, (tag,)),
+                         functools.partial(self.tag_target, name, tag))
+        try:
+            content = await self.manifests.get(name, digest)
+        except ManifestUnknown:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
+        await self.manifests.relied_on(name, digest)  # a GC running now must spare it
+        await self.tags.tag(name, tag, digest)
+        if await self.gc_running():
+            if not await self.manifests.usable(name, digest):
+                with contextlib.suppress(TagUnknown):
+                    await self.tags.untag(name, tag)
+                raise RegistryError("MANIFEST_UNKNOWN", "removed by garbage collection while tagging",
+                                    detail={"digest": str(digest)})
+            await self.tags.confirm(name, tag, digest)
+        await self.events.publish(RepositoryEvent(EventKind.TAG_SET, name, actor, digest, (tag,),
+                                                  detect_media_type(content), len(content)))
+
+    async def delete(self, name: str, reference: str, actor: Actor) -> None:
+        """Untag a tag, or delete a manifest by digest with its tags and its referrers-index entry."""
+        if ":" not in reference:
+            tag = check_tag(reference)
+            await self.admit(RepositoryEvent(EventKind.TAG_DELETED, name, actor, tags=(tag,)),
+                             functools.partial(self.tag_target, name, tag))
+            try:
+                await self.tags.untag(name, tag)
+            except TagUnknown:
+                raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": tag}) from None
+            await self.events.publish(RepositoryEvent(EventKind.TAG_DELETED, name, actor, tags=(tag,)))
+            return
+        digest = digest_param(reference)
+        await self.admit(RepositoryEvent(EventKind.MANIFEST_DELETED, name, actor, digest))
+        try:
+            content = await self.manifests.get(name, digest)
+        except ManifestUnknown:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
+        tags = await self.tags.tags_of(name, digest)
+        for tag in tags:
+            await self.admit(RepositoryEvent(EventKind.TAG_DELETED, name, actor, digest, (tag,)),
+                             functools.partial(self.tag_target, name, tag))
+        for tag in tags:
+            with contextlib.suppress(TagUnknown):
+                await self.tags.untag(name, tag)
+        try:
+            subject = parse(content, detect_media_type(content)).subject
+        except InvalidManifest:
+            subject = None
+        if subject is not None:
+            await self.referrers.remove(name, subject.digest, digest)
+        try:
+            await self.manifests.delete(name, digest)
+        except ManifestUnknown:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
+        await self.events.publish(RepositoryEvent(EventKind.MANIFEST_DELETED, name, actor, digest, tuple(tags)))
+
+    # --- blobs and uploads ---------------------------------------------------------------------------
+
+    async def relied_on(self, name: str, digest: Digest) -> None:
+        """A client found the blob in ``name`` ("layer already exists"): its push will rely on it, so a GC
+        running now must spare it (docs/gc.md)."""
+        await self.blobs.relied_on(name, digest)
+
+    async def start_upload(self, name: str, algorithm: str, actor: Actor, declared: int = 0) -> UploadInfo:
+        """A new upload session; ``declared``: the bytes the client announced (checked against the quota)."""
+        await self.admit(RepositoryEvent(EventKind.BLOB_PUSHED, name, actor))
+        quota = self.counting(actor)
+        if quota is not None:
+            await quota.check(name, declared)
+        return await self.uploads.create(name, algorithm)
+
+    async def append_upload(self, upload: UploadInfo, chunks: AsyncIterator[bytes], start: int | None,
+                            length: int | None, declared: int, actor: Actor) -> None:
+        """Append a chunk (``length`` from Content-Range, else ``declared`` from Content-Length counts
+        against the quota before anything is stored)."""
+        await self.admit(RepositoryEvent(EventKind.BLOB_PUSHED, upload.name, actor))
+        quota = self.counting(actor)
+        if quota is not None:
+            await quota.check(upload.name, upload.size + (length if length is not None else declared))
+        async with self.uploads.lock(upload.name, upload.id):
+            await self.uploads.append(upload, chunks, start, length)
+
+    async def commit_upload(self, upload: UploadInfo, digest: Digest, chunks: AsyncIterator[bytes] | None,
+                            actor: Actor, declared: int = 0) -> int:
+        """Receive the last chunk, verify the digest and link the blob into the repository; its size."""
+        await self.admit(RepositoryEvent(EventKind.BLOB_PUSHED, upload.name, actor, digest))
+        quota = self.counting(actor)
+        if quota is not None:
+            await quota.check(upload.name, upload.size + declared)
+        async with self.uploads.lock(upload.name, upload.id):
+            size = await self.uploads.commit(upload, digest, chunks)
+        await self.events.publish(RepositoryEvent(EventKind.BLOB_PUSHED, upload.name, actor, digest, size=size))
+        return size
+
+    async def push_blob(self, name: str, digest: Digest, chunks: AsyncIterator[bytes] | None, actor: Actor,
+                        declared: int = 0) -> int:
+        """A whole blob in one go (a monolithic upload): nothing stays behind when it fails."""
+        upload = await self.start_upload(name, digest.algorithm, actor, declared)
+        try:
+            return await self.commit_upload(upload, digest, chunks, actor)
+        except BaseException:
+            # the client never learnt of this session: nothing may stay behind (a retry starts anew)
+            with contextlib.suppress(UploadUnknown):
+                await self.uploads.cancel(upload.name, upload.id)
+            raise
+
+    async def cancel_upload(self, name: str, upload_id: str, actor: Actor) -> None:
+        """Raises UploadUnknown."""
+        self.check_writable(name, actor)
+        await self.uploads.cancel(name, upload_id)
+
+    async def mount(self, name: str, digest: Digest, source: str | None, actor: Actor) -> bool:
+        """Link a blob of ``source`` (of any repository when None: the caller decides who may) into
+        ``name``; False when there is no such blob there (the client uploads it instead)."""
+        try:
+            if source is not None:
+                check_name(source)
+                info = await self.blobs.stat_in_repository(source, digest)
+            else:
+                info = await self.blobs.stat(digest)
+        except (BlobUnknown, RegistryError):
+            return False
+        await self.admit(RepositoryEvent(EventKind.BLOB_MOUNTED, name, actor, digest, from_repository=source))
+        quota = self.counting(actor)
+        if quota is not None:
+            await quota.check_blob(name, digest, info.size)
+        await self.blobs.link(name, digest)
+        await self.blobs.touch(digest)  # the push relies on a blob that may be old and unreferenced
+        await self.events.publish(RepositoryEvent(EventKind.BLOB_MOUNTED, name, actor, digest, size=info.size,
+                                                  from_repository=source))
+        return True
+
+    async def delete_blob(self, name: str, digest: Digest, actor: Actor) -> None:
+        """Unlink a blob from the repository (GC frees its bytes when nothing else links it)."""
+        await self.admit(RepositoryEvent(EventKind.BLOB_DELETED, name, actor, digest))
+        try:
+            await self.blobs.unlink(name, digest)
+        except BlobUnknown:
+            raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+        await self.events.publish(RepositoryEvent(EventKind.BLOB_DELETED, name, actor, digest))
