@@ -14,6 +14,7 @@ from auth.basic import EMPTY_BASIC, basic_credentials, verify_basic
 from auth.challenge import header, unauthorized
 from auth.credentials import Credentials, Identity
 from auth.factory import build_oidc
+from auth.policy import DatabasePolicy, Holders
 from auth.settings import AuthSettings
 
 if TYPE_CHECKING:
@@ -69,6 +70,11 @@ class Login:
 
     def actions(self, subject: str | None, repository: str) -> frozenset[str]:
         return self.access.actions(subject, repository)
+
+    def holders(self, repository: str, action: str) -> Holders | None:
+        """Who may do ``action`` on ``repository`` by the database's policy (None without one)."""
+        rules = getattr(self.access, "rules", None)
+        return rules.holders(repository, action) if isinstance(rules, DatabasePolicy) else None
 
     async def close(self) -> None:
         self.credentials.close()

@@ -281,10 +281,12 @@ class Management:
 
     # --- users ---------------------------------------------------------------------------------------
 
-    async def list_users(self, caller: Caller, after: str | None, limit: int) -> list[UserRecord]:
+    async def list_users(self, caller: Caller, after: str | None, limit: int,
+                         containing: str | None = None) -> list[UserRecord]:
+        """``containing``: only users whose name or e-mail contains it."""
         def work(a: Authority) -> list[UserRecord]:
             a.require_admin("list users")
-            return store.list_users(a.conn, after, min(limit, MAX_PAGE))
+            return store.list_users(a.conn, after, min(limit, MAX_PAGE), (containing or "")[:MAX_EMAIL] or None)
 
         return await self._read(caller, work)
 
@@ -689,4 +691,6 @@ class Management:
             paths = [namespace]
         elif not admin:
             paths = [p for p in snapshot.namespaces if snapshot.managed_by(caller.name, p, caller.teams) == roles.OWNER]
+            if not paths:
+                raise denied("only admins and the owners of namespaces see changes")
         return await self.db.read(lambda conn: store.list_changes(conn, before_id, min(limit, MAX_PAGE), paths))

@@ -24,7 +24,7 @@ enforced on every replica from T + 2 s at the latest, and a revoked user never p
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from auth import roles
 from auth.rules import COMPONENT_RE, AccessRules, valid_repository
@@ -52,6 +52,19 @@ class Namespace:
     @property
     def path(self) -> str:
         return self.record.path
+
+
+@dataclass(frozen=True, slots=True)
+class Holders:
+    """Who may do an action on a repository by the database, for pages that say so: the deciding
+    ``namespace`` (None: none covers it), its ``users`` and ``teams`` as ``(name, role)``, and whether
+    ``anyone`` may (a public namespace's pulls).  Admins always may; file ``rules`` come first."""
+
+    namespace: str | None
+    users: tuple[tuple[str, str], ...]
+    teams: tuple[tuple[str, str], ...]
+    anyone: bool
+    rules: bool = False  # some rule of the config file may decide for this repository first
 
 
 class PolicySnapshot:
@@ -139,6 +152,21 @@ class PolicySnapshot:
             path = path.rpartition("/")[0]
         return None
 
+    def holders(self, repository: str, action: str) -> Holders:
+        """Who holds ``action`` on ``repository`` by the database (besides its admins): the deciding
+        namespace's members whose role allows it, or the user whose personal namespace it is."""
+        ns = self.closest(repository)
+        allows = {role for role, actions in roles.ACTIONS.items() if action in actions}
+        if ns is None:
+            owner = self.personal_owner(repository)
+            return Holders(None, ((owner, roles.OWNER),) if owner is not None else (), (), False)
+        users = {name: role for name, role in ns.users.items() if role in allows and self.user(name) is not None}
+        if ns.record.personal is not None and self.user(ns.record.personal) is not None:
+            users[ns.record.personal] = roles.OWNER
+        teams = {name: role for name, role in ns.teams.items() if role in allows}
+        return Holders(ns.path, tuple(sorted(users.items())), tuple(sorted(teams.items())),
+                       action == "pull" and ns.record.public)
+
     def managed_by(self, user: str | None, path: str, extra_teams: frozenset[str] = frozenset()) -> str | None:
         """The role that lets ``user`` manage the namespace ``path``: their role on it, or ``owner`` when
         they own a namespace above it (owners administer what is below them)."""
@@ -198,6 +226,11 @@ class DatabasePolicy:
     def grant(self, user: str | None, type_: str, name: str, wanted: set[str]) -> set[str]:
         allowed = self.actions(user, type_, name)
         return {a for a in wanted if a in allowed}
+
+    def holders(self, repository: str, action: str) -> Holders:
+        """Who may do ``action`` on ``repository`` (see ``Holders``)."""
+        found = self.snapshot().holders(repository, action)
+        return replace(found, rules=self.rules.may_decide(repository))
 
 
 def namespaces_of(snapshot: PolicySnapshot, user: str, extra_teams: frozenset[str] = frozenset()

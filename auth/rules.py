@@ -122,6 +122,14 @@ class AccessRules:
                 return rule.actions
         return None
 
+    def may_decide(self, repository: str) -> bool:
+        """Whether some rule's pattern matches ``repository`` for some caller (``{user}`` standing for
+        any one of its components), so that the rules, not a database, may decide there."""
+        users = set(repository.split("/"))
+        return any(rx is not None and rx.fullmatch(repository)
+                   for rule in self.rules for p in rule.patterns for user in users
+                   for rx in (glob_regex(p, user),))
+
     async def refresh(self, writes: bool = False) -> None:
         """Nothing to refresh: the rules are the config's (the database's policy has something to do)."""
 

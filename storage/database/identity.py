@@ -109,10 +109,15 @@ def find_user(conn: Connection, name: str) -> UserRecord | None:
     return _user(row) if row is not None else None
 
 
-def list_users(conn: Connection, after: str | None, limit: int) -> list[UserRecord]:
+def list_users(conn: Connection, after: str | None, limit: int, containing: str | None = None) -> list[UserRecord]:
+    """A page of users; ``containing``: only those whose name or e-mail contains it (any case)."""
     query = select(users).order_by(users.c.name).limit(limit)
     if after is not None:
         query = query.where(users.c.name > after)
+    if containing:
+        term = containing.lower()
+        query = query.where(users.c.name.contains(term, autoescape=True)
+                            | func.lower(users.c.email).contains(term, autoescape=True))
     return [_user(row) for row in conn.execute(query)]
 
 
