@@ -43,10 +43,10 @@ class CircuitBreaker:
             remaining = self._open_until - self._clock()
             if remaining > 0:
                 raise StorageUnavailable(f"{self.name} unavailable (failing fast after repeated errors)",
-                                         retry_after=remaining)
+                                         retry_after=remaining, reason=f"{self.name} is unavailable")
             if self._probing:
                 raise StorageUnavailable(f"{self.name} unavailable (checking whether it is back)",
-                                         retry_after=PROBE_RETRY_AFTER)
+                                         retry_after=PROBE_RETRY_AFTER, reason=f"{self.name} is unavailable")
             self._probing = True
 
     def success(self) -> None:
@@ -56,6 +56,15 @@ class CircuitBreaker:
             self._failures = 0
             self._open_until = None
             self._probing = False
+
+    def trip(self) -> None:
+        """Open now: the backend was found dead (a probe), not merely failing."""
+        if self.threshold <= 0:
+            return
+        with self._lock:
+            self._failures = max(self._failures, self.threshold)
+            self._probing = False
+            self._open_until = self._clock() + self.cooldown
 
     def failure(self) -> None:
         if self.threshold <= 0:

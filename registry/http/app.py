@@ -90,6 +90,7 @@ class RegistryApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 storage = self.config.storage
+                tasks.append(asyncio.create_task(self.check_storage()))
                 if storage.upload_purge_enabled and not storage.readonly:
                     tasks.append(asyncio.create_task(self.purge_periodically()))
                 if storage.gc.enabled and not storage.readonly:
@@ -110,12 +111,23 @@ class RegistryApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def check_storage(self) -> None:
+        """Say at start-up when the storage does not answer (a bucket that does not exist yet, wrong keys):
+        the registry serves anyway, answering 503 that names the problem until it is fixed, as a registry
+        started by compose before its bucket exists must."""
+        error = await storage_error(self.registry.driver)
+        if error is not None:
+            log.error("storage unavailable at start-up: %s; answering 503 (and /readyz failing) until it "
+                      "answers", error)
+
     async def purge_periodically(self) -> None:
         storage = self.config.storage
         while True:
             try:
                 driver = self.registry.driver
                 await purge_uploads(driver, storage.upload_purge_age, storage.upload_purge_dryrun)
+            except StorageUnavailable as e:  # said once per request already: no traceback every round
+                log.warning("purging abandoned uploads skipped: %s", e.reason or e)
             except Exception:
                 log.exception("purging abandoned uploads failed")
             await asyncio.sleep(storage.upload_purge_interval)
@@ -134,7 +146,7 @@ class RegistryApp:
             return
         except StorageUnavailable as e:
             log.warning("storage unavailable on %s %s: %s", scope["method"], scope["path"], e)
-            response = error_response(unavailable(e.retry_after))
+            response = error_response(unavailable(e.retry_after, e.reason))
         except OSError as e:
             if e.errno not in FULL:
                 log.exception("storage error on %s %s", scope["method"], scope["path"])
@@ -213,6 +225,8 @@ async def storage_error(driver: StorageDriver, timeout: float = STORAGE_CHECK_TI
         return None  # an empty registry is healthy
     except TimeoutError:
         return f"storage did not answer within {timeout:g}s"
+    except StorageUnavailable as e:
+        return e.reason or str(e)
     except Exception as e:  # noqa: BLE001 - any storage failure makes us unready
         return str(e) or type(e).__name__
     return None
@@ -226,10 +240,10 @@ def storage_failure(error: OSError) -> RegistryError:
     return unavailable(FILESYSTEM_RETRY_AFTER)
 
 
-def unavailable(retry_after: float) -> RegistryError:
+def unavailable(retry_after: float, reason: str | None = None) -> RegistryError:
     seconds = str(max(1, math.ceil(retry_after)))
-    return RegistryError("UNAVAILABLE", "the registry's storage is unavailable, retry later",
-                         headers={"Retry-After": seconds})
+    message = "the registry's storage is unavailable, retry later" + (f": {reason}" if reason else "")
+    return RegistryError("UNAVAILABLE", message, headers={"Retry-After": seconds})
 
 
 async def drain(request: Request) -> None:

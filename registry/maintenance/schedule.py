@@ -9,6 +9,7 @@ import logging
 import time
 
 from registry.instance import Registry
+from storage.driver import StorageUnavailable
 from storage.gc import GarbageCollector, GCBusy
 from storage.metrics import gc_finished
 
@@ -32,6 +33,9 @@ async def collect_periodically(registry: Registry) -> None:
             log.info("garbage collection%s: %s", " (dry run)" if settings.dryrun else "", result.summary())
         except GCBusy as e:
             log.info("garbage collection skipped: %s", e)
+        except StorageUnavailable as e:
+            gc_finished(mode, 0, 0, 0, time.monotonic() - started, error=True)
+            log.warning("garbage collection failed: %s", e.reason or e)
         except Exception:
             gc_finished(mode, 0, 0, 0, time.monotonic() - started, error=True)
             log.exception("garbage collection failed")

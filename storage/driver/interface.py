@@ -20,11 +20,13 @@ class StorageError(Exception):
 class StorageUnavailable(StorageError):
     """The backend cannot be reached, timed out or keeps failing: the request may succeed later.
 
-    ``retry_after`` is how many seconds a client had better wait (the registry's 503 says so)."""
+    ``retry_after`` is how many seconds a client had better wait (the registry's 503 says so);
+    ``reason``, when set, is what the client may be told (it names the bucket or endpoint, no keys)."""
 
-    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+    def __init__(self, message: str, retry_after: float = 5.0, reason: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.reason = reason
 
 
 class PathNotFound(StorageError):

@@ -18,7 +18,6 @@ of a new multipart upload.
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -40,6 +39,7 @@ from storage.driver.interface import (
     StorageUnavailable,
 )
 from storage.driver.s3_config import MAX_PART, MIN_PART, S3Parameters
+from storage.guard import Guard
 from storage.metrics import s3_requests
 
 T = TypeVar("T")
@@ -48,6 +48,11 @@ MAX_PARTS = 10_000
 PRESIGN_EXPIRY = 20 * 60
 DELETE_BATCH = 1000  # DeleteObjects' limit
 NOT_FOUND = frozenset({"NoSuchKey", "NotFound", "404"})
+# the configuration is wrong, not the request: a 503 that says what to fix (an operator may create the
+# bucket or fix the keys while the registry runs; it recovers by itself)
+NO_BUCKET = "NoSuchBucket"
+REFUSED_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden",
+                           "InvalidToken", "ExpiredToken", "AllAccessDisabled"})
 # the endpoint is overloaded or failing (after botocore's retries): a 503 to the client, not a 500
 UNAVAILABLE_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
                                "Throttling", "ThrottlingException"})
@@ -76,8 +81,12 @@ class S3Driver(BaseDriver):
         self._object_args = params.object_args()
         self._pool = ThreadPoolExecutor(max_workers=params.maxthreads, thread_name_prefix="s3")
         self.client = params.client()
-        self.breaker = CircuitBreaker(f"s3 endpoint {params.endpoint_url or params.region}",
-                                      params.breakerthreshold, params.breakercooldown)
+        self.endpoint = params.endpoint_url or f"AWS S3 {params.region}"
+        self.breaker = CircuitBreaker(f"S3 endpoint {self.endpoint}", params.breakerthreshold,
+                                      params.breakercooldown)
+        self._probe_client = params.client(probe=True)
+        self.guard = Guard(f"S3 endpoint {self.endpoint}", self._pool, self.breaker, self._probe,
+                           params.probeafter, params.probetimeout)
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self.client.meta.events.register("before-send.s3", self._count_request)
@@ -115,11 +124,14 @@ class S3Driver(BaseDriver):
         return self.key(path) + "/" if path != "/" else (self._root + "/").lstrip("/")
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        # checked before queueing for a thread: while the endpoint hangs, the threads all wait on it
-        self.breaker.check()
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, functools.partial(fn, *args, **kwargs)
-        )
+        return await self.guard.run(fn, *args, **kwargs)
+
+    def _probe(self) -> None:
+        """One HEAD with a short timeout on its own connection: any answer means the endpoint lives."""
+        try:
+            self._probe_client.head_object(Bucket=self.bucket, Key=self.key("/_moorage/probe"))
+        except ClientError:
+            pass  # 404, 403, even 5xx: it answered
 
     def _call(self, path: str, operation: str, **kwargs: Any) -> Any:
         """One S3 request (in a pool thread), with S3 errors turned into the driver's errors: an
@@ -131,18 +143,30 @@ class S3Driver(BaseDriver):
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in UNAVAILABLE_CODES or status >= 500:
                 self.breaker.failure()
-                raise StorageUnavailable(f"s3 {operation} {path}: {e}") from e
+                raise StorageUnavailable(f"s3 {operation} {path}: {e}", reason=f"S3 endpoint {self.endpoint} "
+                                         f"answers {code or status}") from e
             self.breaker.success()
+            if code == NO_BUCKET:
+                raise StorageUnavailable(f"s3 {operation} {path}: {e}",
+                                         reason=self.misconfigured("does not exist")) from None
+            if code in REFUSED_CODES:
+                raise StorageUnavailable(f"s3 {operation} {path}: {e}",
+                                         reason=self.misconfigured(f"refuses these credentials ({code})")) from None
             if code in NOT_FOUND:
                 raise PathNotFound(path) from None
             raise S3Error(f"s3 {operation} {path}: {e}", code) from e
         except UNREACHABLE as e:
             self.breaker.failure()
-            raise StorageUnavailable(f"s3 {operation} {path}: {e}") from e
+            raise StorageUnavailable(f"s3 {operation} {path}: {e}",
+                                     reason=f"S3 endpoint {self.endpoint} does not answer") from e
         except BotoCoreError as e:
             raise S3Error(f"s3 {operation} {path}: {e}") from e
         self.breaker.success()
         return result
+
+    def misconfigured(self, what: str) -> str:
+        """Why every request fails until the operator acts: the bucket is missing or refuses us."""
+        return f"S3 bucket {self.bucket!r} at {self.endpoint} {what}"
 
     def _list_pages(self, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         token: dict[str, str] = {}
@@ -201,7 +225,8 @@ class S3Driver(BaseDriver):
             return body.read(READ_CHUNK)  # type: ignore[no-any-return]
         except UNREACHABLE as e:  # the connection broke or stalled mid-body
             self.breaker.failure()
-            raise StorageUnavailable(f"s3 get_object {path}: {e}") from e
+            raise StorageUnavailable(f"s3 get_object {path}: {e}",
+                                     reason=f"S3 endpoint {self.endpoint} stopped sending") from e
         except BotoCoreError as e:
             raise S3Error(f"s3 get_object {path}: {e}") from e
 
@@ -451,7 +476,9 @@ class S3Driver(BaseDriver):
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, True)
+        self.guard.close()
         self.client.close()
+        self._probe_client.close()
 
 
 class _Tree:

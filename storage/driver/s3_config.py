@@ -70,6 +70,8 @@ class S3Parameters(Section):
     maxattempts: integer(1, 20) = 3  # tries of one request (throttling and 5xx answers are retried)
     breakerthreshold: integer(0, 1000) = 5  # consecutive failures that open the breaker (0: never)
     breakercooldown: Timeout = 10.0  # seconds requests are refused at once before one tries again
+    probeafter: Timeout = 2.0  # a request slower than this makes a probe check that the endpoint answers
+    probetimeout: Timeout = 5.0  # how long the probe waits (connect and answer) before the endpoint is dead
 
     @model_validator(mode="before")
     @classmethod
@@ -113,9 +115,10 @@ class S3Parameters(Section):
             args["ACL"] = self.objectacl
         return args
 
-    def client(self) -> BaseClient:
+    def client(self, probe: bool = False) -> BaseClient:
         """A thread-safe boto3 client; keys absent means the standard AWS credential chain. (boto3 is
-        imported here, not with the config: reading a config stays fast.)"""
+        imported here, not with the config: reading a config stays fast.)  ``probe``: one connection,
+        one try, ``probetimeout`` to connect and to answer."""
         import boto3
         from botocore.config import Config
 
@@ -128,10 +131,10 @@ class S3Parameters(Section):
                 "use_accelerate_endpoint": self.accelerate,
                 "use_dualstack_endpoint": self.usedualstack,
             },
-            max_pool_connections=self.maxthreads,
-            retries={"mode": "standard", "max_attempts": self.maxattempts},
-            connect_timeout=self.connecttimeout,
-            read_timeout=self.readtimeout,
+            max_pool_connections=1 if probe else self.maxthreads,
+            retries={"mode": "standard", "max_attempts": 1 if probe else self.maxattempts},
+            connect_timeout=self.probetimeout if probe else self.connecttimeout,
+            read_timeout=self.probetimeout if probe else self.readtimeout,
             user_agent_extra=self.useragent,
             # the payload is signed (plain HTTP) or sent over TLS already: skip a second checksum pass
             request_checksum_calculation="when_required",

@@ -1,7 +1,8 @@
 """Fault injection (issue 14): kill -9 at random points of pushes and manifest storms, on the filesystem
 and on S3 (moto), then restart and verify every acknowledged blob and tag by digest, and that no listed
 tag fails to resolve; S3 endpoint faults (refused, hanging, slow, 500, 503) through a proxy the test
-controls, and a read-only filesystem.  Each scenario records what the client saw in FAULT_MATRIX, which
+controls, with the default config (a hung endpoint's 503 within 10 s, issue 24 item 4), and a read-only
+filesystem.  Each scenario records what the client saw in FAULT_MATRIX, which
 is printed at the end (and written to $MOORAGE_FAULT_MATRIX when set) for the closing note.
 """
 
@@ -35,7 +36,7 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ROUNDS = int(os.environ.get("MOORAGE_FAULT_ROUNDS", "1"))  # more by hand
 STORM_WRITERS = 8
 FAULT_MATRIX: list[dict[str, str]] = []
-S3_LIMITS = {"connecttimeout": 1, "readtimeout": 2, "maxattempts": 2, "breakerthreshold": 3, "breakercooldown": 2}
+DEFAULT_BOUND = 10.0  # with the default config: a request's 503 within this, whatever the endpoint does
 
 
 def digest_of(data: bytes) -> str:
@@ -79,7 +80,7 @@ def start_on(start_moorage, kind: str, moto: S3Backend | None, endpoint: str | N
     server = start_moorage(start=False)
     storage = server.config["storage"]
     storage.pop("filesystem", None)
-    storage["s3"] = {**moto.parameters(moto.make_bucket(), rootdirectory="/registry"), **S3_LIMITS}
+    storage["s3"] = moto.parameters(moto.make_bucket(), rootdirectory="/registry")  # the default timeouts
     if endpoint:
         storage["s3"]["regionendpoint"] = endpoint
     storage["redirect"] = {"disable": True}
@@ -254,8 +255,7 @@ def test_s3_endpoint_faults(start_moorage, moto: S3Backend) -> None:  # type: ig
                                                        and int(r.headers["retry-after"]) >= 1), r.text
                     else:
                         seen[str(r.status_code)] += 1
-                bound = (S3_LIMITS["connecttimeout"] + S3_LIMITS["readtimeout"]) * S3_LIMITS["maxattempts"] + 5
-                assert slowest < bound, f"{mode}: a request took {slowest:.1f}s"
+                assert slowest < DEFAULT_BOUND, f"{mode}: a request took {slowest:.1f}s"
                 proxy.set("pass")
                 deadline = time.monotonic() + 30
                 while http.get(f"/v2/faults/app/blobs/{digest}").status_code != 200:  # recovers by itself

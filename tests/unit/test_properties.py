@@ -342,7 +342,7 @@ def test_config_loads_or_names_what_is_wrong(raw: dict[str, Any]) -> None:
 @FAST
 @given(st.dictionaries(st.sampled_from(["bucket", "region", "regionendpoint", "chunksize", "secure", "readtimeout",
                                         "connecttimeout", "maxattempts", "breakerthreshold", "breakercooldown",
-                                        "storageclass", "accesskey", "secretkey", "maxthreads"]),
+                                        "probeafter", "probetimeout", "storageclass", "accesskey", "secretkey", "maxthreads"]),
                        config_leaves, max_size=6))
 @example({"bucket": "b", "region": "r", "readtimeout": "5x"})
 def test_s3_parameters_load_or_name_the_key(raw: dict[str, Any]) -> None:
