@@ -59,13 +59,15 @@ notification_deliveries = Counter("moorage_notification_deliveries_total", "Enve
 notification_delivered = Counter("moorage_notification_events_delivered_total", "Events an endpoint accepted",
                                  ("endpoint",))
 notification_pending = Gauge("moorage_notification_events_pending", "Events in the durable queue at the last "
-                             "look of the replica delivering to the endpoint", ("endpoint",),
+                             "look of a replica (the delivering one looks before each envelope)", ("endpoint",),
                              multiprocess_mode="mostrecent")
 repository_events = Counter("moorage_repository_events_total", "Changes made through the write path (pushes, "
                             "tags, mounts, deletes) and pulls served, by event and by kind of actor",
                             ("event", "actor"))
 repository_event_bytes = Counter("moorage_repository_event_bytes_total", "Bytes of the manifests and blobs "
                                  "pushed, mounted and pulled, by event", ("event",))
+notification_dropped = Counter("moorage_notification_events_dropped_total", "Events dropped, oldest first, "
+                               "because the endpoint's queue reached notifications maxevents", ("endpoint",))
 audit_events = Counter("moorage_audit_events_total", "Audit events written, by action (push, delete, mount, "
                        "refused)", ("action",))
 

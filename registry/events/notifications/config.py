@@ -3,7 +3,8 @@
 Distribution's: ``endpoints[]`` {name, disabled, url, headers, timeout, threshold, backoff,
 ignoredmediatypes, ignore {mediatypes, actions}} and ``events.includereferences`` (accepted; references
 are not sent). Moorage's, per endpoint: ``maxbackoff`` (the wait doubles after each failure past
-``threshold`` up to this), ``batch`` (events per envelope); for the section: ``poll`` (how often the queue
+``threshold`` up to this), ``batch`` (events per envelope), ``maxevents`` (the queue's bound on disk: beyond
+it the oldest events are dropped); for the section: ``poll`` (how often the queue
 in storage is looked at for events other replicas queued) and ``lease`` (how long a replica holds an
 endpoint's queue without renewing it).
 """
@@ -33,6 +34,7 @@ class EndpointConfig:
     backoff: float = 1.0
     maxbackoff: float = 300.0
     batch: int = 10
+    maxevents: int = 10_000  # ~4 KB each on disk
     ignored_media_types: frozenset[str] = frozenset()
     ignored_actions: frozenset[str] = frozenset()
 
@@ -71,6 +73,7 @@ class EndpointSettings(Section):
     ignoredmediatypes: Strings = []
     ignore: IgnoreSettings = Field(default_factory=IgnoreSettings)
     batch: integer(1) = 10
+    maxevents: integer(1) = 10_000
 
     @model_validator(mode="after")
     def _check(self) -> EndpointSettings:
@@ -88,6 +91,7 @@ class EndpointSettings(Section):
         return EndpointConfig(
             name=self.name, url=self.url, headers=header_pairs(self.headers), timeout=self.timeout,
             threshold=self.threshold, backoff=self.backoff, maxbackoff=self.maxbackoff, batch=self.batch,
+            maxevents=self.maxevents,
             ignored_media_types=frozenset(self.ignoredmediatypes + self.ignore.mediatypes),
             ignored_actions=frozenset(self.ignore.actions),
         )

@@ -1,5 +1,7 @@
 """Delivery of one endpoint's queue: envelopes of up to ``batch`` events, oldest first, POSTed until the
 endpoint accepts them (any 2xx or 3xx after redirects, as Distribution), then removed from the queue.
+One listing of the queue serves the envelopes of the next ``poll`` seconds (a backlog of thousands of
+events is not listed again for every envelope).
 
 Failures are retried at once until ``threshold`` consecutive ones, then after ``backoff``, doubled on
 every further failure up to ``maxbackoff`` (Distribution waits ``backoff`` every time).
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -32,7 +35,8 @@ class Delivery:
         self.failures = 0
         self.headers = [*endpoint.headers, ("Content-Type", EVENTS_MEDIA_TYPE)]
         self.delivered = metrics.notification_delivered.labels(endpoint.name)
-        self.pending = metrics.notification_pending.labels(endpoint.name)
+        self.backlog: list[str] = []  # queued event names as last listed, oldest first
+        self.listed = 0.0  # monotonic time of that listing
 
     async def run(self) -> None:
         while True:
@@ -48,16 +52,20 @@ class Delivery:
         if not await self.queue.hold():
             await self.idle()
             return
-        names = await self.queue.pending()
-        self.pending.set(len(names))
-        if not names:
+        if not self.backlog or time.monotonic() - self.listed > self.poll:
+            self.backlog = await self.queue.trim()  # over the limit: the oldest go
+            self.listed = time.monotonic()
+        if not self.backlog:
             await self.idle()
             return
-        batch = await self.queue.read(names[: self.endpoint.batch])
+        names = self.backlog[: self.endpoint.batch]
+        batch = await self.queue.read(names)  # those delivered or dropped meanwhile are left out
         if not batch:
+            del self.backlog[: len(names)]
             return
         if await self.send([event for _, event in batch]):
             await self.queue.remove([name for name, _ in batch])
+            del self.backlog[: len(names)]
             self.delivered.inc(len(batch))
             self.failures = 0
             return
@@ -85,8 +93,9 @@ class Delivery:
     def failed(self, why: str) -> bool:
         metrics.notification_deliveries.labels(self.endpoint.name, "error").inc()
         if self.failures + 1 == self.endpoint.threshold or self.failures == 0:
-            log.warning("notifications: endpoint %s (%s) failed: %s; retrying", self.endpoint.name,
-                        self.endpoint.url, why)
+            log.warning("notifications: endpoint %s (%s) failed: %s; retrying, %d events queued%s",
+                        self.endpoint.name, self.endpoint.url, why, len(self.backlog),
+                        f" (at most {self.queue.limit}; beyond it the oldest are dropped)" if self.queue.limit else "")
         return False
 
     async def idle(self) -> None:

@@ -38,7 +38,8 @@ class Notifier:
         self.factory = EventFactory(config)
         self.http = httpx.AsyncClient(follow_redirects=True)
         self.deliveries = [
-            Delivery(endpoint, EventQueue(driver, endpoint.name, settings.lease), self.http, settings.poll)
+            Delivery(endpoint, EventQueue(driver, endpoint.name, settings.lease, limit=endpoint.maxevents), self.http,
+                     settings.poll)
             for endpoint in settings.endpoints
         ]
         self.tasks: list[asyncio.Task[None]] = []
