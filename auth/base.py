@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from auth.credentials import Scope
 
 Origin = Callable[[], str]
 EVERY_ACTION = frozenset({"pull", "push", "delete", "*"})
@@ -60,6 +63,7 @@ class Grant:
     subject: str | None = None
     accesses: frozenset[Access] = field(default_factory=frozenset)
     everything: bool = False
+    scope: Scope | None = None  # the access token's limits when the caller used one
 
     def may(self, type_: str, name: str, action: str) -> bool:
         if self.everything:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from auth.base import Access, AuthFailure, Grant, Origin, no_origin
 from auth.brake import TooManyAttempts, retry_after
 from auth.challenge import denied, header, unauthorized
-from auth.credentials import Credentials, Identity, SourceUnavailable
+from auth.credentials import CredentialRefused, Credentials, Identity, Scope, SourceUnavailable
 from auth.rules import AccessRules
 
 log = logging.getLogger("moorage.auth")
@@ -52,6 +52,9 @@ async def verify_basic(credentials: Credentials, challenge: str, user: str, pass
     except SourceUnavailable as e:
         log.warning("basic auth for user %r unavailable: %s", user, e)
         raise unavailable(e) from None
+    except CredentialRefused as e:
+        log.info("basic auth refused for user %r: %s", user, e)
+        raise unauthorized(challenge, wanted, str(e)) from None
     if identity is None:
         log.info("basic auth refused: invalid credentials for user %r", user)
         raise unauthorized(challenge, wanted, "invalid username or password")
@@ -67,24 +70,32 @@ class BasicController:
     async def authorize(self, headers: Mapping[str, str], wanted: list[Access], origin: Origin = no_origin,
                         address: str = "") -> Grant:
         authorization = (headers.get("authorization") or "").strip()
-        user: str | None = None
+        identity: Identity | None = None
         if authorization and authorization != EMPTY_BASIC:
             credentials = basic_credentials(authorization)
             if credentials is None:
                 raise unauthorized(self.challenge, wanted, "invalid username or password")
-            user = (await verify_basic(self.credentials, self.challenge, *credentials, address, wanted)).name
+            identity = await verify_basic(self.credentials, self.challenge, *credentials, address, wanted)
+        user = identity.name if identity is not None else None
+        scope = identity.scope if identity is not None else None
         if user is None and not wanted:
             raise unauthorized(self.challenge, wanted)
-        missing = [a for a in wanted if not self._allowed(user, a)]
+        missing = [a for a in wanted if a.action not in scoped(self.rules, user, scope, a.type, a.name)]
         if missing:
             raise unauthorized(self.challenge, missing) if user is None else denied(missing)
-        return Grant(subject=user, accesses=frozenset(wanted), everything=self.rules.is_admin(user))
+        everything = scope is None and self.rules.is_admin(user)
+        return Grant(subject=user, accesses=frozenset(wanted), everything=everything, scope=scope)
 
     async def may_list(self, grant: Grant, repository: str) -> bool:
-        return grant.everything or "pull" in self.rules.actions(grant.subject, "repository", repository)
+        return grant.everything or "pull" in scoped(self.rules, grant.subject, grant.scope, "repository", repository)
 
     def actions(self, subject: str | None, repository: str) -> frozenset[str]:
         return self.rules.actions(subject, "repository", repository)
 
-    def _allowed(self, user: str | None, access: Access) -> bool:
-        return access.action in self.rules.actions(user, access.type, access.name)
+
+def scoped(rules: AccessRules, user: str | None, scope: Scope | None, type_: str, name: str) -> frozenset[str]:
+    """What the rules let ``user`` do on a resource, cut down to an access token's scope."""
+    allowed = rules.actions(user, type_, name)
+    if scope is None or type_ != "repository":
+        return allowed
+    return scope.narrow(allowed, name)

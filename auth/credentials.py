@@ -12,24 +12,58 @@ users never wait on a directory.
 from __future__ import annotations
 
 import enum
+import inspect
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from auth.brake import LoginBrake, TooManyAttempts
 from auth.htpasswd import Htpasswd
+from auth.rules import glob_regex
+from auth.settings import REPOSITORY_ACTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The most an access token lets its bearer do: ``actions``, only on repositories matching
+    ``repositories`` (globs as in the rules; None: any). A user's token never does more than the user
+    may do at the time (``narrow``); a robot's scope is all the robot may do."""
+
+    actions: frozenset[str]
+    repositories: tuple[str, ...] | None = None
+    token: str = ""  # the token's id: refresh tokens issued to it stay bound to it
+    robot: bool = False
+
+    def covers(self, repository: str) -> bool:
+        return self.repositories is None or any(
+            (rx := glob_regex(p, "")) is not None and rx.fullmatch(repository) for p in self.repositories)
+
+    def narrow(self, allowed: frozenset[str], repository: str) -> frozenset[str]:
+        """``allowed`` (what the owner may do on ``repository``) cut down to this scope."""
+        if not self.covers(repository):
+            return frozenset()
+        base = (REPOSITORY_ACTIONS | {"*"}) if self.robot else allowed
+        kept = {a for a in base if a in self.actions}
+        if "*" in base and self.actions >= REPOSITORY_ACTIONS:
+            kept.add("*")
+        return frozenset(kept)
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """A caller whose password a source accepted."""
+    """A caller whose password (or access token) a source accepted."""
 
     name: str  # the registry's name for them (a directory's spelling, lower-cased)
-    source: str  # the kind of source that accepted it: "htpasswd", "ldap", ...
+    source: str  # the kind of source that accepted it: "htpasswd", "ldap", "token", ...
     teams: frozenset[str] = frozenset()  # directory groups mapped to team names
     email: str | None = None
+    scope: Scope | None = None  # an access token's limits (None: the user's full rights)
+
+
+class CredentialRefused(Exception):
+    """Credentials a source knows and refuses for a reason the caller should hear (an expired token)."""
 
 
 class Verdict(enum.Enum):
@@ -48,8 +82,9 @@ class SourceUnavailable(Exception):
 class CredentialSource(Protocol):
     kind: str
 
-    async def verify(self, user: str, password: str) -> Identity | Verdict:
-        """Accept, refuse or pass; raises SourceUnavailable when it cannot tell."""
+    async def verify(self, user: str, password: str, address: str = "") -> Identity | Verdict:
+        """Accept, refuse or pass; raises SourceUnavailable when it cannot tell, CredentialRefused to
+        refuse with a reason. ``address``: the client's (access tokens record their last use)."""
         ...
 
     async def current(self, user: str) -> Identity | None:
@@ -72,7 +107,7 @@ class HtpasswdSource:
     def __init__(self, htpasswd: Htpasswd) -> None:
         self.htpasswd = htpasswd
 
-    async def verify(self, user: str, password: str) -> Identity | Verdict:
+    async def verify(self, user: str, password: str, address: str = "") -> Identity | Verdict:
         if await self.htpasswd.check(user, password):
             return Identity(user, self.kind)
         return Verdict.REFUSED if self.htpasswd.tag(user) is not None else Verdict.UNKNOWN
@@ -118,6 +153,7 @@ class Credentials:
         self.sources = tuple(sources)
         self.brake = brake
         self.memberships = Memberships()
+        self.arrivals: list[Callable[[Identity], Awaitable[None]]] = []  # told of every password login
 
     @property
     def enabled(self) -> bool:
@@ -135,17 +171,30 @@ class Credentials:
             if wait > 0:
                 raise TooManyAttempts(wait)
         for source in self.sources:
-            verdict = await source.verify(user, password)
+            try:
+                verdict = await source.verify(user, password, address)
+            except CredentialRefused:
+                if self.brake is not None:
+                    self.brake.failed(key, address)
+                raise
             if isinstance(verdict, Identity):
                 if self.brake is not None:
                     self.brake.succeeded(key, address)
-                self.memberships.record(verdict)
+                if verdict.scope is None:
+                    await self.arrived(verdict)
                 return verdict
             if verdict is Verdict.REFUSED:
                 break
         if self.brake is not None:
             self.brake.failed(key, address)
         return None
+
+    async def arrived(self, identity: Identity) -> None:
+        """A login (password, or a single sign-on): its teams recorded, the listeners told (a directory's
+        users get a database user)."""
+        self.memberships.record(identity)
+        for arrival in self.arrivals:
+            await arrival(identity)
 
     async def current(self, user: str) -> Identity | None:
         """The user as the first source that knows them sees them now; None when none does."""
@@ -163,12 +212,25 @@ class Credentials:
         identity = await self.current(user)
         return identity.source if identity is not None else None
 
-    def close(self) -> None:
-        """Let go of the sources' threads and connections (the directory's pool)."""
+    async def token_identity(self, token_id: str) -> Identity | None:
+        """The identity an access token stands for now (refresh tokens bound to it); None: revoked."""
+        for source in self.sources:
+            by_id = getattr(source, "by_id", None)
+            if by_id is not None:
+                identity: Identity | None = await by_id(token_id)
+                return identity
+        return None
+
+    def add_first(self, source: CredentialSource) -> None:
+        """A source asked before the others (access tokens: they claim only passwords of their form)."""
+        self.sources = (source, *self.sources)
+
+    async def close(self) -> None:
+        """Let go of the sources' threads and connections (the directory's pool, pending token uses)."""
         for source in self.sources:
             close = getattr(source, "close", None)
-            if close is not None:
-                close()
+            if close is not None and inspect.isawaitable(result := close()):
+                await result
 
     def stamp(self, user: str) -> str | None:
         for source in self.sources:

@@ -87,7 +87,7 @@ class Directory:
 
     # --- the credential source ------------------------------------------------------------------------
 
-    async def verify(self, user: str, password: str) -> Identity | Verdict:
+    async def verify(self, user: str, password: str, address: str = "") -> Identity | Verdict:
         if not password:  # an empty password would be an "unauthenticated bind", never a login
             return Verdict.UNKNOWN
         digest = hmac.new(self._key, f"{user.lower()}\0{password}".encode(), hashlib.sha256).digest()

@@ -20,13 +20,15 @@ from auth.credentials import Credentials, CredentialSource, HtpasswdSource
 from auth.htpasswd import Htpasswd
 from auth.issuer import TokenIssuer
 from auth.rules import DEFAULT_ACCESS, AccessRules
-from auth.settings import AuthSettings, TokenSettings
+from auth.settings import AccessTokenSettings, AuthSettings, TokenSettings
 from auth.tokenserver import TokenServer, peer_address
 from auth.verifier import TokenVerifier
 from configkit import ConfigError, existing_file
 
 if TYPE_CHECKING:
     from auth.oidc import OpenIDConnect
+    from auth.tokens import AccessTokens
+    from storage.database import Database
 
 Auth = AuthSettings | Mapping[str, Any]  # the settings, or the raw section (checked here)
 
@@ -65,6 +67,23 @@ def build_oidc(auth: Auth, credentials: Credentials) -> OpenIDConnect | None:
         existing_file(settings.oidc.cacertificate, "auth.oidc.cacertificate")
     accounts = next(s for s in credentials.sources if isinstance(s, OidcAccounts))
     return OpenIDConnect(settings.oidc, accounts)
+
+
+def build_access_tokens(auth: Auth, database: Database | None, access: AccessController,
+                        credentials: Credentials) -> AccessTokens | None:
+    """Personal access tokens and robots (auth.tokens) in ``database``, asked first by the credential
+    chain; None without a database or without logins (no auth, or tokens from an external issuer)."""
+    settings = AuthSettings.parse(auth)
+    if database is None or not credentials.enabled:
+        return None
+    from auth.tokens import AccessTokens
+
+    rules = getattr(access, "rules", None)
+    tokens = AccessTokens(database, AccessTokenSettings.parse(settings.accesstokens), access.actions,
+                          file_admin=rules.is_admin if rules is not None else (lambda user: False))
+    credentials.add_first(tokens)
+    credentials.arrivals.append(tokens.provision)
+    return tokens
 
 
 def build_access_controller(auth: Auth, credentials: Credentials | None = None) -> AccessController:

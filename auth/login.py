@@ -77,7 +77,7 @@ class Login:
         return rules.holders(repository, action) if isinstance(rules, DatabasePolicy) else None
 
     async def close(self) -> None:
-        self.credentials.close()
+        await self.credentials.close()
         if self.oidc is not None:
             await self.oidc.close()
 

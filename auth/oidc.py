@@ -100,7 +100,7 @@ class OidcAccounts:
             while len(self._users) > self.entries:
                 self._users.popitem(last=False)
 
-    async def verify(self, user: str, password: str) -> Identity | Verdict:
+    async def verify(self, user: str, password: str, address: str = "") -> Identity | Verdict:
         return Verdict.UNKNOWN
 
     async def current(self, user: str) -> Identity | None:

@@ -227,6 +227,17 @@ class LdapSettings(Section):
         return self.starttls or all(url.lower().startswith("ldaps://") for url in self.url)
 
 
+class AccessTokenSettings(Section):
+    """``auth.accesstokens``: the policy for personal access tokens and robot tokens (auth.tokens)."""
+
+    KEY = "auth.accesstokens"
+
+    requireexpiry: Bool = False  # every token must have an expiry
+    maxlifetime: duration() = 0.0  # the latest expiry allowed, from creation (0: no limit)
+    unusedexpiry: duration() = 0.0  # tokens unused this long stop working (0: never)
+    peruser: integer(1, 100_000) = 100  # tokens one user (or one robot) may hold
+
+
 OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
 
@@ -283,6 +294,7 @@ class AuthSettings(Section):
     brake: BrakeSettings | None = None
     ldap: LdapSettings | None = None
     oidc: OidcSettings | None = None
+    accesstokens: AccessTokenSettings | None = None
 
     def check_complete(self) -> None:
         """The sections fit together. Checked when auth is set up, not when the config is read:

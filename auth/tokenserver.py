@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from auth.basic import EMPTY_BASIC, basic_credentials
+from auth.basic import EMPTY_BASIC, basic_credentials, scoped
 from auth.brake import TooManyAttempts, retry_after
 from auth.challenge import header
-from auth.credentials import Credentials, Identity, SourceUnavailable
+from auth.credentials import CredentialRefused, Credentials, Identity, Scope, SourceUnavailable
 from auth.issuer import TokenIssuer
 from auth.metrics import tokens_issued, tokens_refused
 from auth.rules import AccessRules
@@ -31,6 +31,7 @@ from auth.scopes import parse_scope
 log = logging.getLogger("moorage.auth")
 
 MAX_SCOPES = 100
+TOKEN_BINDING = "token:"  # a refresh token's tag when it came from an access token
 MAX_FORM_BYTES = 64 * 1024
 
 
@@ -78,6 +79,12 @@ class TokenServer:
             body = {"errors": [{"code": "TOOMANYREQUESTS", "message": str(e)}],
                     "error": "invalid_grant", "error_description": str(e)}
             return JSONResponse(body, status_code=429, headers=retry_after(e))
+        except CredentialRefused as e:
+            log.info("token refused: %s", e)
+            tokens_refused.labels("expired").inc()
+            if request.method == "POST":
+                return self._oauth_error(401, "invalid_grant", str(e))
+            return self._unauthorized(str(e))
         except SourceUnavailable as e:
             log.warning("token unavailable: %s", e)
             tokens_refused.labels("unavailable").inc()
@@ -93,6 +100,7 @@ class TokenServer:
         if (bad := self._service_mismatch(params.get("service"))) is not None:
             return bad
         user: str | None = None
+        identity: Identity | None = None
         authorization = (request.headers.get("authorization") or "").strip()
         if authorization and authorization != EMPTY_BASIC:
             credentials = basic_credentials(authorization)
@@ -107,9 +115,9 @@ class TokenServer:
                 tokens_refused.labels("account_mismatch").inc()
                 return self._unauthorized("account does not match the credentials")
         offline = params.get("offline_token", "").lower() == "true"
-        body = self._grant(user, params.getlist("scope"))
-        if offline and user is not None:
-            body["refresh_token"] = self.issuer.refresh_token(user, self.credentials.stamp(user) or "")
+        body = self._grant(user, params.getlist("scope"), identity)
+        if offline and identity is not None:
+            body["refresh_token"] = self.issuer.refresh_token(identity.name, self.bind(identity))
         log.info("token issued to %s (client %r)", user or "anonymous", params.get("client_id", "-"))
         tokens_issued.labels("basic").inc()
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
@@ -132,19 +140,24 @@ class TokenServer:
                 tokens_refused.labels("invalid_credentials").inc()
                 return self._oauth_error(401, "invalid_grant", "invalid username or password")
             user = identity.name
-            body = self._grant(user, scopes)
+            body = self._grant(user, scopes, identity)
             if fields.get("access_type") == "offline":
-                body["refresh_token"] = self.issuer.refresh_token(user, self.credentials.stamp(user) or "")
+                body["refresh_token"] = self.issuer.refresh_token(user, self.bind(identity))
         elif grant_type == "refresh_token":
             try:
                 user, tag = self.issuer.read_refresh_token(fields.get("refresh_token", ""))
             except jwt.PyJWTError:
                 tokens_refused.labels("invalid_refresh_token").inc()
                 return self._oauth_error(401, "invalid_grant", "invalid or expired refresh token")
-            if self.credentials.stamp(user) != tag or await self.credentials.current(user) is None:
+            try:
+                identity = await self.rebind(user, tag)
+            except CredentialRefused as e:
+                tokens_refused.labels("expired").inc()
+                return self._oauth_error(401, "invalid_grant", str(e))
+            if identity is None:
                 tokens_refused.labels("revoked").inc()
                 return self._oauth_error(401, "invalid_grant", "refresh token revoked")
-            body = self._grant(user, scopes)
+            body = self._grant(user, scopes, identity)
         else:
             message = "grant_type must be password or refresh_token"
             tokens_refused.labels("bad_request").inc()
@@ -153,8 +166,26 @@ class TokenServer:
         tokens_issued.labels(grant_type).inc()
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    def _grant(self, user: str | None, scope_params: Iterable[str]) -> dict[str, Any]:
-        access = self.access(user, [s for p in scope_params for s in p.split()][:MAX_SCOPES])
+    def bind(self, identity: Identity) -> str:
+        """What a refresh token is bound to: the access token it came from, or the password's stamp."""
+        if identity.scope is not None:
+            return f"{TOKEN_BINDING}{identity.scope.token}"
+        return self.credentials.stamp(identity.name) or ""
+
+    async def rebind(self, user: str, tag: str) -> Identity | None:
+        """The identity a refresh token stands for now; None when revoked (password changed, user or
+        access token gone). Raises CredentialRefused for an expired access token."""
+        if tag.startswith(TOKEN_BINDING):
+            identity = await self.credentials.token_identity(tag[len(TOKEN_BINDING):])
+            return identity if identity is not None and identity.name == user else None
+        if self.credentials.stamp(user) != tag:
+            return None
+        return await self.credentials.current(user)
+
+    def _grant(self, user: str | None, scope_params: Iterable[str], identity: Identity | None = None
+               ) -> dict[str, Any]:
+        scope = identity.scope if identity is not None else None
+        access = self.access(user, [s for p in scope_params for s in p.split()][:MAX_SCOPES], scope)
         signed = self.issuer.access_token(user, access)
         issued = datetime.datetime.fromtimestamp(signed.issued_at, datetime.UTC)
         return {
@@ -162,15 +193,16 @@ class TokenServer:
             "issued_at": issued.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 
-    def access(self, user: str | None, scopes: list[str]) -> list[dict[str, Any]]:
-        """Intersect each requested scope with the rules; unknown or malformed scopes give nothing."""
+    def access(self, user: str | None, scopes: list[str], limit: Scope | None = None) -> list[dict[str, Any]]:
+        """Intersect each requested scope with the rules (and an access token's ``limit``); unknown or
+        malformed scopes give nothing."""
         granted: dict[tuple[str, str], list[str]] = {}
         for scope in scopes:
             parsed = parse_scope(scope)
             if parsed is None:
                 continue
             type_, name, actions = parsed
-            allowed = self.rules.grant(user, type_, name, set(actions))
+            allowed = scoped(self.rules, user, limit, type_, name)
             have = granted.setdefault((type_, name), [])
             have.extend(a for a in actions if a in allowed and a not in have)
         return [{"type": t, "name": n, "actions": acts} for (t, n), acts in granted.items() if acts]

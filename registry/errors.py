@@ -29,6 +29,10 @@ CODES: dict[str, tuple[int, str]] = {
     "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
     "UNAVAILABLE": (503, "service unavailable"),
     "UNKNOWN": (500, "unknown error"),
+    # Moorage's management API (/api/v1)
+    "INVALID_REQUEST": (400, "invalid request"),
+    "NOT_FOUND": (404, "not found"),
+    "CONFLICT": (409, "conflict"),
 }
 
 

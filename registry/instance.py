@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auth.base import AccessController
-from auth.factory import build_access_controller, build_credentials
+from auth.factory import build_access_controller, build_access_tokens, build_credentials
 from auth.login import Login, build_login
+from auth.tokens import AccessTokens
 from registry.config import Config
 from registry.mediatypes import describe_referrer
 from registry.mirror.repository import MirroredRepository
@@ -46,6 +47,7 @@ class Registry:
     writer: RepositoryWriter
     mirror: UpstreamSource | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
     database: Database | None = None  # opened when first needed; None: S3 storage without database.url
+    tokens: AccessTokens | None = None  # personal access tokens and robots (with a database and logins)
 
     @classmethod
     def build(cls, config: Config, driver: StorageDriver | None = None) -> Registry:
@@ -61,6 +63,7 @@ class Registry:
         credentials = build_credentials(config.auth)  # one chain and brake for every login path
         access = build_access_controller(config.auth, credentials)
         login = build_login(config.auth, access, credentials)
+        tokens = build_access_tokens(config.auth, database, access, credentials)
         quotas = config.storage.quotas
         ledger = UsageLedger(driver) if quotas is not None else None
         # a push marks what it relies on at most once per quarter of GC's grace window (docs/gc.md)
@@ -93,6 +96,7 @@ class Registry:
             writer=writer,
             mirror=mirror,
             database=database,
+            tokens=tokens,
         )
 
     def repository(self, name: str, ns: str | None = None) -> Repository:

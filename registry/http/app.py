@@ -19,6 +19,7 @@ from auth.base import Access, AuthFailure
 from auth.factory import token_server_routes
 from registry import config as config_module
 from registry.api.search import V1Search
+from registry.api.tokens import TokensAPI
 from registry.api.usage import V1Usage
 from registry.config import Config
 from registry.errors import RegistryError, auth_failure_response, error_response
@@ -65,7 +66,7 @@ class RegistryApp:
         ]
         if config.http.metrics.enabled:
             routes.append(Route(config.http.metrics.path, self.metrics, methods=["GET"]))
-        self.other = Router(routes=routes)
+        self.other = Router(routes=routes, default=self.not_found)
         self.notifier = Notifier.build(config, registry.driver)
         audit = AuditTrail(config.audit_path)
         registry.events.subscribe(audit)
@@ -186,6 +187,10 @@ class RegistryApp:
             client_address(request, self.config.http))
         return await handler(request)
 
+    async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Paths outside /v2 that nothing serves: the registry's error format, as everywhere else."""
+        await error_response(RegistryError("UNSUPPORTED", "no such endpoint", status=404))(scope, receive, send)
+
     async def metrics(self, request: Request) -> Response:
         """``http.metrics``: /metrics on the main address, for admins or whom ``auth.access.metrics`` names."""
         try:
@@ -263,6 +268,7 @@ def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
     inspector = Inspector(registry)
     extra += V1Search(registry, inspector.description).routes()
     extra += V1Usage(registry).routes()
+    extra += TokensAPI(registry, registry.tokens).routes()
     if config.ui.enabled:
         extra += WebUI(registry, inspector).routes()
     return RegistryApp(config, registry, extra)

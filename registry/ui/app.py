@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 
 from auth.base import Access, Grant
 from auth.brake import TooManyAttempts
-from auth.credentials import SourceUnavailable
+from auth.credentials import CredentialRefused, SourceUnavailable
 from auth.tokenserver import read_form
 from registry.api.search import scan
 from registry.errors import RegistryError
@@ -344,14 +344,19 @@ class WebUI:
                 try:
                     address = client_address(request, self.registry.config.http)
                     identity = await self.registry.login.check(user, password, address)
-                    if identity is not None:
+                    if identity is None:
+                        error, status = "Wrong user name or password.", 401
+                    elif identity.scope is not None:
+                        error, status = "Access tokens work with docker and the API: log in with your password.", 401
+                    else:
                         self.sessions.log_in(session, identity.name)
                         return RedirectResponse(target, status_code=303)
-                    error, status = "Wrong user name or password.", 401
                 except TooManyAttempts as e:
                     error, status = f"Too many failed logins: try again in {math.ceil(e.retry_after)} s.", 429
                 except SourceUnavailable as e:
                     error, status = f"Logging in is unavailable right now ({e}): try again shortly.", 503
+                except CredentialRefused as e:
+                    error, status = f"{str(e).capitalize()}.", 401
         return self.render(request, session, "login.html", title="Log in", error=error, target=target,
                            status=status)
 

@@ -73,7 +73,7 @@ class SingleSignOn:
         except SourceUnavailable as e:
             response = self.refused(request, session, str(e), 503)
         else:
-            self.ui.registry.login.credentials.memberships.record(identity)
+            await self.ui.registry.login.credentials.arrived(identity)
             self.ui.sessions.log_in(session, identity.name)
             log.info("OIDC login: %s (teams %s)", identity.name, ", ".join(sorted(identity.teams)) or "none")
             assert pending is not None

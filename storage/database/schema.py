@@ -13,6 +13,11 @@ The identity and policy store (auth/ decides with it, auth/identity.py manages i
   namespace (created on first use).
 - ``namespace_members``: a user or a team holding one role on a namespace.
 - ``changes``: the management audit trail (who changed what, from where, before and after).
+- ``robots``: machine accounts owned by a namespace (not by a person: ``created_by`` is a name, not a
+  reference), with the actions they may hold there.
+- ``tokens``: personal access tokens of users and tokens of robots (exactly one owner).  ``id`` is the
+  public id (also inside the secret), ``digest`` the secret's keyed hash (auth/tokens.py); ``last_used``
+  and ``last_address`` are bookkeeping written in batches.
 - ``feed``: one row whose ``version`` every policy change increments in its own transaction: the change
   feed each replica polls to invalidate its caches (storage/database/feed.py).
 """
@@ -116,4 +121,35 @@ changes = Table(
     Column("before", JSON),
     Column("after", JSON),
     Index("ix_changes_namespace", "namespace", "id"),
+)
+
+robots = Table(
+    "robots", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("namespace_id", Integer, ForeignKey("namespaces.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("description", String(255)),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(255)),
+    UniqueConstraint("namespace_id", "name", name="uq_robots_namespace_name"),
+)
+
+tokens = Table(
+    "tokens", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE")),
+    Column("robot_id", Integer, ForeignKey("robots.id", ondelete="CASCADE")),
+    Column("name", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("repositories", JSON),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(255)),
+    Column("expires", DateTime(timezone=True)),
+    Column("last_used", DateTime(timezone=True)),
+    Column("last_address", String(64)),
+    CheckConstraint("(user_id IS NULL) <> (robot_id IS NULL)", name="one_owner"),
+    UniqueConstraint("user_id", "name", name="uq_tokens_user_name"),
+    UniqueConstraint("robot_id", "name", name="uq_tokens_robot_name"),
 )

@@ -1,0 +1,168 @@
+"""Reading and writing machine identities: robot accounts and access tokens (plain data access inside a
+caller's transaction; auth/tokens.py decides who may do what and checks what is valid).
+
+Secrets are never stored: a token row holds the keyed hash of its secret (``digest``)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from storage.database.identity import now, utc
+from storage.database.schema import namespaces, robots, tokens, users
+
+
+@dataclass(frozen=True, slots=True)
+class RobotRecord:
+    id: int
+    namespace: str
+    name: str  # the short name: ``ci`` of ``robot+payments+ci``
+    actions: tuple[str, ...]
+    description: str | None
+    created: datetime.datetime
+    created_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id: str
+    owner: str  # the user's name, or the robot's full name
+    robot: RobotRecord | None
+    name: str
+    digest: str
+    scopes: tuple[str, ...]
+    repositories: tuple[str, ...] | None
+    created: datetime.datetime
+    created_by: str | None
+    expires: datetime.datetime | None
+    last_used: datetime.datetime | None
+    last_address: str | None
+    owner_disabled: bool = False
+
+
+def robot_name(namespace: str, name: str) -> str:
+    """``robot+payments+ci``: no user or namespace name has a ``+``, so it cannot collide with either."""
+    return f"robot+{namespace}+{name}"
+
+
+def split_robot_name(full: str) -> tuple[str, str] | None:
+    """``(namespace, name)`` of a robot's full name; None for anything else."""
+    if not full.startswith("robot+"):
+        return None
+    namespace, plus, name = full[len("robot+"):].rpartition("+")
+    return (namespace, name) if plus and namespace and name else None
+
+
+# --- robots ---------------------------------------------------------------------------------------------
+
+
+def _robot_query() -> Any:
+    return select(robots, namespaces.c.path.label("namespace")).join(
+        namespaces, namespaces.c.id == robots.c.namespace_id)
+
+
+def _robot(row: Any) -> RobotRecord:
+    return RobotRecord(row.id, row.namespace, row.name, tuple(row.actions or ()), row.description,
+                       utc(row.created), row.created_by)  # type: ignore[arg-type]
+
+
+def find_robot(conn: Connection, namespace: str, name: str) -> RobotRecord | None:
+    row = conn.execute(_robot_query().where(namespaces.c.path == namespace, robots.c.name == name)).first()
+    return _robot(row) if row is not None else None
+
+
+def list_robots(conn: Connection, namespace: str | None = None) -> list[RobotRecord]:
+    query = _robot_query().order_by(namespaces.c.path, robots.c.name)
+    if namespace is not None:
+        query = query.where(namespaces.c.path == namespace)
+    return [_robot(row) for row in conn.execute(query)]
+
+
+def insert_robot(conn: Connection, namespace_id: int, name: str, actions: Iterable[str], description: str | None,
+                 created_by: str | None) -> int:
+    values = {"namespace_id": namespace_id, "name": name, "actions": list(actions), "description": description,
+              "created": now(), "created_by": created_by}
+    return conn.execute(insert(robots).values(**values)).inserted_primary_key[0]  # type: ignore[index,no-any-return]
+
+
+def delete_robot(conn: Connection, robot_id: int) -> None:
+    conn.execute(delete(robots).where(robots.c.id == robot_id))
+
+
+# --- tokens ---------------------------------------------------------------------------------------------
+
+
+def _token_query() -> Any:
+    robot = _robot_query().subquery("robot")
+    return (select(tokens, users.c.name.label("user_name"), users.c.disabled.label("user_disabled"),
+                   robot.c.namespace.label("robot_namespace"), robot.c.name.label("robot_name"),
+                   robot.c.actions.label("robot_actions"), robot.c.description.label("robot_description"),
+                   robot.c.created.label("robot_created"), robot.c.created_by.label("robot_created_by"))
+            .outerjoin(users, users.c.id == tokens.c.user_id)
+            .outerjoin(robot, robot.c.id == tokens.c.robot_id))
+
+
+def _token(row: Any) -> TokenRecord:
+    robot = None
+    if row.robot_id is not None:
+        robot = RobotRecord(row.robot_id, row.robot_namespace, row.robot_name, tuple(row.robot_actions or ()),
+                            row.robot_description, utc(row.robot_created), row.robot_created_by)  # type: ignore[arg-type]
+    owner = robot_name(robot.namespace, robot.name) if robot is not None else row.user_name
+    repositories = tuple(row.repositories) if row.repositories is not None else None
+    return TokenRecord(row.id, owner, robot, row.name, row.digest, tuple(row.scopes), repositories,
+                       utc(row.created), row.created_by, utc(row.expires), utc(row.last_used),  # type: ignore[arg-type]
+                       row.last_address, bool(row.user_disabled))
+
+
+def find_token(conn: Connection, token_id: str) -> TokenRecord | None:
+    row = conn.execute(_token_query().where(tokens.c.id == token_id)).first()
+    return _token(row) if row is not None else None
+
+
+def all_tokens(conn: Connection) -> dict[str, TokenRecord]:
+    """Every token by id, for the verification cache (one query)."""
+    return {record.id: record for record in map(_token, conn.execute(_token_query()))}
+
+
+def tokens_of(conn: Connection, user_id: int | None = None, robot_id: int | None = None,
+              namespace: str | None = None) -> list[TokenRecord]:
+    """A user's tokens, a robot's, or those of every robot of ``namespace``; newest first."""
+    query = _token_query().order_by(tokens.c.created.desc(), tokens.c.id)
+    if user_id is not None:
+        query = query.where(tokens.c.user_id == user_id)
+    elif robot_id is not None:
+        query = query.where(tokens.c.robot_id == robot_id)
+    elif namespace is not None:
+        ids = select(robots.c.id).join(namespaces, namespaces.c.id == robots.c.namespace_id).where(
+            namespaces.c.path == namespace)
+        query = query.where(tokens.c.robot_id.in_(ids))
+    return [_token(row) for row in conn.execute(query)]
+
+
+def count_tokens(conn: Connection, user_id: int | None = None, robot_id: int | None = None) -> int:
+    column = tokens.c.user_id if user_id is not None else tokens.c.robot_id
+    return int(conn.execute(select(func.count()).where(column == (user_id if user_id is not None else robot_id)))
+               .scalar_one())
+
+
+def insert_token(conn: Connection, token_id: str, name: str, digest: str, scopes: Iterable[str],
+                 repositories: Iterable[str] | None, expires: datetime.datetime | None, created_by: str | None,
+                 user_id: int | None = None, robot_id: int | None = None) -> None:
+    conn.execute(insert(tokens).values(
+        id=token_id, user_id=user_id, robot_id=robot_id, name=name, digest=digest, scopes=list(scopes),
+        repositories=list(repositories) if repositories is not None else None, created=now(),
+        created_by=created_by, expires=expires))
+
+
+def delete_token(conn: Connection, token_id: str) -> None:
+    conn.execute(delete(tokens).where(tokens.c.id == token_id))
+
+
+def record_uses(conn: Connection, uses: dict[str, tuple[datetime.datetime, str]]) -> None:
+    """The last use (time, address) of each token, in one transaction (batched by auth/tokens.py)."""
+    for token_id, (at, address) in uses.items():
+        conn.execute(update(tokens).where(tokens.c.id == token_id).values(last_used=at, last_address=address[:64]))
