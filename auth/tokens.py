@@ -48,6 +48,7 @@ from auth.manage import (
     Authority,
     Caller,
     Refused,
+    check_name,
     check_path,
     conflict,
     denied,
@@ -342,17 +343,19 @@ class AccessTokens:
     # --- management ----------------------------------------------------------------------------------
 
     async def create(self, caller: Caller, name: Any, scopes: Any, repositories: Any = None, expires: Any = None,
-                     robot: str | None = None) -> NewToken:
-        """A token for the caller, or (``robot``: its full name) for a robot of a namespace they own."""
+                     robot: str | None = None, user: str | None = None) -> NewToken:
+        """A token for the caller (an admin or the operator: for ``user``), or (``robot``: its full name)
+        for a robot of a namespace the caller owns."""
         name = check_token_name(name)
         wanted = check_scopes(scopes)
         globs = check_globs(repositories)
         when = check_expiry(expires, self.settings, self.clock)
-        if robot is None and caller.name is None:
+        owner = user or caller.name
+        if robot is None and owner is None:
             raise denied("log in to create access tokens")
-        if robot is None and caller.name is not None and globs is not None:
+        if robot is None and owner is not None and globs is not None:
             for glob in globs:
-                allowed = self.actions(caller.name, example(glob))
+                allowed = self.actions(owner, example(glob))
                 missing = [a for a in wanted if a not in allowed and "*" not in allowed]
                 if missing:
                     raise denied(f"you may not {', '.join(missing)} on {glob} (a token's scope cannot exceed "
@@ -371,20 +374,22 @@ class AccessTokens:
                 owner_robot = found.id
                 count = machine.count_tokens(a.conn, robot_id=found.id)
             else:
-                user = store.find_user(a.conn, caller.name or "")
-                if user is None:  # a user of the htpasswd file or a directory: their tokens need a row
-                    user = store.insert_user(a.conn, caller.name or "", None)
-                    a.record("user.create", user.name, after={"name": user.name, "email": None})
-                owner_user = user.id
-                count = machine.count_tokens(a.conn, user_id=user.id)
+                if owner != caller.name:
+                    a.require_admin("create tokens for other users")
+                found_user = store.find_user(a.conn, owner or "")
+                if found_user is None:  # a user of the htpasswd file or a directory: their tokens need a row
+                    found_user = store.insert_user(a.conn, check_name("user", owner or ""), None)
+                    a.record("user.create", found_user.name, after={"name": found_user.name, "email": None})
+                owner_user = found_user.id
+                count = machine.count_tokens(a.conn, user_id=found_user.id)
             if count >= self.settings.peruser:
-                raise Refused(403, "DENIED", f"{robot or caller.name} has {count} access tokens, the most allowed "
+                raise Refused(403, "DENIED", f"{robot or owner} has {count} access tokens, the most allowed "
                               f"(auth.accesstokens.peruser): revoke some first")
             try:
                 machine.insert_token(a.conn, token_id, name, digest(token_id, secret), wanted, globs, when,
                                      caller.who, user_id=owner_user, robot_id=owner_robot)
             except IntegrityError:
-                raise conflict(f"{robot or caller.name} already has a token named {name!r}") from None
+                raise conflict(f"{robot or owner} already has a token named {name!r}") from None
             record = machine.find_token(a.conn, token_id)
             assert record is not None
             a.record("token.create", f"{record.owner}/{name}", record.robot.namespace if record.robot else None,

@@ -7,9 +7,11 @@ import os
 import sys
 
 from auth import cli as auth_cli
+from auth import token_cli
 from registry import config as config_module
 from registry.config import Config, ConfigError
 from registry.maintenance import cli as maintenance_cli
+from storage.database import Database
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.set_defaults(run=run_rebuild_index)
     maintenance_cli.add_commands(commands, load_config)
     auth_cli.add_commands(commands, load_config)
+    token_cli.add_commands(commands, load_config, open_database)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
+
+
+def open_database(config: Config) -> Database | None:
+    from registry.instance import open_database as opened
+
+    return opened(config)
 
 
 def load_config(path: str | None) -> Config:
