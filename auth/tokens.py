@@ -411,6 +411,8 @@ class AccessTokens:
             if name != caller.name:
                 a.require_admin("see other users' tokens")
             found_user = store.find_user(a.conn, name)
+            if found_user is None and name == caller.name:
+                return []  # a user of the htpasswd file before their first token
             if found_user is None:
                 raise not_found("user", name)
             return machine.tokens_of(a.conn, user_id=found_user.id)

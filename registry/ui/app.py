@@ -11,6 +11,7 @@ the registry. Who sees and may delete what comes from the access controller, exa
     /ui/usage                    storage per namespace and repository (storage/accounting.py)
     /ui/login, /ui/logout
     /ui/oidc/login, /ui/oidc/callback   single sign-on (registry/ui/oidc.py)
+    /ui/tokens                   the user's access tokens (registry/ui/tokens.py)
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ from registry.ui.content import Inspector, digest_or_none, resolve
 from registry.ui.session import Session, Sessions, csrf_ok, safe_next
 from registry.writes.actor import Actor, from_grant
 from storage.accounting import UsageReport, usage_report
+from storage.driver import StorageUnavailable
 from storage.manifests import repository_exists
 
 if TYPE_CHECKING:
     from registry.ui.oidc import SingleSignOn
+    from registry.ui.tokens import TokenPages
 
 HERE = Path(__file__).parent
 PAGE = 50
@@ -134,6 +137,11 @@ class WebUI:
         self.inspector = inspector
         self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, registry.login, self.base)
         self.env = environment(self.base)
+        self.token_pages: TokenPages | None = None
+        if registry.tokens is not None:
+            from registry.ui.tokens import TokenPages
+
+            self.token_pages = TokenPages(self, registry.tokens)
         self.sso: SingleSignOn | None = None
         if registry.login.oidc is not None:
             from registry.ui.oidc import SingleSignOn  # Authlib and joserfc load only with auth.oidc
@@ -153,6 +161,7 @@ class WebUI:
                 Route("/login", view(WebUI.login), methods=["GET", "HEAD", "POST"]),
                 Route("/logout", view(WebUI.logout), methods=["POST"]),
                 *(self.sso.routes() if self.sso else []),
+                *(self.token_pages.routes() if self.token_pages else []),
                 Route("/r/{reference:path}", view(WebUI.reference), methods=["GET", "HEAD"]),
                 Route("/delete/{reference:path}", view(WebUI.delete), methods=["GET", "HEAD", "POST"]),
                 Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
@@ -179,7 +188,7 @@ class WebUI:
             except Forbidden as e:
                 response = self.render(request, session, "error.html", status=403, title="Not allowed",
                                        message=str(e))
-            except SourceUnavailable as e:
+            except (SourceUnavailable, StorageUnavailable) as e:
                 response = self.render(request, session, "error.html", status=503, title="Unavailable",
                                        message=f"{e}: try again shortly.")
             self.sessions.save(session, response, self.origin(request).startswith("https:"))
@@ -197,7 +206,8 @@ class WebUI:
         context.setdefault("search_term", "")
         page = self.env.get_template(template).render(
             session=session, login_enabled=self.registry.login.enabled, host=host,
-            sso_label=self.sso.oidc.settings.label if self.sso else None, path=request.url.path,
+            sso_label=self.sso.oidc.settings.label if self.sso else None,
+            tokens_enabled=self.token_pages is not None, path=request.url.path,
             query=request.url.query, **context)
         return HTMLResponse(page, status_code=status)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import html
 import logging
 import re
 from collections.abc import Iterator
@@ -198,3 +199,40 @@ def test_robots_over_the_api(tmp_path: Path, htpasswd_file: Path) -> None:
             ("robot+payments+ci", ["pull", "push"], "bob"), ("robot+payments+ro", ["pull"], "alice")]
         assert client.delete("/api/v1/robots/robot+payments+ci", auth=BOB).status_code == 204
         assert client.get("/v2/", auth=robot).status_code == 401
+
+
+def ui_login(client: TestClient, user: str, password: str) -> str:
+    page = client.get("/ui/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+    r = client.post("/ui/login", data={"username": user, "password": password, "csrf": token, "next": "/ui/"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    return re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/tokens").text)[1]
+
+
+def test_ui_token_pages_create_show_once_list_revoke(client: TestClient) -> None:
+    assert client.get("/ui/tokens", follow_redirects=False).status_code == 303  # log in first
+    csrf = ui_login(client, *BOB)
+    assert 'data-testid="tokens-link"' in client.get("/ui/").text
+    r = client.post("/ui/tokens", data={"csrf": csrf, "name": "laptop", "scopes": "pull,push",
+                                        "repositories": "payments/**", "expires": "2099-01-01"})
+    assert r.status_code == 201, r.text
+    secret = re.search(r'data-testid="secret">([^<]+)<', r.text)[1]
+    assert secret.startswith("moorage_pat_")
+    page = client.get("/ui/tokens").text
+    assert "laptop" in page and "payments/**" in page and "2099-01-01T23:59:59Z" in page and secret not in page
+    assert push_blob(client, "payments/api", b"from the ui's token", auth=("bob", secret))[0].status_code == 201
+    r = client.post("/ui/tokens", data={"csrf": csrf, "name": "wide", "scopes": "pull,push,delete",
+                                        "repositories": "payments/**"})
+    assert r.status_code == 403 and "cannot exceed your own rights" in html_text(r.text)
+    r = client.post("/ui/tokens", data={"csrf": "forged", "name": "x", "scopes": "pull"})
+    assert r.status_code == 403
+    token_id = client.get("/api/v1/tokens", auth=BOB).json()["tokens"][0]["id"]
+    assert client.post(f"/ui/tokens/{token_id}/revoke", data={"csrf": "forged"}).status_code == 403
+    r = client.post(f"/ui/tokens/{token_id}/revoke", data={"csrf": csrf})
+    assert r.status_code == 200 and "Revoked laptop" in r.text
+    assert client.get("/v2/", auth=("bob", secret)).status_code == 401
+
+
+def html_text(page: str) -> str:
+    return html.unescape(page)
