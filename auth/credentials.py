@@ -60,6 +60,7 @@ class Identity:
     teams: frozenset[str] = frozenset()  # directory groups mapped to team names
     email: str | None = None
     scope: Scope | None = None  # an access token's limits (None: the user's full rights)
+    subject: str | None = None  # the provider's stable id (OpenID issuer and sub), when there is one
 
 
 class CredentialRefused(Exception):
@@ -130,6 +131,7 @@ class Memberships:
         self.entries = entries
         self._teams: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._lock = threading.Lock()
+        self.recorded: Callable[[str], frozenset[str]] | None = None  # teams kept in the database
 
     def record(self, identity: Identity) -> None:
         with self._lock:
@@ -143,7 +145,12 @@ class Memberships:
             self._teams.pop(user, None)
 
     def teams(self, user: str) -> frozenset[str]:
-        return self._teams.get(user, frozenset())
+        """As seen by this process's latest check of the user, else as recorded at their latest login
+        (on any replica: auth.accounts)."""
+        teams = self._teams.get(user)
+        if teams is not None:
+            return teams
+        return self.recorded(user) if self.recorded is not None else frozenset()
 
 
 class Credentials:

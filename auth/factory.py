@@ -72,7 +72,8 @@ def build_oidc(auth: Auth, credentials: Credentials) -> OpenIDConnect | None:
 def build_access_tokens(auth: Auth, database: Database | None, access: AccessController,
                         credentials: Credentials) -> AccessTokens | None:
     """Personal access tokens and robots (auth.tokens) in ``database``, asked first by the credential
-    chain; None without a database or without logins (no auth, or tokens from an external issuer)."""
+    chain, and the users of ``auth.ldap`` and ``auth.oidc`` kept there (auth.accounts); None without a
+    database or without logins (no auth, or tokens from an external issuer)."""
     settings = AuthSettings.parse(auth)
     if database is None or not credentials.enabled:
         return None
@@ -82,7 +83,16 @@ def build_access_tokens(auth: Auth, database: Database | None, access: AccessCon
     tokens = AccessTokens(database, AccessTokenSettings.parse(settings.accesstokens), access.actions,
                           file_admin=rules.is_admin if rules is not None else (lambda user: False))
     credentials.add_first(tokens)
-    credentials.arrivals.append(tokens.provision)
+    if settings.ldap or settings.oidc:
+        from auth.accounts import ExternalAccounts
+        from auth.oidc import OidcAccounts
+
+        accounts = ExternalAccounts(database)
+        credentials.arrivals.append(accounts.arrived)
+        credentials.memberships.recorded = accounts.teams
+        for source in credentials.sources:
+            if isinstance(source, OidcAccounts):
+                source.recorded = accounts.record
     return tokens
 
 

@@ -22,7 +22,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -45,6 +45,7 @@ from joserfc.jwk import KeySet
 from auth.credentials import Identity, SourceUnavailable, Verdict
 from auth.htpasswd import check_user_name
 from auth.settings import OidcSettings
+from storage.database.machine import ExternalRecord
 
 log = logging.getLogger("moorage.auth.oidc")
 
@@ -92,6 +93,7 @@ class OidcAccounts:
         self.entries = entries
         self._users: OrderedDict[str, Identity] = OrderedDict()
         self._lock = threading.Lock()
+        self.recorded: Callable[[str], Awaitable[ExternalRecord | None]] | None = None  # the database's
 
     def add(self, identity: Identity) -> None:
         with self._lock:
@@ -104,10 +106,17 @@ class OidcAccounts:
         return Verdict.UNKNOWN
 
     async def current(self, user: str) -> Identity | None:
-        return self._users.get(user)
+        """From this process's logins, else from the database (a login on another replica, or before a
+        restart)."""
+        found = self._users.get(user)
+        if found is None and self.recorded is not None:
+            record = await self.recorded(user)
+            if record is not None and record.source == self.kind:
+                found = Identity(record.name, self.kind, record.teams, record.email, subject=record.subject)
+        return found
 
     def stamp(self, user: str) -> str | None:
-        return self.kind if user in self._users else None
+        return self.kind
 
 
 class OpenIDConnect:
@@ -296,7 +305,8 @@ class OpenIDConnect:
         groups = claims.get(s.groups.claim) or []
         names = [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []
         email = claims.get("email") if isinstance(claims.get("email"), str) else None
-        return Identity(name, OidcAccounts.kind, s.groups.teams([(g, g) for g in names]), email)
+        subject = f"{s.issuer}#{claims['sub']}"
+        return Identity(name, OidcAccounts.kind, s.groups.teams([(g, g) for g in names]), email, subject=subject)
 
 
 def claim_message(error: JoseError) -> str:

@@ -72,7 +72,6 @@ SCOPES = ({"pull"}, {"pull", "push"}, {"pull", "push", "delete"})
 GLOB_RE = re.compile(r"[a-z0-9._/*?-]+")
 MAX_GLOBS = 20
 FLUSH_INTERVAL = 10.0  # seconds between the batched writes of last uses
-EXTERNAL = ("ldap", "oidc")  # sources whose users get a database user at first login
 
 Actions = Callable[[str, str], frozenset[str]]  # (user, repository) -> what the policy lets them do there
 Listener = Callable[[ChangeRecord], None]
@@ -255,24 +254,6 @@ class AccessTokens:
         self.listeners: list[Listener] = []
         self._known: set[str] = set()  # users known to have a row in the database
         self._following = False
-
-    async def provision(self, identity: Identity) -> None:
-        """A user of a directory or a single sign-on gets a database user at first login (no password:
-        their source checks it), so they can own tokens and namespaces. One query per user and process."""
-        if identity.name in self._known or identity.source not in EXTERNAL:
-            return
-
-        def work(a: Authority) -> None:
-            if store.find_user(a.conn, identity.name) is None:
-                user = store.insert_user(a.conn, identity.name, None, identity.email)
-                a.record("user.create", identity.name, after={"name": user.name, "email": user.email,
-                                                              "source": identity.source})
-
-        try:
-            await self._write(Caller(identity.name), work)
-        except IntegrityError:
-            pass  # another replica made it at the same moment
-        self._known.add(identity.name)
 
     # --- the credential source -----------------------------------------------------------------------
 

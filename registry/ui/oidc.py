@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from auth.accounts import SubjectMismatch
 from auth.credentials import SourceUnavailable
 from auth.oidc import LOGIN_TTL, LoginRefused, OpenIDConnect, Pending
 from registry.ui.session import Session, safe_next
@@ -73,11 +74,19 @@ class SingleSignOn:
         except SourceUnavailable as e:
             response = self.refused(request, session, str(e), 503)
         else:
-            await self.ui.registry.login.credentials.arrived(identity)
+            try:
+                await self.ui.registry.login.credentials.arrived(identity)
+            except SubjectMismatch as e:
+                log.warning("OIDC login refused: %s", e)
+                return self.finish(self.refused(request, session, f"{str(e).capitalize()}.", 401))
             self.ui.sessions.log_in(session, identity.name)
             log.info("OIDC login: %s (teams %s)", identity.name, ", ".join(sorted(identity.teams)) or "none")
             assert pending is not None
             response = self.ui.render(request, session, "continue.html", title="Logged in", target=pending.target)
+        return self.finish(response)
+
+    def finish(self, response: Response) -> Response:
+        """The login in progress is over, whatever came of it."""
         response.delete_cookie(COOKIE, path=self.path)
         return response
 

@@ -13,7 +13,18 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from storage.database.identity import now, utc
-from storage.database.schema import namespaces, robots, tokens, users
+from storage.database.schema import external_users, namespaces, robots, tokens, users
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalRecord:
+    """A user of a directory or a single sign-on, as of their latest login."""
+
+    name: str
+    source: str
+    subject: str | None
+    teams: frozenset[str]
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +177,20 @@ def record_uses(conn: Connection, uses: dict[str, tuple[datetime.datetime, str]]
     """The last use (time, address) of each token, in one transaction (batched by auth/tokens.py)."""
     for token_id, (at, address) in uses.items():
         conn.execute(update(tokens).where(tokens.c.id == token_id).values(last_used=at, last_address=address[:64]))
+
+
+# --- users of directories and single sign-on --------------------------------------------------------------
+
+
+def all_external(conn: Connection) -> dict[str, ExternalRecord]:
+    query = select(external_users, users.c.name, users.c.email).join(users, users.c.id == external_users.c.user_id)
+    return {row.name: ExternalRecord(row.name, row.source, row.subject, frozenset(row.teams or ()), row.email)
+            for row in conn.execute(query)}
+
+
+def save_external(conn: Connection, user_id: int, source: str, subject: str | None, teams: Iterable[str]) -> None:
+    values = {"source": source, "subject": subject, "teams": sorted(teams), "seen": now()}
+    if conn.execute(select(external_users.c.user_id).where(external_users.c.user_id == user_id)).first() is None:
+        conn.execute(insert(external_users).values(user_id=user_id, **values))
+    else:
+        conn.execute(update(external_users).where(external_users.c.user_id == user_id).values(**values))

@@ -18,6 +18,9 @@ The identity and policy store (auth/ decides with it, auth/identity.py manages i
 - ``tokens``: personal access tokens of users and tokens of robots (exactly one owner).  ``id`` is the
   public id (also inside the secret), ``digest`` the secret's keyed hash (auth/tokens.py); ``last_used``
   and ``last_address`` are bookkeeping written in batches.
+- ``external_users``: users of a directory or a single sign-on: which source, the provider's stable
+  subject (an OpenID issuer and ``sub``: a name reassigned at the provider cannot take the account over)
+  and the teams its groups map to, as of the user's latest login.
 - ``feed``: one row whose ``version`` every policy change increments in its own transaction: the change
   feed each replica polls to invalidate its caches (storage/database/feed.py).
 """
@@ -152,4 +155,13 @@ tokens = Table(
     CheckConstraint("(user_id IS NULL) <> (robot_id IS NULL)", name="one_owner"),
     UniqueConstraint("user_id", "name", name="uq_tokens_user_name"),
     UniqueConstraint("robot_id", "name", name="uq_tokens_robot_name"),
+)
+
+external_users = Table(
+    "external_users", metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("source", String(16), nullable=False),
+    Column("subject", String(512)),
+    Column("teams", JSON, nullable=False),
+    Column("seen", DateTime(timezone=True), nullable=False),
 )

@@ -1,4 +1,5 @@
-"""Machine identities: robot accounts owned by namespaces, personal access tokens and robot tokens.
+"""Machine identities (robot accounts owned by namespaces, personal access tokens and robot tokens) and
+the users of directories and single sign-on.
 
 Revision ID: 0002
 Revises: 0001
@@ -55,6 +56,20 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "external_users",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("subject", sa.String(length=512), nullable=True),
+        sa.Column("teams", sa.JSON(), nullable=False),
+        sa.Column("seen", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_external_users_user_id_users"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_external_users")),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("external_users")
     op.drop_table("tokens")
     op.drop_table("robots")
