@@ -34,7 +34,6 @@ from starlette.staticfiles import StaticFiles
 from auth.base import Access, Grant
 from auth.brake import TooManyAttempts
 from auth.credentials import CredentialRefused, SourceUnavailable
-from auth.tokenserver import read_form
 from registry.api.search import scan
 from registry.errors import RegistryError
 from registry.events.observe import request_info
@@ -42,7 +41,7 @@ from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.names import NAME_RE, TAG_RE
 from registry.ui.content import Inspector, digest_or_none, resolve
-from registry.ui.session import Session, Sessions, csrf_ok, safe_next
+from registry.ui.session import Forbidden, Session, Sessions, csrf_ok, read_fields, safe_next
 from registry.writes.actor import Actor, from_grant
 from storage.accounting import UsageReport, usage_report
 from storage.driver import StorageUnavailable
@@ -69,10 +68,6 @@ SORTS = ("tag", "pushed", "size")
 USAGE_TTL = 60.0  # a usage report walks all repositories and blobs: one per visitor identity a minute
 
 View = Callable[["WebUI", Request, Session], Awaitable[Response]]
-
-
-class Forbidden(Exception):
-    """The page exists but this visitor may not do this (delete without the right, bad CSRF token)."""
 
 
 def human_size(value: int | None) -> str:
@@ -388,12 +383,6 @@ class WebUI:
 
     async def exists(self, name: str) -> bool:
         return await repository_exists(self.registry.driver, name)
-
-
-async def read_fields(request: Request) -> dict[str, str]:
-    """A small urlencoded form, first value of each field; {} for anything else (then the CSRF check fails)."""
-    form = await read_form(request)
-    return {name: values[0] for name, values in (form or {}).items()}
 
 
 def page_size(raw: str | None) -> int:

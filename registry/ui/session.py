@@ -1,4 +1,5 @@
-"""The web UI's session: a signed cookie naming the logged-in user, and a CSRF token for its forms.
+"""The web UI's session: a signed cookie naming the logged-in user, a CSRF token for its forms, and how
+the forms are read and refused (shared by the pages of app.py, oidc.py and tokens.py).
 
 Every visitor gets a session (anonymous until login), so forms carry a token even before login. The
 cookie is signed (itsdangerous), HttpOnly and SameSite=Strict, Secure when the browser came over
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.login import Login
+from auth.tokenserver import read_form
 
 COOKIE = "moorage_session"
 
@@ -82,3 +84,13 @@ def safe_next(target: str | None, base: str) -> str:
     if target and target.startswith(f"{base}/") and not target.startswith("//") and "\\" not in target:
         return target
     return f"{base}/"
+
+
+class Forbidden(Exception):
+    """The page exists but this visitor may not do this (delete without the right, bad CSRF token)."""
+
+
+async def read_fields(request: Request) -> dict[str, str]:
+    """A small urlencoded form, first value of each field; {} for anything else (then the CSRF check fails)."""
+    form = await read_form(request)
+    return {name: values[0] for name, values in (form or {}).items()}

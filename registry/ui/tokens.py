@@ -13,8 +13,7 @@ from starlette.routing import BaseRoute, Route
 from auth.manage import Caller, Refused
 from auth.tokens import AccessTokens, token_view
 from registry.http.urls import client_address
-from registry.ui.app import Forbidden, read_fields  # imported by WebUI once the app module is loaded
-from registry.ui.session import Session, csrf_ok
+from registry.ui.session import Forbidden, Session, csrf_ok, read_fields
 
 if TYPE_CHECKING:
     from registry.ui.app import WebUI
