@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 import random
@@ -29,6 +30,7 @@ from storage.driver.interface import FileInfo, FileWriter, InvalidOffset, PathNo
 T = TypeVar("T")
 log = logging.getLogger("moorage.storage")
 SYNC_FILE_RANGE_WRITE = 2
+CONCURRENT_CHANGE_ATTEMPTS = 10  # passes over a directory another request writes into or deletes meanwhile
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _sync_file_range = getattr(_libc, "sync_file_range", None)
 if _sync_file_range is not None:
@@ -65,6 +67,45 @@ DIR_CACHE_ENTRIES = 65536
 LINK_CACHE_ENTRIES = 65536
 LINK_CACHE_MAX_BYTES = 256  # links (71 bytes for sha256); manifests have their own cache
 FRESH_NS = 2_000_000_000  # files younger than this are read, not trusted to a cached mtime
+
+
+def make_directories(directory: str) -> None:
+    """``os.makedirs``, where a concurrent delete of a parent (a tag deleted while it is pushed) is not an
+    error: the rename into it (``place``) creates what is missing again."""
+    with contextlib.suppress(FileNotFoundError):
+        os.makedirs(directory, exist_ok=True)
+
+
+def place(temp: str, full: str) -> None:
+    """Rename ``temp`` to ``full``, creating its directory when needed (rather than checked every time)
+    and again when a concurrent delete removed it in between."""
+    for attempt in range(CONCURRENT_CHANGE_ATTEMPTS):
+        try:
+            os.replace(temp, full)
+            return
+        except FileNotFoundError:
+            if attempt == CONCURRENT_CHANGE_ATTEMPTS - 1:
+                raise
+            make_directories(os.path.dirname(full))
+
+
+def remove_tree(full: str) -> None:
+    """``shutil.rmtree`` that another writer may race: what a concurrent delete removed first is gone
+    anyway, and what a concurrent write put in meanwhile (``ENOTEMPTY``) is removed by another pass.
+    Either change may win; neither fails (a tag deleted while it is pushed)."""
+    for attempt in range(CONCURRENT_CHANGE_ATTEMPTS):
+        try:
+            shutil.rmtree(full)
+            return
+        except OSError as e:
+            if not isinstance(e, FileNotFoundError) and e.errno != errno.ENOTEMPTY:
+                raise
+            if not os.path.lexists(full):
+                if attempt == 0 and isinstance(e, FileNotFoundError) and e.filename == full:
+                    raise  # it was never there
+                return
+            if attempt == CONCURRENT_CHANGE_ATTEMPTS - 1:
+                raise
 
 
 def remove_stale_temp_files(directory: str, older_than: float) -> int:
@@ -171,13 +212,9 @@ class FilesystemDriver(BaseDriver):
                     # an existing directory (a tag's current/ after its first push) costs a stat; makedirs
                     # would try a mkdir first, which locks the parent against the other PUTs' renames
                     if not os.path.isdir(directory):
-                        os.makedirs(directory, exist_ok=True)
+                        make_directories(directory)
             for (full, _), temp in zip(items, list(temps), strict=True):
-                try:
-                    os.replace(temp, full)
-                except FileNotFoundError:  # a new directory: created when needed rather than checked every time
-                    os.makedirs(os.path.dirname(full), exist_ok=True)
-                    os.replace(temp, full)
+                place(temp, full)
                 temps.remove(temp)
         except BaseException:
             for fd in fds:
@@ -282,7 +319,7 @@ class FilesystemDriver(BaseDriver):
     def _delete_sync(full: str, name: str) -> None:
         try:
             if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
+                remove_tree(full)
             else:
                 os.unlink(full)
         except (FileNotFoundError, NotADirectoryError):
