@@ -45,6 +45,7 @@ class Registry:
     login: Login  # the same users and rights for web UI sessions and /v1/search
     events: EventBus  # one event per change (and per pull): notifications, audit, metrics subscribe
     writer: RepositoryWriter
+    ledger: UsageLedger | None  # what each namespace stores and uploads, with quotas (GC reconciles it)
     mirror: UpstreamSource | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
     database: Database | None = None  # opened when first needed; None: S3 storage without database.url
     tokens: AccessTokens | None = None  # personal access tokens and robots (with a database and logins)
@@ -67,7 +68,7 @@ class Registry:
         quotas = config.storage.quotas
         ledger = UsageLedger(driver) if quotas is not None else None
         # a push marks what it relies on at most once per quarter of GC's grace window (docs/gc.md)
-        blobs = BlobStore(driver, touch_interval=config.storage.gc.grace / 4, ledger=ledger)
+        blobs = BlobStore(driver, touch_interval=config.storage.gc.grace / 4)
         manifests = ManifestStore(driver, blobs)
         uploads = UploadStore(driver, blobs)
         tags = TagStore(driver)
@@ -77,7 +78,7 @@ class Registry:
         if not config.storage.delete_enabled:
             policies.insert(0, DeletesDisabled())
         quota = QuotaGuard(ledger, quotas) if ledger is not None and quotas is not None else None
-        writer = RepositoryWriter(config, driver, blobs, uploads, manifests, tags, referrers, events, policies, quota)
+        writer = RepositoryWriter(config, blobs, uploads, manifests, tags, referrers, events, policies, quota)
         mirror = UpstreamSource.build(config.proxy, driver, blobs, manifests, tags, writer)
         if mirror is not None:
             writer.mirrored = mirror.refusal
@@ -94,6 +95,7 @@ class Registry:
             login=login,
             events=events,
             writer=writer,
+            ledger=ledger,
             mirror=mirror,
             database=database,
             tokens=tokens,

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from storage import paths
 from storage.digests import Digest, InvalidDigest, parse_digest
 from storage.driver import FileInfo, PathNotFound, StorageDriver
-from storage.usage import UsageLedger
 
 
 class BlobUnknown(Exception):
@@ -27,9 +26,8 @@ class BlobStore:
     each at most once per interval (a quarter of GC's grace window).
     """
 
-    def __init__(self, driver: StorageDriver, touch_interval: float = 0.0, ledger: UsageLedger | None = None) -> None:
+    def __init__(self, driver: StorageDriver, touch_interval: float = 0.0) -> None:
         self.driver = driver
-        self.ledger = ledger  # counts what each namespace stores, when quotas are configured
         self.touch_interval = touch_interval
         self._touched: OrderedDict[str, float] = OrderedDict()
 
@@ -55,8 +53,6 @@ class BlobStore:
     async def link(self, name: str, digest: Digest) -> None:
         await self.driver.put_content(paths.layer_link(name, digest), str(digest).encode())
         self.remember_write(paths.layer_link(name, digest))
-        if self.ledger is not None:
-            await self.ledger.add(name, digest)
 
     async def relied_on(self, name: str, digest: Digest) -> None:
         """A push in ``name`` relies on this stored blob: mark the blob and its link as used now."""

@@ -65,8 +65,6 @@ class ManifestStore:
         if len(items) == 2:
             self.blobs.fresh(digest)
         self.blobs.remember_write(link)
-        if self.blobs.ledger is not None:
-            await self.blobs.ledger.add(name, digest, len(content))
         self._remember(digest, content)
 
     async def relied_on(self, name: str, digest: Digest) -> None:

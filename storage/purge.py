@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from storage import paths
 from storage.driver import PathNotFound, StorageDriver
@@ -12,7 +13,11 @@ from storage.tree import RepositoryTree
 log = logging.getLogger("moorage.purge")
 
 
-async def purge_uploads(driver: StorageDriver, older_than: float, dry_run: bool = False) -> list[str]:
+Purged = Callable[[str, str], Awaitable[None]]  # (repository, upload id): a session was removed
+
+
+async def purge_uploads(driver: StorageDriver, older_than: float, dry_run: bool = False,
+                        on_purged: Purged | None = None) -> list[str]:
     """Delete uploads started more than ``older_than`` seconds ago; returns their directories.
 
     Visits every repository with upload sessions, including those whose first push never finished.
@@ -21,11 +26,12 @@ async def purge_uploads(driver: StorageDriver, older_than: float, dry_run: bool 
     tree = RepositoryTree(driver)
     purged: list[str] = []
     async for name in tree.repositories(marker=paths.UPLOADS):
-        purged += await purge_repository(tree, name, cutoff, dry_run)
+        purged += await purge_repository(tree, name, cutoff, dry_run, on_purged)
     return purged
 
 
-async def purge_repository(tree: RepositoryTree, name: str, cutoff: float, dry_run: bool) -> list[str]:
+async def purge_repository(tree: RepositoryTree, name: str, cutoff: float, dry_run: bool,
+                           on_purged: Purged | None = None) -> list[str]:
     driver = tree.driver
     purged = []
     for upload_id in await tree.uploads(name):
@@ -45,4 +51,6 @@ async def purge_repository(tree: RepositoryTree, name: str, cutoff: float, dry_r
             log.info("purged upload %s", directory)
         except PathNotFound:
             pass
+        if on_purged is not None:
+            await on_purged(name, upload_id)
     return purged

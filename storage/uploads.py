@@ -170,7 +170,15 @@ class UploadStore:
         return upload.size
 
     async def commit(self, upload: UploadInfo, digest: Digest, chunks: AsyncIterator[bytes] | None) -> int:
-        """Append the final chunk, verify the digest, publish the blob; returns its size."""
+        """Append the final chunk, verify the digest, publish the blob and link it into the repository;
+        returns its size."""
+        size = await self.finish(upload, digest, chunks)
+        await self.blobs.link(upload.name, digest)
+        return size
+
+    async def finish(self, upload: UploadInfo, digest: Digest, chunks: AsyncIterator[bytes] | None) -> int:
+        """``commit`` but for the link: the blob is stored under its digest and the session is gone (the
+        write path links it once its quota allows)."""
         data_path = paths.upload_data(upload.name, upload.id)
         writer = await self.driver.writer(data_path, append=True)
         self._observe(upload, writer.size)
@@ -204,7 +212,6 @@ class UploadStore:
         else:
             await self.driver.move(data_path, paths.blob_data(digest))
             self.blobs.fresh(digest)
-        await self.blobs.link(upload.name, digest)
         await self.cancel(upload.name, upload.id)
         return upload.size
 

@@ -19,7 +19,7 @@ WRITING: dict[str, tuple[type, frozenset[str]]] = {
     "tags": (TagStore, frozenset({"tag", "untag", "confirm"})),
     "uploads": (UploadStore, frozenset({"create", "append", "commit", "cancel"})),
     "referrers": (ReferrersIndex, frozenset({"add", "remove"})),
-    "ledger": (UsageLedger, frozenset({"add", "reconcile"})),
+    "ledger": (UsageLedger, frozenset({"add", "reserve", "withdraw", "mark", "uncount", "hold", "release", "reconcile"})),
     "driver": (StorageDriver, frozenset({"put_content", "put_contents", "writer", "delete", "delete_file", "move"})),
 }
 STORES = ("blobs", "manifests", "tags", "uploads", "referrers")  # what holds a repository's content

@@ -37,7 +37,6 @@ from registry.ui.app import WebUI
 from registry.ui.content import Inspector
 from storage import paths
 from storage.driver import PathNotFound, StorageDriver, StorageUnavailable
-from storage.purge import purge_uploads
 
 log = logging.getLogger("moorage")
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
@@ -125,8 +124,7 @@ class RegistryApp:
         storage = self.config.storage
         while True:
             try:
-                driver = self.registry.driver
-                await purge_uploads(driver, storage.upload_purge_age, storage.upload_purge_dryrun)
+                await self.registry.writer.purge_uploads(storage.upload_purge_age, storage.upload_purge_dryrun)
             except StorageUnavailable as e:  # said once per request already: no traceback every round
                 log.warning("purging abandoned uploads skipped: %s", e.reason or e)
             except Exception:

@@ -98,7 +98,7 @@ def run_gc(args: argparse.Namespace, config: Config | None = None, retention: bo
                 registry.driver, dry_run=args.dry_run, grace=grace, progress=progress,
                 delete_untagged=args.delete_untagged or config.storage.gc.deleteuntagged,
                 expire=config.storage.retention if retention else None,
-                ledger=registry.blobs.ledger,
+                ledger=registry.ledger,
             )
             try:
                 result = await collector.run()

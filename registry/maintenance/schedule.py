@@ -27,7 +27,7 @@ async def collect_periodically(registry: Registry) -> None:
             collector = GarbageCollector(registry.driver, delete_untagged=settings.deleteuntagged,
                                          dry_run=settings.dryrun, grace=settings.grace,
                                          expire=retention,
-                                         ledger=registry.blobs.ledger)
+                                         ledger=registry.ledger)
             result = await collector.run()
             gc_finished(mode, result.blobs_removed, result.manifests_removed, result.bytes_freed, result.seconds)
             log.info("garbage collection%s: %s", " (dry run)" if settings.dryrun else "", result.summary())

@@ -34,10 +34,10 @@ from registry.writes.policy import Write, WritePolicy, no_current
 from registry.writes.quota import QuotaGuard
 from storage.blobs import BlobStore, BlobUnknown
 from storage.digests import Digest, digest_bytes
-from storage.driver import StorageDriver
 from storage.gc import LEASE_NAME
 from storage.lease import held
 from storage.manifests import ManifestStore, ManifestUnknown, TagStore, TagUnknown
+from storage.purge import purge_uploads
 from storage.referrers import ReferrersIndex
 from storage.uploads import UploadInfo, UploadStore, UploadUnknown
 
@@ -56,7 +56,6 @@ class RepositoryWriter:
     """The one road for changes (see the module's docstring); ``registry.writer`` of the ``Registry``."""
 
     config: Config
-    driver: StorageDriver
     blobs: BlobStore
     uploads: UploadStore
     manifests: ManifestStore
@@ -93,13 +92,21 @@ class RepositoryWriter:
         (an upstream's manifest is vouched for by its digest; its blobs come when pulled)."""
         return actor.kind != MIRROR and not self.config.validation.disabled
 
-    def counting(self, actor: Actor) -> QuotaGuard | None:
-        """The quota guard for this actor's writes (a mirror's cache is counted, never refused)."""
-        return self.quota if actor.kind != MIRROR else None
+    @staticmethod
+    def deciding(actor: Actor) -> bool:
+        """Whether quotas may refuse this actor's writes (a mirror's cache is counted, never refused)."""
+        return actor.kind != MIRROR
+
+    def counting(self, name: str, blobs: list[tuple[Digest, int]], actor: Actor,
+                 upload: UploadInfo | None = None) -> contextlib.AbstractAsyncContextManager[None]:
+        """Around linking ``blobs``: the quota's reservation (see quota.py), when there are quotas."""
+        if self.quota is None:
+            return contextlib.nullcontext()
+        return self.quota.counting(name, blobs, upload, check=self.deciding(actor))
 
     async def gc_running(self) -> bool:
         """Whether some process holds the garbage collection lease now."""
-        return await held(self.driver, LEASE_NAME) is not None
+        return await held(self.blobs.driver, LEASE_NAME) is not None
 
     async def tag_target(self, name: str, tag: str) -> Digest | None:
         try:
@@ -138,15 +145,16 @@ class RepositoryWriter:
         verified = manifest if self.validating(actor) else None  # whose references are checked
         if verified is not None:
             await references.verify(self.blobs, self.manifests, self.config.validation, name, verified)
-        quota = self.counting(actor)
-        if quota is not None and manifest is not None:
-            await quota.check_manifest(name, digest, len(content), manifest)
-        await self.manifests.put(name, digest, content)
-        collecting = await self.gc_running()  # asked after storing: a GC that starts later sees the manifest
-        if collecting:
-            if verified is not None:
-                await references.recheck(self.blobs, self.manifests, name, digest, verified)
-            await self.manifests.confirm(name, digest, content)
+        # the manifest counts, and what it names that the namespace does not count yet
+        named = [(r.digest, r.size) for r in [*verified.blobs, *verified.children] if not r.urls] \
+            if verified is not None else []
+        async with self.counting(name, [(digest, len(content)), *named], actor):
+            await self.manifests.put(name, digest, content)
+            collecting = await self.gc_running()  # asked after storing: a GC that starts later sees it
+            if collecting:
+                if verified is not None:
+                    await references.recheck(self.blobs, self.manifests, name, digest, verified)
+                await self.manifests.confirm(name, digest, content)
         for tag in tags:
             await self.tags.tag(name, tag, digest)
             if collecting:
@@ -215,6 +223,8 @@ class RepositoryWriter:
             await self.manifests.delete(name, digest)
         except ManifestUnknown:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
+        if self.quota is not None:
+            await self.quota.uncount(name, digest)
         await self.events.publish(RepositoryEvent(EventKind.MANIFEST_DELETED, name, actor, digest, tuple(tags)))
 
     # --- blobs and uploads ---------------------------------------------------------------------------
@@ -225,33 +235,63 @@ class RepositoryWriter:
         await self.blobs.relied_on(name, digest)
 
     async def start_upload(self, name: str, algorithm: str, actor: Actor, declared: int = 0) -> UploadInfo:
-        """A new upload session; ``declared``: the bytes the client announced (checked against the quota)."""
+        """A new upload session; ``declared``: the bytes the client announced it sends with it (they count
+        against the quota before any is received; refused, the session goes)."""
         await self.admit(RepositoryEvent(EventKind.BLOB_PUSHED, name, actor))
-        quota = self.counting(actor)
-        if quota is not None:
-            await quota.check(name, declared)
-        return await self.uploads.create(name, algorithm)
+        upload = await self.uploads.create(name, algorithm)
+        if self.quota is not None and declared > 0 and self.deciding(actor):
+            try:
+                await self.quota.hold(upload, declared)
+            except RegistryError:
+                await self.cancel_upload(name, upload.id, actor)
+                raise
+        return upload
 
     async def append_upload(self, upload: UploadInfo, chunks: AsyncIterator[bytes], start: int | None,
                             length: int | None, declared: int, actor: Actor) -> None:
-        """Append a chunk (``length`` from Content-Range, else ``declared`` from Content-Length counts
-        against the quota before anything is stored)."""
+        """Append a chunk; its bytes count as the session's from the start: ``length`` from Content-Range,
+        else ``declared`` from Content-Length (refused when over the quota before anything is stored); a
+        streamed chunk counts for what arrived."""
         await self.admit(RepositoryEvent(EventKind.BLOB_PUSHED, upload.name, actor))
-        quota = self.counting(actor)
-        if quota is not None:
-            await quota.check(upload.name, upload.size + (length if length is not None else declared))
-        async with self.uploads.lock(upload.name, upload.id):
-            await self.uploads.append(upload, chunks, start, length)
+        if self.quota is None or not self.deciding(actor):
+            async with self.uploads.lock(upload.name, upload.id):
+                await self.uploads.append(upload, chunks, start, length)
+            return
+        reserved = upload.size + (length if length is not None else declared)
+        entry = await self.quota.hold(upload, reserved)
+        try:
+            async with self.uploads.lock(upload.name, upload.id):
+                await self.uploads.append(upload, chunks, start, length)
+        finally:
+            await self.quota.account(upload, entry, reserved)
 
     async def commit_upload(self, upload: UploadInfo, digest: Digest, chunks: AsyncIterator[bytes] | None,
                             actor: Actor, declared: int = 0) -> int:
-        """Receive the last chunk, verify the digest and link the blob into the repository; its size."""
+        """Receive the last chunk (``declared`` bytes), verify the digest and link the blob into the
+        repository once the quota allows; its size.  A refused completion removes its session, as
+        Distribution's does (the client uploads again once there is room)."""
         await self.admit(RepositoryEvent(EventKind.BLOB_PUSHED, upload.name, actor, digest))
-        quota = self.counting(actor)
-        if quota is not None:
-            await quota.check(upload.name, upload.size + declared)
-        async with self.uploads.lock(upload.name, upload.id):
-            size = await self.uploads.commit(upload, digest, chunks)
+        quota, deciding = self.quota, self.deciding(actor)
+        held: tuple[str, int] | None = None  # the session's entry for the last chunk, and its size
+        try:
+            if quota is not None and deciding and declared > 0:
+                held = (await quota.hold(upload, upload.size + declared), upload.size + declared)
+            async with self.uploads.lock(upload.name, upload.id):
+                size = await self.uploads.finish(upload, digest, chunks)
+        except RegistryError:
+            with contextlib.suppress(UploadUnknown):
+                await self.cancel_upload(upload.name, upload.id, actor)
+            raise
+        except BaseException:
+            if quota is not None:  # the session stays (a digest mismatch keeps it resumable): what it holds counts
+                await quota.account(upload, *(held or (None, None)))
+            raise
+        try:  # the blob is stored under its digest and the session is gone: link it if the quota allows
+            async with self.counting(upload.name, [(digest, size)], actor, upload):
+                await self.blobs.link(upload.name, digest)
+        finally:
+            if quota is not None:
+                await quota.release(upload.name, upload.id)
         await self.events.publish(RepositoryEvent(EventKind.BLOB_PUSHED, upload.name, actor, digest, size=size))
         return size
 
@@ -264,13 +304,23 @@ class RepositoryWriter:
         except BaseException:
             # the client never learnt of this session: nothing may stay behind (a retry starts anew)
             with contextlib.suppress(UploadUnknown):
-                await self.uploads.cancel(upload.name, upload.id)
+                await self.cancel_upload(upload.name, upload.id, actor)
             raise
 
     async def cancel_upload(self, name: str, upload_id: str, actor: Actor) -> None:
         """Raises UploadUnknown."""
         self.check_writable(name, actor)
-        await self.uploads.cancel(name, upload_id)
+        try:
+            await self.uploads.cancel(name, upload_id)
+        finally:
+            if self.quota is not None:
+                await self.quota.release(name, upload_id)
+
+    async def purge_uploads(self, older_than: float, dry_run: bool = False) -> list[str]:
+        """Remove upload sessions abandoned ``older_than`` seconds ago (Distribution's upload purging)."""
+        quota = self.quota
+        return await purge_uploads(self.blobs.driver, older_than, dry_run,
+                                   on_purged=quota.release if quota is not None else None)
 
     async def mount(self, name: str, digest: Digest, source: str | None, actor: Actor) -> bool:
         """Link a blob of ``source`` (of any repository when None: the caller decides who may) into
@@ -284,11 +334,9 @@ class RepositoryWriter:
         except (BlobUnknown, RegistryError):
             return False
         await self.admit(RepositoryEvent(EventKind.BLOB_MOUNTED, name, actor, digest, from_repository=source))
-        quota = self.counting(actor)
-        if quota is not None:
-            await quota.check_blob(name, digest, info.size)
-        await self.blobs.link(name, digest)
-        await self.blobs.touch(digest)  # the push relies on a blob that may be old and unreferenced
+        async with self.counting(name, [(digest, info.size)], actor):
+            await self.blobs.link(name, digest)
+            await self.blobs.touch(digest)  # the push relies on a blob that may be old and unreferenced
         await self.events.publish(RepositoryEvent(EventKind.BLOB_MOUNTED, name, actor, digest, size=info.size,
                                                   from_repository=source))
         return True
@@ -300,4 +348,6 @@ class RepositoryWriter:
             await self.blobs.unlink(name, digest)
         except BlobUnknown:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+        if self.quota is not None:
+            await self.quota.uncount(name, digest)
         await self.events.publish(RepositoryEvent(EventKind.BLOB_DELETED, name, actor, digest))
