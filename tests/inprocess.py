@@ -11,24 +11,17 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from tests.e2e.helpers import free_port
+from tests.loopback import Listening
 
 
 @dataclass
-class InProcessServer:
+class InProcessServer(Listening):
     """``stop()`` and ``start()`` it to simulate outages."""
 
     app: ASGIApp
     port: int = field(default_factory=free_port)
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def another_port(self) -> int:
         return free_port()

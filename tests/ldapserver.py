@@ -28,6 +28,8 @@ from urllib.parse import quote
 import trustme
 from ldap3 import MODIFY_ADD, MODIFY_DELETE, Connection, Server
 
+from tests.loopback import Listening
+
 BASE = "dc=example,dc=org"
 ADMIN_DN, ADMIN_PW = f"cn=admin,{BASE}", "admin-secret"
 SERVICE_DN, SERVICE_PW = f"cn=svc-registry,ou=services,{BASE}", "svc-secret"
@@ -123,7 +125,10 @@ def group_dn(name: str) -> str:
     return f"cn={name},{GROUPS}"
 
 
-class Slapd:
+class Slapd(Listening):
+    address = "localhost"
+    scheme = "ldap"
+
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="moorage-slapd."))
         self.port, self.tls_port = free_port(), free_port()
@@ -141,10 +146,6 @@ class Slapd:
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
         self.populate()
-
-    @property
-    def url(self) -> str:
-        return f"ldap://localhost:{self.port}"
 
     @property
     def ldaps_url(self) -> str:

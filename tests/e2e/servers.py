@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import httpx
 import yaml
 
+from tests.loopback import Listening
+
 from .helpers import free_port
 
 MOORAGE = "moorage"
@@ -83,7 +85,7 @@ def owns_port(pgid: int, port: int) -> bool:
 
 
 @dataclass
-class RegistryProcess:
+class RegistryProcess(Listening):
     """One registry server process on loopback, with its config, data root and log."""
 
     kind: str
@@ -97,16 +99,6 @@ class RegistryProcess:
     ca_file: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
-
-    @property
-    def host(self) -> str:
-        """`127.0.0.1:PORT`, as clients write it in image references."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. `http://127.0.0.1:PORT`."""
-        return f"{self.scheme}://{self.host}"
 
     @property
     def config_path(self) -> Path:

@@ -32,6 +32,7 @@ from tests.deploy.support import (
     require_ip6_localhost,
     shipped_nginx_site,
 )
+from tests.loopback import Listening
 
 from .clients import Docker
 from .conftest import ServerFactory
@@ -45,19 +46,13 @@ BIG_UPLOAD = int(os.environ.get("MOORAGE_PROXY_UPLOAD_MB", "2200")) * MB
 
 
 @dataclass
-class Proxied:
+class Proxied(Listening):
     registry: RegistryProcess
     nginx: Nginx
     port: int
     ca: Path
-
-    @property
-    def host(self) -> str:
-        return f"{IP6_HOST}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}"
+    address = IP6_HOST
+    scheme = "https"
 
     def client(self, **kwargs: Any) -> httpx.Client:
         kwargs.setdefault("timeout", 600)
