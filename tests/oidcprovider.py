@@ -7,7 +7,8 @@ the ``groups`` scope. It runs on a thread of the test process, on a free loopbac
 ``mischief`` makes the token endpoint misbehave as an attacker or a broken provider would, to test the
 relying party: ``tamper`` (a changed payload under the original signature), ``nonce`` (a valid signature
 over another nonce), ``expired``, ``issuer`` (another issuer), ``audience`` (another client), ``none``
-(an unsigned token, ``alg: none``) and ``hs256`` (signed with the public key as an HMAC secret).
+(an unsigned token, ``alg: none``), ``hs256`` (signed with the public key as an HMAC secret) and ``down``
+(the provider stops right after sending the browser back with a code).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from authlib.oidc.core import OpenIDCode, UserInfo
 from authlib.oidc.core.models import AuthorizationCodeMixin
 from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
-MISCHIEF = ("tamper", "nonce", "expired", "issuer", "audience", "none", "hs256")
+MISCHIEF = ("tamper", "nonce", "expired", "issuer", "audience", "none", "hs256", "down")
 
 
 @dataclass
@@ -123,6 +124,12 @@ LOGIN_FORM = """<!doctype html><title>Sign in</title>
   <button name="action" value="login">Sign in</button>
   <button name="action" value="deny">Cancel</button>
 </form>"""
+
+
+class OneRequestPerConnection(WSGIRequestHandler):
+    """No keep-alive: once stopped, the provider is unreachable for every client, as one that is down."""
+
+    protocol_version = "HTTP/1.0"
 
 
 class Provider:
@@ -228,13 +235,16 @@ class Provider:
                 error = "<p role=alert>Invalid username or password</p>"
                 return LOGIN_FORM.format(client=client, error=error, action=action), 401
             grant.request.user = user
-            return server.create_authorization_response(grant=grant, grant_user=user)
+            response = server.create_authorization_response(grant=grant, grant_user=user)
+            if op.mischief == "down":  # the user is sent back with a code, and the provider is gone
+                op.stop()
+            return response
 
         @app.post("/token")
         def token() -> Any:
             op.token_requests += 1
             response = server.create_token_response()
-            if op.mischief and response.status_code == 200:
+            if op.mischief in MISCHIEF[:7] and response.status_code == 200:
                 body = json.loads(response.get_data())
                 body["id_token"] = op.spoil(body["id_token"])
                 response.set_data(json.dumps(body))
@@ -264,7 +274,7 @@ class Provider:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Provider]:
-        self._server = make_server("127.0.0.1", 0, self.app(), threaded=True)
+        self._server = make_server("127.0.0.1", 0, self.app(), threaded=True, request_handler=OneRequestPerConnection)
         self.port = self._server.server_port
         thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
