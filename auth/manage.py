@@ -229,6 +229,29 @@ def any_retention(policy: dict[str, Any]) -> dict[str, Any]:
     return policy
 
 
+async def recorded_write(db: Database, caller: Caller, file_admin: Callable[[str | None], bool],
+                         work: Callable[[Authority], Any], listeners: Iterable[Listener]) -> Any:
+    """``work`` in one policy write with the caller's authority; the changes it recorded go to the
+    listeners once committed (also for auth/tokens.py's changes)."""
+    recorded: list[ChangeRecord] = []
+
+    def run(conn: Connection) -> Any:
+        recorded.clear()
+        authority = Authority(conn, caller, file_admin)
+        result = work(authority)
+        recorded.extend(authority.changes)
+        return result
+
+    result = await db.write(run)
+    for change in recorded:
+        for listener in listeners:
+            try:
+                listener(change)
+            except Exception:
+                log.exception("change listener failed")
+    return result
+
+
 class Management:
     """The service: users, teams, namespaces and members, as any caller may manage them."""
 
@@ -248,23 +271,7 @@ class Management:
 
     async def _write(self, caller: Caller, work: Callable[[Authority], Any]) -> Any:
         """``work`` in one policy write; its recorded changes go to the listeners after the commit."""
-        recorded: list[ChangeRecord] = []
-
-        def run(conn: Connection) -> Any:
-            recorded.clear()
-            authority = Authority(conn, caller, self.file_admin)
-            result = work(authority)
-            recorded.extend(authority.changes)
-            return result
-
-        result = await self.db.write(run)
-        for change in recorded:
-            for listener in self.listeners:
-                try:
-                    listener(change)
-                except Exception:
-                    log.exception("change listener failed")
-        return result
+        return await recorded_write(self.db, caller, self.file_admin, work, self.listeners)
 
     async def _read(self, caller: Caller, work: Callable[[Authority], Any]) -> Any:
         return await self.db.read(lambda conn: work(Authority(conn, caller, self.file_admin)))

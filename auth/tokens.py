@@ -54,6 +54,7 @@ from auth.manage import (
     denied,
     invalid,
     not_found,
+    recorded_write,
 )
 from auth.policy import MAX_AGE
 from auth.rules import valid_repository
@@ -488,22 +489,7 @@ class AccessTokens:
         return out
 
     async def _write(self, caller: Caller, work: Callable[[Authority], Any]) -> Any:
-        recorded: list[ChangeRecord] = []
-
-        def run(conn: Connection) -> Any:
-            authority = self._authority(conn, caller)
-            result = work(authority)
-            recorded[:] = authority.changes
-            return result
-
-        result = await self.db.write(run)
+        result = await recorded_write(self.db, caller, self.file_admin, work, self.listeners)
         if self._following:
             await self.cache.refresh()  # this replica at once; the others within the feed's 2 s
-        for change in recorded:
-            for listener in self.listeners:
-                try:
-                    listener(change)
-                except Exception:
-                    log.exception("change listener failed")
         return result
-

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -244,3 +245,13 @@ def require_slapd() -> None:
         if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
             pytest.fail(message + " [CI=true: a missing server is a failure]", pytrace=False)
         pytest.skip(message)
+
+
+def own_slapd() -> Iterator[Slapd]:
+    """The body of a fixture that gives a test (or a session) a directory of its own."""
+    require_slapd()
+    server = Slapd()
+    try:
+        yield server
+    finally:
+        server.close()

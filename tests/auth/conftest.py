@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from auth import keygen
 from auth.keys import PrivateKey
-from tests.ldapserver import Slapd, require_slapd
+from tests.ldapserver import Slapd, own_slapd
 
 ISSUER = "test-issuer"
 SERVICE = "test-registry"
@@ -146,7 +146,4 @@ def token_auth(tmp_path: Path, signer: Signer, htpasswd_file: Path) -> dict[str,
 @pytest.fixture(scope="session")
 def slapd() -> Iterator[Slapd]:
     """One directory for the tests that do not stop it or change its groups for good."""
-    require_slapd()
-    server = Slapd()
-    yield server
-    server.close()
+    yield from own_slapd()

@@ -18,7 +18,7 @@ from auth.htpasswd import Htpasswd
 from auth.settings import AuthSettings, LdapSettings
 from configkit import ConfigError
 from tests.auth.conftest import bcrypt_line
-from tests.ldapserver import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PW, Slapd, require_slapd
+from tests.ldapserver import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PW, Slapd, own_slapd
 
 
 def settings(slapd: Slapd, **overrides: Any) -> LdapSettings:
@@ -117,12 +117,9 @@ def test_service_account_refused_is_unavailable_not_a_wrong_password(slapd: Slap
 
 
 @pytest.fixture
-def own_slapd() -> Iterator[Slapd]:
+def stoppable() -> Iterator[Slapd]:
     """A directory this test may stop."""
-    require_slapd()
-    server = Slapd()
-    yield server
-    server.close()
+    yield from own_slapd()
 
 
 @pytest.fixture
@@ -165,16 +162,16 @@ def test_chain_local_users_first_and_a_local_refusal_is_final(tmp_path: Path, sl
     assert verify(credentials, "bob", "wrong") is None
 
 
-def test_directory_down_local_users_work_directory_users_unavailable(tmp_path: Path, own_slapd: Slapd) -> None:
-    credentials = chain(tmp_path, Directory(settings(own_slapd, cachettl=0)))
+def test_directory_down_local_users_work_directory_users_unavailable(tmp_path: Path, stoppable: Slapd) -> None:
+    credentials = chain(tmp_path, Directory(settings(stoppable, cachettl=0)))
     assert verify(credentials, "bob", "bob-secret").name == "bob"
-    own_slapd.stop()
+    stoppable.stop()
     assert verify(credentials, "local", "local-pw").name == "local"
     started = time.monotonic()
     with pytest.raises(SourceUnavailable):
         verify(credentials, "bob", "bob-secret")
     assert time.monotonic() - started < 5
-    own_slapd.start()
+    stoppable.start()
     assert verify(credentials, "bob", "bob-secret").name == "bob"
 
 

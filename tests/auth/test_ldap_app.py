@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from tests.auth.app_helpers import app_client, push_blob
 from tests.auth.conftest import ISSUER, SERVICE, Signer
 from tests.auth.test_tokenserver import scopes
-from tests.ldapserver import PEOPLE, SERVICE_DN, SERVICE_PW, Slapd, require_slapd
+from tests.ldapserver import PEOPLE, SERVICE_DN, SERVICE_PW, Slapd, own_slapd
 from tests.ui.conftest import csrf
 
 RULES = {"rules": [
@@ -24,10 +24,7 @@ RULES = {"rules": [
 @pytest.fixture
 def directory() -> Iterator[Slapd]:
     """Its own slapd: these tests stop it."""
-    require_slapd()
-    server = Slapd()
-    yield server
-    server.close()
+    yield from own_slapd()
 
 
 def ldap_section(slapd: Slapd) -> dict[str, Any]:

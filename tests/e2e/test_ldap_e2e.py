@@ -17,7 +17,7 @@ import pytest
 
 from auth import htpasswd
 from tests.auth.e2e_support import assert_refused, auth_port, login, output
-from tests.ldapserver import PEOPLE, SERVICE_DN, SERVICE_PW, Slapd, require_slapd
+from tests.ldapserver import PEOPLE, SERVICE_DN, SERVICE_PW, Slapd, own_slapd
 
 from .clients import Docker
 from .helpers import unique
@@ -34,10 +34,7 @@ RULES = {"rules": [
 
 @pytest.fixture
 def slapd() -> Iterator[Slapd]:
-    require_slapd()
-    server = Slapd()
-    yield server
-    server.close()
+    yield from own_slapd()
 
 
 def ldap(slapd: Slapd, **overrides: Any) -> dict[str, Any]:
