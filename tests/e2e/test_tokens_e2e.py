@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from .clients import Docker, Podman, Skopeo
 from .helpers import run, unique
 from .images import ImageFactory
 from .servers import RegistryProcess, ServerFactory
+from .test_notifications import Receiver, notifying, push_image, receiver, wait_for  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.e2e
 BOB = ("bob", "bob-e2e-pw")
@@ -206,3 +208,32 @@ def test_expired_token_with_the_token_server_docker_says_it_expired(start_moorag
     time.sleep(max(0.0, (soon - datetime.datetime.now(datetime.UTC)).total_seconds()) + 1)
     failed = login(docker, reg.host, "alice", made["secret"])  # the token server's message reaches the user
     assert failed.returncode != 0 and "expired at" in output(failed), output(failed)
+
+
+def test_secrets_never_reach_logs_metrics_events_or_the_audit_trail(
+        start_moorage: ServerFactory, tmp_path: Path, receiver: Receiver) -> None:  # noqa: F811
+    path = tmp_path / "htpasswd"
+    htpasswd.set_password(path, "bob", BOB[1], cost=4)
+    receiver.start()
+    audit = tmp_path / "audit.jsonl"
+    config = {"auth": {"htpasswd": {"path": str(path)}, "access": {**RULES, "admins": ["bob"]}},
+              "log": {"level": "debug", "audit": {"path": str(audit)}}, "http": {"metrics": {"enabled": True}},
+              **notifying(receiver)}
+    reg = start_moorage(config, port=auth_port())
+    made = create_token(reg, BOB, scopes=["pull", "push"], repositories=["payments/**"])
+    secret = made["secret"]
+    with httpx.Client(base_url=reg.url, auth=("bob", secret), timeout=30,
+                      headers={"User-Agent": "notifications-e2e/1"}) as http:
+        push_image(http, "payments/api", "1", b"layer pushed with a token")
+        assert http.get("/v2/payments/api/manifests/1").status_code == 200
+        assert http.put("/v2/bob/app/manifests/1", content=b"{}").status_code == 403  # refused: audited
+    assert httpx.get(f"{reg.url}/v2/", auth=("bob", secret[:-3] + "abc"), timeout=10).status_code == 401
+    httpx.delete(f"{reg.url}/api/v1/tokens/{made['id']}", auth=BOB, timeout=10)
+    wait_for(lambda: any(e["action"] == "push" for e in receiver.events), "the push events")
+    metrics = httpx.get(f"{reg.url}/metrics", auth=BOB, timeout=10).text
+    places = {"events": json.dumps(receiver.envelopes), "metrics": metrics, "audit trail": audit.read_text(),
+              "server log": reg.log_path.read_text()}
+    assert "refused" in places["audit trail"] and '"actor": {"name": "bob"}' in places["events"]
+    for where, text in places.items():
+        for fragment in (secret, secret.rsplit("_", 1)[1]):
+            assert fragment not in text, f"the token's secret is in the {where}"
