@@ -95,6 +95,10 @@ class AccessController(Protocol):
         callers identified another way than a /v2 credential (web UI sessions, /v1 search)."""
         ...
 
+    def is_admin(self, subject: str | None) -> bool:
+        """Whether ``subject`` may administer the registry (replication), for web UI sessions."""
+        ...
+
 
 class AllowAll:
     """No authentication: everything is allowed (Distribution with no ``auth`` section)."""
@@ -108,3 +112,6 @@ class AllowAll:
 
     def actions(self, subject: str | None, repository: str) -> frozenset[str]:
         return EVERY_ACTION
+
+    def is_admin(self, subject: str | None) -> bool:
+        return True

@@ -92,6 +92,8 @@ class BasicController:
     def actions(self, subject: str | None, repository: str) -> frozenset[str]:
         return self.rules.actions(subject, "repository", repository)
 
+    def is_admin(self, subject: str | None) -> bool:
+        return self.rules.is_admin(subject)
 
 def scoped(rules: AccessRules, user: str | None, scope: Scope | None, type_: str, name: str) -> frozenset[str]:
     """What the rules let ``user`` do on a resource, cut down to an access token's scope."""

@@ -55,6 +55,9 @@ class BearerController:
             return frozenset()
         return self.rules.actions(subject, "repository", repository)
 
+    def is_admin(self, subject: str | None) -> bool:
+        return self.rules is not None and self.rules.is_admin(subject)
+
     def _refuse(self, origin: Origin, wanted: list[Access], error: str | None) -> AuthFailure:
         realm = self.realm
         if self.autoredirect_path is not None:

@@ -76,11 +76,14 @@ class Login:
         rules = getattr(self.access, "rules", None)
         return rules.holders(repository, action) if isinstance(rules, DatabasePolicy) else None
 
+    def is_admin(self, subject: str | None) -> bool:
+        """An admin of the access rules (everyone when no auth is configured)."""
+        return self.access.is_admin(subject)
+
     async def close(self) -> None:
         await self.credentials.close()
         if self.oidc is not None:
             await self.oidc.close()
-
 
 
 def build_login(auth: AuthSettings | Mapping[str, Any], access: AccessController,

@@ -101,8 +101,8 @@ class AccessRules:
 
     def actions(self, user: str | None, type_: str, name: str) -> frozenset[str]:
         """What ``user`` (None: anonymous) may do on a resource; ``*`` stands for every action."""
-        if type_ == "registry":
-            who = {"catalog": self.catalog, "metrics": self.metrics}.get(name)
+        if type_ == "registry":  # replication: its rules and executions, admins only
+            who = {"catalog": self.catalog, "metrics": self.metrics, "replication": frozenset()}.get(name)
             if who is not None and (self.is_admin(user) or self._in(user, who)):
                 return frozenset({"*"})
             return frozenset()

@@ -1,11 +1,12 @@
-"""Entry point: ``python -m bench [build-v3 SRC | limits | profile CASE | OPTIONS]``."""
+"""Entry point: ``python -m bench [build-v3 SRC | limits | profile CASE | replication | OPTIONS]``."""
 
 import sys
 
-from bench import distribution_v3, limits, profile
+from bench import distribution_v3, limits, profile, replication
 from bench.run import main
 
-COMMANDS = {"build-v3": distribution_v3.main, "limits": limits.main, "profile": profile.main}
+COMMANDS = {"build-v3": distribution_v3.main, "limits": limits.main, "profile": profile.main,
+            "replication": replication.main}
 
 if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
     raise SystemExit(COMMANDS[sys.argv[1]](sys.argv[2:]))

@@ -11,6 +11,7 @@ from auth import token_cli
 from registry import config as config_module
 from registry.config import Config, ConfigError
 from registry.maintenance import cli as maintenance_cli
+from registry.replication import cli as replication_cli
 from storage.database import Database
 
 
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.add_argument("config", nargs="?", help="YAML config file")
     rebuild.set_defaults(run=run_rebuild_index)
     maintenance_cli.add_commands(commands, load_config)
+    replication_cli.add_commands(commands, load_config)
     auth_cli.add_commands(commands, load_config)
     token_cli.add_commands(commands, load_config, open_database)
     args = parser.parse_args(argv)

@@ -3,7 +3,8 @@ environment overrides, read into one typed model (``Config``).
 
 Every section is a ``configkit.Section``: its fields are its keys, with types and defaults; unknown
 keys are refused and every error names its key. The sections of the other packages are theirs:
-``auth`` (auth.settings), the storage drivers' parameters (storage), ``proxy`` (registry.mirror.config).
+``auth`` (auth.settings), the storage drivers' parameters (storage), ``proxy`` (registry.mirror.config),
+``replication`` (registry.replication.config).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from registry.events.notifications.config import NotificationsSettings
 from registry.maintenance.quotas import QuotasConfig
 from registry.maintenance.retention import Retention, RetentionConfig
 from registry.mirror.config import ProxyConfig
+from registry.replication.config import ReplicationSettings
 from storage.database import DatabaseSettings
 from storage.driver.filesystem import FilesystemParameters
 from storage.driver.s3_config import S3Parameters
@@ -326,6 +328,7 @@ class Config(Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
+    replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
 
     loglevel: LogLevel | None = None  # Distribution's older spelling of log.level
 

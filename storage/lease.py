@@ -46,6 +46,7 @@ class Lease:
         self.settle = settle
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.token = uuid.uuid4().hex
+        self.renewed = 0.0  # monotonic time of our last write
 
     async def current(self) -> dict[str, Any] | None:
         """The lease as stored, or None when nobody holds it (absent, garbled or expired)."""
@@ -60,6 +61,18 @@ class Lease:
         await asyncio.sleep(self.settle)
         found = await self.current()
         return found is not None and found.get("token") == self.token
+
+    async def hold(self) -> bool:
+        """For work a process keeps doing while it may (a queue, a replication rule): whether it holds the
+        lease now, renewed when half spent, or took it."""
+        current = await self.current()
+        if current is not None and current.get("token") == self.token:
+            if time.monotonic() - self.renewed > self.ttl / 2:
+                await self.renew()
+            return True
+        if current is not None or not await self.acquire():
+            return False
+        return True
 
     async def renew(self) -> None:
         """Extend the lease; raises LeaseLost when someone else took it meanwhile."""
@@ -76,3 +89,4 @@ class Lease:
     async def _write(self) -> None:
         body = {"holder": self.holder, "token": self.token, "expires": time.time() + self.ttl}
         await self.driver.put_content(self.path, json.dumps(body).encode())
+        self.renewed = time.monotonic()

@@ -18,6 +18,7 @@ the repository, a directory Distribution's catalog walk skips like every ``_``-p
       blobs/<alg>/<hex[:2]>/<hex>/lastused    when a push last relied on the blob (Moorage, GC)
       .../condemned                           beside objects GC is about to delete (Moorage)
       _moorage/leases/<name>                  who runs GC now, until when (Moorage)
+      _moorage/replication/<rule>/            replication executions, schedule and event queue (Moorage)
 
 The walks of this tree (every repository, its tags, revisions, links, uploads; every blob) are in
 ``storage.tree``, built on the names below.
@@ -88,6 +89,18 @@ def lease(name: str) -> str:
 def notification_events(endpoint: str) -> str:
     """The durable queue of a notification endpoint (registry.events.notifications.queue)."""
     return f"{MOORAGE}/notifications/{endpoint}/events"
+
+
+REPLICATION = f"{MOORAGE}/replication"  # per rule, see registry.replication.executions
+
+
+def replication_rule(rule: str) -> str:
+    return f"{REPLICATION}/{rule}"
+
+
+def replication_events(rule: str) -> str:
+    """The durable queue of an event rule: the notifications' queue, consumed by replication."""
+    return f"{REPLICATION}/{rule}/events"
 
 
 USAGE = f"{MOORAGE}/usage"  # per namespace, see storage.usage

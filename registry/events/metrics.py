@@ -1,5 +1,5 @@
-"""Prometheus metrics of the HTTP layer, the repositories' events, the mirror and notifications, and the
-``/metrics`` exposition.
+"""Prometheus metrics of the HTTP layer, the repositories' events, the mirror, notifications and replication,
+and the ``/metrics`` exposition.
 
 Every label has a bounded set of values: routes are the endpoint *templates* (``/v2/{name}/manifests/
 {reference}``), never a repository name, tag or digest, so a thousand repositories make no new series.
@@ -68,6 +68,17 @@ repository_event_bytes = Counter("moorage_repository_event_bytes_total", "Bytes 
                                  "pushed, mounted and pulled, by event", ("event",))
 notification_dropped = Counter("moorage_notification_events_dropped_total", "Events dropped, oldest first, "
                                "because the endpoint's queue reached notifications maxevents", ("endpoint",))
+replication_executions = Counter("moorage_replication_executions_total", "Replication executions finished, by "
+                                 "rule, trigger (event, schedule, manual, retry) and state (succeeded, failed)",
+                                 ("rule", "trigger", "state"))
+replication_items = Counter("moorage_replication_items_total", "Replication items finished, by rule and outcome "
+                            "(copied, unchanged, deleted, skipped, failed)", ("rule", "outcome"))
+replication_bytes = Counter("moorage_replication_bytes_total", "Blob bytes replication sent, by rule", ("rule",))
+replication_lag = Histogram("moorage_replication_lag_seconds", "Time from a push here to its copy on the remote "
+                            "(event rules)", ("rule",), buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+                                                                 300.0, 900.0, 3600.0))
+replication_running = Gauge("moorage_replication_executions_running", "Replication executions this process runs "
+                            "now, by rule", ("rule",), multiprocess_mode="livesum")
 audit_events = Counter("moorage_audit_events_total", "Audit events written, by action (push, delete, mount, "
                        "refused)", ("action",))
 

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from auth.base import Access, AuthFailure
 from auth.factory import token_server_routes
 from registry import config as config_module
+from registry.api.replication import ReplicationAPI
 from registry.api.search import V1Search
 from registry.api.tokens import TokensAPI
 from registry.api.usage import V1Usage
@@ -33,6 +34,7 @@ from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.maintenance.schedule import collect_periodically
 from registry.names import check_name
+from registry.replication.worker import Replication
 from registry.ui.app import WebUI
 from registry.ui.content import Inspector
 from storage import paths
@@ -49,9 +51,11 @@ METRICS_ACCESS = [Access("registry", "metrics", "*")]
 
 
 class RegistryApp:
-    def __init__(self, config: Config, registry: Registry, extra_routes: list[BaseRoute]) -> None:
+    def __init__(self, config: Config, registry: Registry, extra_routes: list[BaseRoute],
+                 replication: Replication | None = None) -> None:
         self.config = config
         self.registry = registry
+        self.replication = replication
         self.prefix = config.http.prefix
         self.api_prefix = f"{self.prefix}v2"
         # on every /v2 answer: the API version and the operator's http.headers
@@ -67,6 +71,11 @@ class RegistryApp:
             routes.append(Route(config.http.metrics.path, self.metrics, methods=["GET"]))
         self.other = Router(routes=routes, default=self.not_found)
         self.notifier = Notifier.build(config, registry.driver)
+        if replication is not None:
+            for consumer in replication.consumers():
+                registry.events.subscribe(consumer)
+            if self.notifier is not None:
+                replication.alert = self.notifier.publish
         audit = AuditTrail(config.audit_path)
         registry.events.subscribe(audit)
         if self.notifier is not None:
@@ -99,12 +108,16 @@ class RegistryApp:
                     self.notifier.start()
                 if self.registry.database is not None:
                     self.registry.database.feed.start()  # only if a cache follows it (auth.database)
+                if self.replication is not None and not storage.readonly:
+                    self.replication.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in tasks:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                if self.replication is not None:
+                    await self.replication.close()
                 if self.notifier is not None:
                     await self.notifier.close()
                 await self.registry.close()
@@ -264,12 +277,14 @@ def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
     extra = token_server_routes(config.auth, lambda request: client_address(request, config.http),
                                 registry.login.credentials)
     inspector = Inspector(registry)
+    replication = Replication.build(registry)
     extra += V1Search(registry, inspector.description).routes()
     extra += V1Usage(registry).routes()
     extra += TokensAPI(registry, registry.tokens).routes()
+    extra += ReplicationAPI(registry, replication).routes()
     if config.ui.enabled:
-        extra += WebUI(registry, inspector).routes()
-    return RegistryApp(config, registry, extra)
+        extra += WebUI(registry, inspector, replication).routes()
+    return RegistryApp(config, registry, extra, replication)
 
 
 def app_from_environment() -> RegistryApp:

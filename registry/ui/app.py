@@ -9,6 +9,9 @@ the registry. Who sees and may delete what comes from the access controller, exa
     /ui/r/NAME:TAG, NAME@DIGEST  a manifest or index
     /ui/delete/NAME:TAG|@DIGEST  confirm (GET) and delete (POST)
     /ui/usage                    storage per namespace and repository (storage/accounting.py)
+    /ui/replication              replication rules and their latest executions (admins)
+    /ui/replication/RULE         a rule's executions, and running it now (POST .../run)
+    /ui/replication/RULE/ID      an execution and its failed items
     /ui/login, /ui/logout
     /ui/oidc/login, /ui/oidc/callback   single sign-on (registry/ui/oidc.py)
     /ui/tokens                   the user's access tokens (registry/ui/tokens.py)
@@ -34,12 +37,15 @@ from starlette.staticfiles import StaticFiles
 from auth.base import Access, Grant
 from auth.brake import TooManyAttempts
 from auth.credentials import CredentialRefused, SourceUnavailable
+from registry.api.replication import safe_id
 from registry.api.search import scan
 from registry.errors import RegistryError
 from registry.events.observe import request_info
 from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.names import NAME_RE, TAG_RE
+from registry.replication.rules import Rule
+from registry.replication.worker import Replication
 from registry.ui.content import Inspector, digest_or_none, resolve
 from registry.ui.session import Forbidden, Session, Sessions, csrf_ok, read_fields, safe_next
 from registry.writes.actor import Actor, from_grant
@@ -125,8 +131,9 @@ def environment(base: str) -> jinja2.Environment:
 
 
 class WebUI:
-    def __init__(self, registry: Registry, inspector: Inspector) -> None:
+    def __init__(self, registry: Registry, inspector: Inspector, replication: Replication | None = None) -> None:
         self.registry = registry
+        self.replication = replication
         self.config = registry.config
         self.base = f"{self.config.http.prefix}ui"
         self.inspector = inspector
@@ -153,6 +160,10 @@ class WebUI:
                 Route("/", view(WebUI.repositories), methods=["GET", "HEAD"]),
                 Route("/search", view(WebUI.search), methods=["GET", "HEAD"]),
                 Route("/usage", view(WebUI.usage), methods=["GET", "HEAD"]),
+                Route("/replication", view(WebUI.replication_rules), methods=["GET", "HEAD"]),
+                Route("/replication/{rule}", view(WebUI.replication_rule), methods=["GET", "HEAD"]),
+                Route("/replication/{rule}/run", view(WebUI.replication_run), methods=["POST"]),
+                Route("/replication/{rule}/{execution}", view(WebUI.replication_execution), methods=["GET", "HEAD"]),
                 Route("/login", view(WebUI.login), methods=["GET", "HEAD", "POST"]),
                 Route("/logout", view(WebUI.logout), methods=["POST"]),
                 *(self.sso.routes() if self.sso else []),
@@ -202,8 +213,8 @@ class WebUI:
         page = self.env.get_template(template).render(
             session=session, login_enabled=self.registry.login.enabled, host=host,
             sso_label=self.sso.oidc.settings.label if self.sso else None,
-            tokens_enabled=self.token_pages is not None, path=request.url.path,
-            query=request.url.query, **context)
+            tokens_enabled=self.token_pages is not None, path=request.url.path, query=request.url.query,
+            replication_nav=self.replication is not None and self.may_administer(session), **context)
         return HTMLResponse(page, status_code=status)
 
     def may(self, session: Session, name: str, action: str) -> bool:
@@ -214,6 +225,9 @@ class WebUI:
         actions = self.registry.login.actions(session.user, name)
         grant = Grant(session.user, frozenset(Access("repository", name, action) for action in actions))
         return from_grant(grant, request_info(request.scope))
+
+    def may_administer(self, session: Session) -> bool:
+        return self.registry.login.is_admin(session.user)
 
     def may_delete(self, session: Session, name: str) -> bool:
         storage = self.config.storage
@@ -332,6 +346,58 @@ class WebUI:
         detail = await self.inspector.detail(name, digest)
         return self.render(request, session, "delete.html", title=f"Delete {shown}", name=name, tag=tag,
                            shown=shown, detail=detail)
+
+    # --- replication ---------------------------------------------------------------------------------
+
+    def replication_rule_of(self, request: Request, session: Session) -> Rule:
+        """The rule the path names, for admins; not found alike for everyone else."""
+        if self.replication is None or not self.may_administer(session):
+            raise RegistryError("NAME_UNKNOWN", "replication is not configured or not yours to see", status=404)
+        name = request.path_params.get("rule", "")
+        rule = self.replication.rules.get(name)
+        if rule is None:
+            raise RegistryError("NAME_UNKNOWN", f"no replication rule {name!r}", status=404)
+        return rule
+
+    async def replication_rules(self, request: Request, session: Session) -> Response:
+        if self.replication is None or not self.may_administer(session):
+            raise RegistryError("NAME_UNKNOWN", "replication is not configured or not yours to see", status=404)
+        rows = []
+        for rule in self.replication.rules.values():
+            latest = await self.replication.store.recent(rule.name, 1)
+            rows.append((rule, latest[0] if latest else None))
+        return self.render(request, session, "replication.html", title="Replication", rows=rows,
+                           started=request.query_params.get("started"))
+
+    async def replication_rule(self, request: Request, session: Session) -> Response:
+        rule = self.replication_rule_of(request, session)
+        assert self.replication is not None
+        executions = await self.replication.store.recent(rule.name, PAGE)
+        return self.render(request, session, "replication_rule.html", title=f"Replication {rule.name}", rule=rule,
+                           executions=executions, started=request.query_params.get("started"))
+
+    async def replication_run(self, request: Request, session: Session) -> Response:
+        rule = self.replication_rule_of(request, session)
+        assert self.replication is not None
+        form = await read_fields(request)
+        if not csrf_ok(session, form.get("csrf"), request, self.origin(request)):
+            raise Forbidden("the form expired or came from another site: reload the page and try again")
+        if self.config.storage.readonly:
+            raise Forbidden("the registry is in read-only mode: replication does not run")
+        execution = await self.replication.trigger(rule.name)
+        target = f"{self.base}/replication/{quote(rule.name)}?{urlencode({'started': execution.id})}"
+        return RedirectResponse(target, status_code=303)
+
+    async def replication_execution(self, request: Request, session: Session) -> Response:
+        rule = self.replication_rule_of(request, session)
+        assert self.replication is not None
+        execution_id = request.path_params["execution"]
+        execution = await self.replication.store.load(rule.name, execution_id) if safe_id(execution_id) else None
+        if execution is None:
+            raise RegistryError("NAME_UNKNOWN", f"no execution {execution_id!r}", status=404)
+        failed = await self.replication.store.failed_items(execution)
+        return self.render(request, session, "replication_execution.html", title=f"Execution {execution.id}",
+                           rule=rule, execution=execution, failed=failed[:MAX_PAGE], more=len(failed) > MAX_PAGE)
 
     async def login(self, request: Request, session: Session) -> Response:
         target = safe_next(request.query_params.get("next"), self.base)

@@ -332,6 +332,6 @@ def test_pull_through_mirror_of_distribution_behind_moorage_token_server(
     docker.pull(mirror.ref(repo, "v1"))
     assert docker.inspect(mirror.ref(repo, "v1"))["Id"] == img.image_id
     log = mirror.log_tail(400)
-    assert log.count(f"mirror: new token for repository:{repo}:pull from {realm}") == 1, log  # reused
+    assert log.count(f": new token for repository:{repo}:pull from {realm}") == 1, log  # reused
     wait_for(lambda: count(up, "GET", "/blobs/") >= 1 + len(img.layers))
     assert count(up, "GET", "/blobs/") == 1 + len(img.layers)

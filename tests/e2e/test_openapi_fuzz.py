@@ -21,6 +21,8 @@ from schemathesis import GenerationMode
 
 from registry.errors import CODES
 
+from .helpers import free_port
+
 pytestmark = pytest.mark.e2e
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
@@ -88,7 +90,9 @@ def fuzz(operation: Any, mode: GenerationMode, base: str, session: requests.Sess
 
 
 def test_fuzzed_requests_get_no_5xx_and_registry_errors(start_moorage) -> None:  # type: ignore[no-untyped-def]
-    server = start_moorage()
+    # one replication rule (to a remote nobody listens on), so that /api/v1/replication has something to show
+    nowhere = {"name": "nowhere", "url": f"http://127.0.0.1:{free_port()}"}
+    server = start_moorage({"replication": {"remotes": [nowhere], "rules": [{"name": "fuzz", "remote": "nowhere"}]}})
     seed(server.url)
     session = requests.Session()
     found: dict[str, str] = {}

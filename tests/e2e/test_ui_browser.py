@@ -25,7 +25,7 @@ from storage.digests import digest_bytes, parse_digest
 from tests.auth.e2e_support import USERS, auth_port, login, write_auth_files
 
 from .clients import Docker, Skopeo
-from .helpers import missing_client, unique
+from .helpers import free_port, missing_client, unique
 from .images import ImageFactory
 from .servers import ServerFactory
 
@@ -254,3 +254,79 @@ def seed_layout(root: Path, count: int) -> str:
         write(paths.tag_current_link(name, "latest"), link)  # (no tag index link: nothing here reads it)
     return digest_text
 
+
+
+def test_replication_page_runs_a_rule_for_admins(
+    start_moorage: ServerFactory, chromium: Any, artifacts: Path, tmp_path: Path,
+) -> None:
+    """The replication page: rules for admins only, *Run now* queues an execution, which succeeds and
+    shows its counts; a failing one shows each failed item's error."""
+    files = write_auth_files(tmp_path / "auth")
+    there = start_moorage()
+    rules = [{"name": "to-there", "direction": "push", "remote": "there", "repositories": ["alice/**"]},
+             {"name": "to-nowhere", "direction": "push", "remote": "nowhere", "repositories": ["alice/**"],
+              "retry": {"attempts": 0}}]
+    remotes = [{"name": "there", "url": there.url}, {"name": "nowhere", "url": f"http://127.0.0.1:{free_port()}"}]
+    access = {**files.basic()["access"], "admins": ["alice"]}
+    here = start_moorage({"auth": {**files.basic(), "access": access},
+                          "replication": {"remotes": remotes, "rules": rules, "poll": "0.5s", "lease": "3s"}})
+    repo = f"alice/{unique('repl')}"
+    config, layer = b'{"os":"linux","architecture":"amd64"}', b"replicated layer"
+    with httpx.Client(base_url=here.url, auth=("alice", USERS["alice"])) as c:
+        for blob in (config, layer):
+            assert c.post(f"/v2/{repo}/blobs/uploads/", params={"digest": str(digest_bytes(blob))},
+                          content=blob).status_code == 201
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                               "digest": str(digest_bytes(config)), "size": len(config)},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                "digest": str(digest_bytes(layer)), "size": len(layer)}]}
+        r = c.put(f"/v2/{repo}/manifests/v1", content=json.dumps(manifest),
+                  headers={"Content-Type": manifest["mediaType"]})
+        assert r.status_code == 201, r.text
+
+    context = chromium.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    base = f"{here.url}/ui"
+
+    def log_in(user: str) -> None:
+        page.goto(f"{base}/login")
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", USERS[user])
+        page.click("button[type=submit] >> text=Log in")
+
+    log_in("bob")  # no admin: no link, no page
+    assert page.locator("nav >> text=Replication").count() == 0
+    page.goto(f"{base}/replication")
+    assert page.title().startswith("Not found")
+    page.click("text=Log out")
+
+    log_in("alice")
+    page.click("nav >> text=Replication")
+    assert page.url == f"{base}/replication"
+    assert "never run" in page.inner_text("[data-testid=replication-rules]")
+    page.click("[data-testid=run-to-there]")
+    assert "queued" in page.inner_text("[role=status]")
+    page.goto(f"{base}/replication/to-there")
+    deadline = time.monotonic() + 30
+    while "succeeded" not in page.inner_text("[data-testid=executions]"):
+        assert time.monotonic() < deadline, page.inner_text("main")
+        time.sleep(0.3)
+        page.reload()
+    shoot(page, artifacts, "replication-rule")
+    page.click("[data-testid=executions] a.mono")
+    assert "1 copied" in page.inner_text("[data-testid=counts]")
+    with httpx.Client(base_url=there.url) as c:
+        assert c.head(f"/v2/{repo}/manifests/v1", headers={"Accept": manifest["mediaType"]}).status_code == 200
+
+    page.goto(f"{base}/replication/to-nowhere")
+    page.click("[data-testid=run-rule]")
+    deadline = time.monotonic() + 30
+    while "failed" not in page.inner_text("[data-testid=executions]"):
+        assert time.monotonic() < deadline, page.inner_text("main")
+        time.sleep(0.3)
+        page.reload()
+    page.click("[data-testid=executions] a.mono")
+    assert "stopped answering" in page.inner_text("[data-testid=execution-error]")
+    shoot(page, artifacts, "replication-execution")
+    context.close()

@@ -34,6 +34,7 @@ from registry import config as config_module
 from registry.events.notifications.config import parse_notifications
 from registry.http.server import ssl_context
 from registry.mirror import config as mirror_config
+from registry.replication import config as replication_config
 from storage.driver.factory import build_driver
 from storage.driver.s3_config import S3Parameters
 
@@ -123,6 +124,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ("auth", "ldap", "cacertificate"): str(cert),
         ("auth", "oidc", "cacertificate"): str(cert),
         ("proxy", "spooldir"): str(tmp / "spool"),
+        ("replication", "remotes", 0, "cacert"): str(cert),
+        ("replication", "remotes", 1, "passwordfile"): str(tmp / "htpasswd"),
     }
 
 
@@ -164,6 +167,7 @@ def outcome(raw: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[str, 
             standalone.serve(config.auth)
             result.append(served)
         result.append(mirror_config.parse_proxy(config.proxy))
+        result.append(config.replication.replication())
     except Exception as e:  # noqa: BLE001 - any error is an outcome
         return "error", f"{type(e).__name__}: {e}"
     return "ok", result
@@ -213,7 +217,8 @@ def test_every_key_the_code_knows_is_documented() -> None:
     full = full_example()
     http, storage, auth, proxy = full["http"], full["storage"], full["auth"], full["proxy"]
     expected = {
-        "": {"version", "log", "http", "storage", "validation", "auth", "database", "proxy", "notifications"},
+        "": {"version", "log", "http", "storage", "validation", "auth", "database", "proxy", "notifications",
+             "replication"},
         "log": {"level", "formatter", "fields", "accesslog", "audit"},
         "log.accesslog": {"disabled"},
         "log.audit": {"path"},
@@ -240,6 +245,7 @@ def test_every_key_the_code_knows_is_documented() -> None:
         "notifications": {"endpoints", "poll", "lease"},
         "database": {"url", "timeout"},
         "proxy": set(mirror_config.ProxyConfig.model_fields),
+        "replication": set(replication_config.ReplicationSettings.model_fields),
     }
     for where, keys_ in expected.items():
         node = get(full, tuple(where.split("."))) if where else full
@@ -247,6 +253,11 @@ def test_every_key_the_code_knows_is_documented() -> None:
     assert http["tls"] and storage["s3"] and auth["access"]
     rule_keys = set().union(*(rule.keys() for rule in auth["access"]["rules"]))
     assert rule_keys == {"repositories", "who", "actions"}
+    replication = full["replication"]
+    assert set(replication_config.RemoteSettings.model_fields) == set().union(*map(set, replication["remotes"]))
+    assert set(replication_config.RuleSettings.model_fields) == set().union(*map(set, replication["rules"]))
+    assert set(replication_config.RetrySettings.model_fields) == set(replication["rules"][0]["retry"])
+    assert set(replication_config.DestinationSettings.model_fields) == set(replication["rules"][0]["destination"])
     upstream_keys = set().union(*(u.keys() for u in proxy["upstreams"]))
     # remoteurl is documented at the top of proxy; in a list entry it is the same as url
     assert set(mirror_config.UpstreamSettings.model_fields) - {"remoteurl"} <= upstream_keys

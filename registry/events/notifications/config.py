@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from configkit import Bool, Duration, Headers, Invalid, PositiveDuration, Section, Str, Strings, header_pairs, integer
 
-ACTIONS = ("push", "pull", "delete", "mount")
+ACTIONS = ("push", "pull", "delete", "mount", "replication")  # replication: a failed execution
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
+import uuid
+from typing import Any
 
 import httpx
 
@@ -61,6 +64,18 @@ class Notifier:
         for envelope_event in self.factory.events(event):
             for delivery in wanting:
                 await delivery.queue.put(envelope_event)
+                metrics.notification_events.labels(delivery.endpoint.name).inc()
+                delivery.wake.set()
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        """Queue one of Moorage's own events (``action`` and what it is about: a failed replication) for
+        every endpoint that wants its action; its ``id``, ``timestamp`` and ``source`` are added here."""
+        event = {"id": str(uuid.uuid4()),
+                 "timestamp": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
+                 **event, "source": self.factory.source}
+        for delivery in self.deliveries:
+            if delivery.endpoint.wants(event["action"], None):
+                await delivery.queue.put(event)
                 metrics.notification_events.labels(delivery.endpoint.name).inc()
                 delivery.wake.set()
 

@@ -33,13 +33,13 @@ log = logging.getLogger("moorage.notifications")
 
 class EventQueue:
     def __init__(self, driver: StorageDriver, endpoint: str, lease: float, settle: float = 0.5,
-                 limit: int | None = None) -> None:
-        """``limit``: events kept at most (the oldest are dropped beyond it); None keeps every event."""
+                 limit: int | None = None, directory: str | None = None) -> None:
+        """``limit``: events kept at most (the oldest are dropped beyond it); None keeps every event.
+        ``directory``: where an internal consumer's queue lives (replication's), else the endpoint's."""
         self.driver = driver
         self.endpoint = endpoint
-        self.events_dir = paths.notification_events(endpoint)
+        self.events_dir = directory or paths.notification_events(endpoint)
         self.lease = Lease(driver, f"notifications-{endpoint}", ttl=lease, settle=settle)
-        self.renewed = 0.0  # monotonic time of our last write of the lease
         self.limit = limit
         self.check_every = max(1, (limit or 0) // 100)
         self._unchecked = 0  # events this process queued since it last counted the queue
@@ -94,16 +94,7 @@ class EventQueue:
 
     async def hold(self) -> bool:
         """Whether this replica may deliver now: it holds the lease (renewed when half spent) or took it."""
-        current = await self.lease.current()
-        if current is not None and current.get("token") == self.lease.token:
-            if time.monotonic() - self.renewed > self.lease.ttl / 2:
-                await self.lease.renew()
-                self.renewed = time.monotonic()
-            return True
-        if current is not None or not await self.lease.acquire():
-            return False
-        self.renewed = time.monotonic()
-        return True
+        return await self.lease.hold()
 
     async def release(self) -> None:
         await self.lease.release()
