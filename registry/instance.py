@@ -79,7 +79,7 @@ class Registry:
             policies.insert(0, DeletesDisabled())
         quota = QuotaGuard(ledger, quotas) if ledger is not None and quotas is not None else None
         writer = RepositoryWriter(config, blobs, uploads, manifests, tags, referrers, events, policies, quota)
-        mirror = UpstreamSource.build(config.proxy, driver, blobs, manifests, tags, writer)
+        mirror = UpstreamSource.build(config.proxy, writer)
         if mirror is not None:
             writer.mirrored = mirror.refusal
         return cls(

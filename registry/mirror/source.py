@@ -36,10 +36,10 @@ from registry.names import check_name
 from registry.writes.actor import MIRROR_ACTOR
 from registry.writes.writer import RepositoryWriter
 from storage import paths
-from storage.blobs import BlobStore, BlobUnknown, read_link
+from storage.blobs import BlobUnknown, read_link
 from storage.digests import Digest, InvalidDigest, digest_bytes, parse_digest
-from storage.driver import PathNotFound, StorageDriver
-from storage.manifests import ManifestStore, ManifestUnknown, TagStore, TagUnknown
+from storage.driver import PathNotFound
+from storage.manifests import ManifestUnknown, TagUnknown
 from storage.uploads import DigestMismatch, UploadUnknown
 
 log = logging.getLogger("moorage.mirror")
@@ -71,22 +71,12 @@ class Served:
 class UpstreamSource:
     """Routes names to upstreams and fetches, verifies and stores their content; counts the outcomes."""
 
-    def __init__(
-        self,
-        config: MirrorConfig,
-        driver: StorageDriver,
-        blobs: BlobStore,
-        manifests: ManifestStore,
-        tags: TagStore,
-        writer: RepositoryWriter,
-        http: httpx.AsyncClient | None = None,
-    ) -> None:
+    def __init__(self, config: MirrorConfig, writer: RepositoryWriter, http: httpx.AsyncClient | None = None) -> None:
+        """It reads what storage holds through the stores the write path writes with."""
         self.config = config
-        self.driver = driver
-        self.blobs = blobs
-        self.manifests = manifests
-        self.tags = tags
         self.writer = writer
+        self.blobs, self.manifests, self.tags = writer.blobs, writer.manifests, writer.tags
+        self.driver = writer.blobs.driver
         self.http = http or httpx.AsyncClient(follow_redirects=True, timeout=TIMEOUT)
         # longest prefix first, so that "ghcr/team" wins over "ghcr"
         self.clients = [
@@ -98,18 +88,10 @@ class UpstreamSource:
         self._downloads: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def build(
-        cls,
-        proxy: Mapping[str, Any],
-        driver: StorageDriver,
-        blobs: BlobStore,
-        manifests: ManifestStore,
-        tags: TagStore,
-        writer: RepositoryWriter,
-    ) -> UpstreamSource | None:
+    def build(cls, proxy: Mapping[str, Any], writer: RepositoryWriter) -> UpstreamSource | None:
         """The mirror configured by the raw ``proxy`` section; None when there is none."""
         config = parse_proxy(proxy)
-        return None if config is None else cls(config, driver, blobs, manifests, tags, writer)
+        return None if config is None else cls(config, writer)
 
     @property
     def downloads_in_flight(self) -> int:
