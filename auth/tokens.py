@@ -33,7 +33,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,8 +183,9 @@ class NewToken:
 class UseLog:
     """Last uses waiting to be written: one batched write every FLUSH_INTERVAL, not one per request."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, listeners: list[Listener]) -> None:
         self.db = db
+        self.listeners = listeners  # told of first uses from a new address, once written
         self.pending: dict[str, tuple[datetime.datetime, str]] = {}
         self.seen: dict[str, str] = {}  # token id -> the address it was last used from (as far as we know)
         self.new_addresses: list[tuple[TokenRecord, str]] = []
@@ -203,7 +204,7 @@ class UseLog:
         await asyncio.sleep(FLUSH_INTERVAL)
         await self.flush()
 
-    async def flush(self, listeners: Iterable[Listener] = ()) -> None:
+    async def flush(self) -> None:
         uses, self.pending = self.pending, {}
         news, self.new_addresses = self.new_addresses, []
         if not uses:
@@ -224,7 +225,7 @@ class UseLog:
             return
         for change in recorded:
             log.info("token %s of %s used from a new address %s", change.target, change.actor, change.address)
-            for listener in listeners:
+            for listener in self.listeners:
                 listener(change)
 
     async def close(self) -> None:
@@ -251,8 +252,8 @@ class AccessTokens:
         self.file_admin = file_admin
         self.clock = clock
         self.cache: Cached[dict[str, TokenRecord]] = Cached(db, machine.all_tokens, "access tokens")
-        self.uses = UseLog(db)
         self.listeners: list[Listener] = []
+        self.uses = UseLog(db, self.listeners)
         self._known: set[str] = set()  # users known to have a row in the database
         self._following = False
 
@@ -319,7 +320,7 @@ class AccessTokens:
         return Identity(record.owner, self.kind, scope=scope)
 
     async def close(self) -> None:
-        await self.uses.flush(self.listeners)
+        await self.uses.flush()
         await self.uses.close()
 
     # --- management ----------------------------------------------------------------------------------

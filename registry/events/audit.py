@@ -22,6 +22,7 @@ from registry.events import metrics
 from registry.events.observe import Exchange
 from registry.writes.actor import MIRROR
 from registry.writes.events import CHANGES, RepositoryEvent
+from storage.database.identity import ChangeRecord
 
 log = logging.getLogger("moorage.audit")
 
@@ -70,6 +71,12 @@ class AuditTrail:
         http = {"request_id": exchange.request_id, "method": exchange.method, "route": exchange.route,
                 "status": exchange.status}
         self.write("refused", user, exchange.remote_addr, http, fields, exchange.path)
+
+    def changed(self, change: ChangeRecord) -> None:
+        """A recorded change of who may do what (access tokens: created, revoked, used from a new address)."""
+        fields = {k: v for k, v in {"target": change.target, "namespace": change.namespace,
+                                    "before": change.before, "after": change.after}.items() if v is not None}
+        self.write(change.action, change.actor, change.address or "", {"actor": "management"}, fields, change.target)
 
     def write(self, action: str, user: str | None, address: str, http: dict[str, object],
               fields: dict[str, object], path: str = "") -> None:

@@ -78,6 +78,8 @@ class RegistryApp:
                 replication.alert = self.notifier.publish
         audit = AuditTrail(config.audit_path)
         registry.events.subscribe(audit)
+        if registry.tokens is not None:
+            registry.tokens.listeners.append(audit.changed)
         if self.notifier is not None:
             registry.events.subscribe(self.notifier)
         if config.metrics_enabled:

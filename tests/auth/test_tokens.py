@@ -154,7 +154,7 @@ async def test_list_without_secrets_last_use_batched_and_revoke(setup) -> None:
     await tokens.verify("bob", made.secret, "192.0.2.7")
     listed = await tokens.list(BOB)
     assert [(t.name, t.last_address) for t in listed] == [("ci", "192.0.2.7")]  # not written yet, shown
-    await tokens.uses.flush(tokens.listeners)
+    await tokens.uses.flush()
     stored = await manage.db.read(lambda conn: conn.exec_driver_sql("SELECT last_address FROM tokens").scalar())
     assert stored == "192.0.2.7"
     with pytest.raises(Refused) as caught:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import html
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -127,10 +128,15 @@ def test_no_secret_in_logs_metrics_or_the_audit_trail(client: TestClient, tmp_pa
     client.get("/v2/", auth=("bob", secret[:-2] + "xx"))  # a wrong one: audited
     client.delete(f"/api/v1/tokens/{made['id']}", auth=BOB)
     client.get("/v2/", auth=("bob", secret))
+    client.portal.call(client.app.registry.tokens.uses.flush)  # the batched last uses, written now
     metrics = client.get("/metrics", auth=ALICE).text
     logged = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
     audit = (tmp_path / "audit.jsonl").read_text()
     assert "refused" in audit
+    recorded = [json.loads(line) for line in audit.splitlines()]
+    actions = {(e["audit"], e.get("target")) for e in recorded}
+    assert ("token.create", f"bob/{made['name']}") in actions and ("token.revoke", f"bob/{made['name']}") in actions
+    assert ("token.use", made["id"]) in actions  # its first use, from an address it had not been used from
     for text in (logged, metrics, audit):
         assert secret not in text and secret[len("moorage_pat_"):] not in text
 
