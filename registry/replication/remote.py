@@ -45,11 +45,12 @@ def remote_http(remote: Remote, connections: int) -> httpx.AsyncClient:
 
 
 class RemoteSide:
-    def __init__(self, remote: Remote, http: httpx.AsyncClient, retries: int = 3, chunksize: int = 0) -> None:
+    def __init__(self, remote: Remote, http: httpx.AsyncClient, retries: int = 3, chunksize: int = 0,
+                 connections: int | None = None) -> None:
         self.remote = remote
         self.chunksize = chunksize  # upload blobs larger than this in PATCHes of it; 0: in one PUT
         self.label = f"remote {remote.name} ({remote.url})"
-        self.client = RegistryClient(remote.url, http, Credentials(remote.username, remote.password))
+        self.client = RegistryClient(remote.url, http, Credentials(remote.username, remote.password), connections)
         self.retries = retries
         self.http = http
 

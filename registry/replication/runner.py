@@ -56,7 +56,8 @@ class Sides:
     def of(cls, rule: Rule, registry: Registry) -> Sides:
         """This registry and the rule's remote, each on its side of the rule's direction."""
         connections = rule.concurrency * 2 + 2
-        remote = RemoteSide(rule.remote, remote_http(rule.remote, connections), rule.requestretries, rule.chunksize)
+        remote = RemoteSide(rule.remote, remote_http(rule.remote, connections), rule.requestretries, rule.chunksize,
+                            connections)
         local = LocalSide(registry, rule.name)
         return cls(local, remote, remote) if rule.direction == PUSH else cls(remote, local, remote)
 
