@@ -97,6 +97,9 @@ class AccessController(Protocol):
 
     def is_admin(self, subject: str | None) -> bool:
         """Whether ``subject`` may administer the registry (replication), for web UI sessions."""
+    async def refresh(self) -> None:
+        """Confirm the rules current before synchronous ``actions`` (the database's policy; a no-op for
+        the file's); raises DatabaseUnavailable when they cannot be."""
         ...
 
 
@@ -115,3 +118,5 @@ class AllowAll:
 
     def is_admin(self, subject: str | None) -> bool:
         return True
+    async def refresh(self) -> None:
+        return None

@@ -15,6 +15,7 @@ from auth.base import Access, AuthFailure, Grant, Origin, no_origin
 from auth.brake import TooManyAttempts, retry_after
 from auth.challenge import denied, header, unauthorized
 from auth.credentials import CredentialRefused, Credentials, Identity, Scope, SourceUnavailable
+from auth.policy import DatabasePolicy
 from auth.rules import AccessRules
 
 log = logging.getLogger("moorage.auth")
@@ -62,7 +63,7 @@ async def verify_basic(credentials: Credentials, challenge: str, user: str, pass
 
 
 class BasicController:
-    def __init__(self, realm: str, credentials: Credentials, rules: AccessRules) -> None:
+    def __init__(self, realm: str, credentials: Credentials, rules: AccessRules | DatabasePolicy) -> None:
         self.challenge = header("Basic", realm=realm)
         self.credentials = credentials
         self.rules = rules
@@ -80,6 +81,7 @@ class BasicController:
         scope = identity.scope if identity is not None else None
         if user is None and not wanted:
             raise unauthorized(self.challenge, wanted)
+        await self.rules.refresh()  # the database's policy: confirmed current (no query while its feed runs)
         missing = [a for a in wanted if a.action not in scoped(self.rules, user, scope, a.type, a.name)]
         if missing:
             raise unauthorized(self.challenge, missing) if user is None else denied(missing)
@@ -94,8 +96,12 @@ class BasicController:
 
     def is_admin(self, subject: str | None) -> bool:
         return self.rules.is_admin(subject)
+    async def refresh(self) -> None:
+        await self.rules.refresh()
 
-def scoped(rules: AccessRules, user: str | None, scope: Scope | None, type_: str, name: str) -> frozenset[str]:
+
+def scoped(rules: AccessRules | DatabasePolicy, user: str | None, scope: Scope | None, type_: str, name: str
+           ) -> frozenset[str]:
     """What the rules let ``user`` do on a resource, cut down to an access token's scope."""
     allowed = rules.actions(user, type_, name)
     if scope is None or type_ != "repository":

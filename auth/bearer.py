@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from auth.base import Access, AuthFailure, Grant, Origin, no_origin
 from auth.challenge import header, unauthorized
+from auth.policy import DatabasePolicy
 from auth.rules import AccessRules
 from auth.scopes import format_scopes
 from auth.verifier import TokenError, TokenVerifier
@@ -17,10 +18,12 @@ log = logging.getLogger("moorage.auth")
 
 class BearerController:
     def __init__(
-        self, realm: str | None, service: str, verifier: TokenVerifier, rules: AccessRules | None = None,
-        autoredirect_path: str | None = None,
+        self, realm: str | None, service: str, verifier: TokenVerifier,
+        rules: AccessRules | DatabasePolicy | None = None, autoredirect_path: str | None = None,
     ) -> None:
-        """``autoredirect_path``: the realm is the request's origin + this path (``realm`` may then be None)."""
+        """``autoredirect_path``: the realm is the request's origin + this path (``realm`` may then be None).
+        With the database's policy a token grants no more than its subject may do now: a revocation holds
+        within seconds, not when the token expires."""
         self.realm, self.service = realm, service
         self.verifier = verifier
         self.rules = rules
@@ -38,6 +41,9 @@ class BearerController:
             log.info("bearer token refused: %s", e)
             raise self._refuse(origin, wanted, "invalid_token") from None
         missing = [a for a in wanted if not covers(verified.accesses, a)]
+        if not missing and isinstance(self.rules, DatabasePolicy):
+            await self.rules.refresh()
+            missing = [a for a in wanted if a.action not in self.rules.actions(verified.subject, a.type, a.name)]
         if missing:
             raise self._refuse(origin, wanted, "insufficient_scope")
         return Grant(subject=verified.subject, accesses=verified.accesses)
@@ -57,6 +63,9 @@ class BearerController:
 
     def is_admin(self, subject: str | None) -> bool:
         return self.rules is not None and self.rules.is_admin(subject)
+    async def refresh(self) -> None:
+        if self.rules is not None:
+            await self.rules.refresh()
 
     def _refuse(self, origin: Origin, wanted: list[Access], error: str | None) -> AuthFailure:
         realm = self.realm

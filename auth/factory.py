@@ -17,13 +17,16 @@ from auth.basic import BasicController
 from auth.bearer import BearerController
 from auth.brake import build_brake
 from auth.credentials import Credentials, CredentialSource, HtpasswdSource
+from auth.database_users import DatabaseUsers
 from auth.htpasswd import Htpasswd
 from auth.issuer import TokenIssuer
+from auth.policy import DatabasePolicy, PolicySnapshot
 from auth.rules import DEFAULT_ACCESS, AccessRules
-from auth.settings import AccessTokenSettings, AuthSettings, TokenSettings
+from auth.settings import AccessSettings, AccessTokenSettings, AuthSettings, TokenSettings
 from auth.tokenserver import TokenServer, peer_address
 from auth.verifier import TokenVerifier
 from configkit import ConfigError, existing_file
+from storage.database import Cached
 
 if TYPE_CHECKING:
     from auth.oidc import OpenIDConnect
@@ -33,11 +36,18 @@ if TYPE_CHECKING:
 Auth = AuthSettings | Mapping[str, Any]  # the settings, or the raw section (checked here)
 
 
-def build_credentials(auth: Auth) -> Credentials:
-    """The chain every login path asks (auth.credentials): the htpasswd file of ``auth.htpasswd`` or of
+def build_credentials(auth: Auth, policy: Cached[PolicySnapshot] | None = None) -> Credentials:
+    """The chain every login path asks (auth.credentials): the database's users of ``auth.database``
+    (``policy``: the registry's snapshot of it), the htpasswd file of ``auth.htpasswd`` or of
     ``auth.tokenserver``, then the directory of ``auth.ldap``; empty when nobody can log in."""
     settings = AuthSettings.parse(auth)
     sources: list[CredentialSource] = []
+    accounts = None
+    if settings.database is not None:
+        if policy is None:
+            raise ConfigError("auth.database: needs the registry's database (moorage serve, moorage token-server)")
+        accounts = DatabaseUsers(policy)  # first: a user disabled here is refused whatever else knows the name
+        sources.append(accounts)
     if settings.htpasswd:
         sources.append(HtpasswdSource(Htpasswd(existing_file(settings.htpasswd.path, "auth.htpasswd.path"))))
     elif settings.tokenserver and settings.tokenserver.htpasswd:
@@ -53,6 +63,8 @@ def build_credentials(auth: Auth) -> Credentials:
         from auth.oidc import OidcAccounts
 
         sources.append(OidcAccounts())
+    if accounts is not None:
+        accounts.last = len(sources) == 1
     return Credentials(sources, build_brake(settings.brake) if sources else None)
 
 
@@ -96,37 +108,42 @@ def build_access_tokens(auth: Auth, database: Database | None, access: AccessCon
     return tokens
 
 
-def build_access_controller(auth: Auth, credentials: Credentials | None = None) -> AccessController:
+def build_access_controller(auth: Auth, credentials: Credentials | None = None,
+                            policy: Cached[PolicySnapshot] | None = None) -> AccessController:
     """No ``auth`` section: everyone may do everything. ``credentials``: the chain to share with the
-    other login paths (built here when not given)."""
+    other login paths (built here when not given); ``policy``: the database's, with ``auth.database``."""
     settings = AuthSettings.parse(auth)
     settings.check_complete()
-    if settings.mode in ("htpasswd", "ldap"):
-        credentials = credentials or build_credentials(settings)
+    if settings.mode in ("htpasswd", "ldap", "database"):
+        credentials = credentials or build_credentials(settings, policy)
         realm = settings.htpasswd.realm if settings.htpasswd else "moorage"
-        return BasicController(realm, credentials, access_rules(settings, credentials))
+        return BasicController(realm, credentials, access_rules(settings, credentials, policy))
     if settings.token:
         token = settings.token
-        credentials = credentials or build_credentials(settings)
-        rules = access_rules(settings, credentials) if (settings.access or settings.tokenserver) else None
+        credentials = credentials or build_credentials(settings, policy)
+        rules = None
+        if settings.access or settings.tokenserver or settings.database:
+            rules = access_rules(settings, credentials, policy)
         return BearerController(token.realm, token.service, verifier(token), rules,
                                 token.autoredirectpath if token.autoredirect else None)
     return AllowAll()
 
 
 def token_server_routes(auth: Auth, address: Callable[[Request], str] = peer_address,
-                        credentials: Credentials | None = None) -> list[BaseRoute]:
+                        credentials: Credentials | None = None,
+                        policy: Cached[PolicySnapshot] | None = None) -> list[BaseRoute]:
     """Routes the registry mounts at the top level; empty unless ``auth.tokenserver`` is set. ``address``
     tells a request's client address (for the brute-force brake)."""
     settings = AuthSettings.parse(auth)
     if settings.tokenserver is None:
         return []
     settings.check_complete()
-    return token_server(settings, address, credentials).routes(settings.tokenserver.path)
+    return token_server(settings, address, credentials, policy).routes(settings.tokenserver.path)
 
 
 def token_server(settings: AuthSettings, address: Callable[[Request], str] = peer_address,
-                 credentials: Credentials | None = None) -> TokenServer:
+                 credentials: Credentials | None = None,
+                 policy: Cached[PolicySnapshot] | None = None) -> TokenServer:
     server, token = settings.tokenserver, settings.token
     assert server is not None and token is not None  # AuthSettings: a token server needs auth.token
     key = keys.load_private_key(existing_file(server.key, "auth.tokenserver.key"), "auth.tokenserver.key")
@@ -138,10 +155,10 @@ def token_server(settings: AuthSettings, address: Callable[[Request], str] = pee
         issuer = TokenIssuer(key, token.issuer, token.service, server.expiration, server.refreshexpiration, chain)
     except ValueError as e:
         raise ConfigError(f"auth.tokenserver.certificate: {e}") from e
-    credentials = credentials or build_credentials(settings)
+    credentials = credentials or build_credentials(settings, policy)
     if not credentials.enabled:
         existing_file(server.htpasswd, "auth.tokenserver.htpasswd")  # names the missing key
-    return TokenServer(issuer, credentials, access_rules(settings, credentials), address)
+    return TokenServer(issuer, credentials, access_rules(settings, credentials, policy), address)
 
 
 def verifier(token: TokenSettings) -> TokenVerifier:
@@ -173,7 +190,21 @@ def load_jwks(path: Path, key: str) -> list[jwt.PyJWK]:
     return list(keyset.keys)
 
 
-def access_rules(settings: AuthSettings, credentials: Credentials) -> AccessRules:
-    """The rules, with ``team:NAME`` resolved through the teams the chain saw each user in."""
-    return AccessRules(DEFAULT_ACCESS if settings.access is None else settings.access,
-                       teams=credentials.memberships.teams)
+def access_rules(settings: AuthSettings, credentials: Credentials,
+                 policy: Cached[PolicySnapshot] | None = None) -> AccessRules | DatabasePolicy:
+    """The rules, with ``team:NAME`` resolved through the teams the chain saw each user in; with
+    ``auth.database``, the file's rules in front of the database's policy (auth/policy.py), and without
+    ``auth.access`` no file rules at all (the database decides)."""
+    if settings.database is None:
+        return AccessRules(DEFAULT_ACCESS if settings.access is None else settings.access,
+                           teams=credentials.memberships.teams)
+    if policy is None:
+        raise ConfigError("auth.database: needs the registry's database (moorage serve, moorage token-server)")
+    directory = credentials.memberships.teams
+
+    def teams(user: str) -> frozenset[str]:
+        snapshot = policy.peek()
+        return directory(user) | (snapshot.teams_of(user) if snapshot is not None else frozenset())
+
+    rules = AccessRules(AccessSettings() if settings.access is None else settings.access, teams=teams)
+    return DatabasePolicy(rules, policy, teams=directory)

@@ -69,6 +69,7 @@ class Login:
         return (await verify_basic(self.credentials, self.challenge, *credentials, address, [])).name
 
     def actions(self, subject: str | None, repository: str) -> frozenset[str]:
+        """Call ``refresh`` first in each request (the database's policy is then confirmed current)."""
         return self.access.actions(subject, repository)
 
     def holders(self, repository: str, action: str) -> Holders | None:
@@ -79,6 +80,13 @@ class Login:
     def is_admin(self, subject: str | None) -> bool:
         """An admin of the access rules (everyone when no auth is configured)."""
         return self.access.is_admin(subject)
+    async def refresh(self) -> None:
+        """Confirm the access rules current (raises DatabaseUnavailable when the database's cannot be)."""
+        await self.access.refresh()
+
+    def teams(self, user: str) -> frozenset[str]:
+        """The teams a directory last reported for ``user`` (the database's own teams are the policy's)."""
+        return self.credentials.memberships.teams(user)
 
     async def close(self) -> None:
         await self.credentials.close()

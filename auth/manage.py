@@ -16,6 +16,7 @@ error codes, which the API answers as they are and the CLI prints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -30,7 +31,7 @@ from auth.htpasswd import BCRYPT_PREFIXES, DEFAULT_COST, RESERVED_NAMES, hash_pa
 from auth.policy import MAX_AGE, PolicySnapshot, namespaces_of
 from auth.rules import NAME_RE
 from auth.settings import TAG_PATTERN_RE
-from storage.database import Cached, Database
+from storage.database import Cached, Database, DatabaseUnavailable
 from storage.database import identity as store
 from storage.database.identity import (
     TEAM,
@@ -271,7 +272,11 @@ class Management:
 
     async def _write(self, caller: Caller, work: Callable[[Authority], Any]) -> Any:
         """``work`` in one policy write; its recorded changes go to the listeners after the commit."""
-        return await recorded_write(self.db, caller, self.file_admin, work, self.listeners)
+        result = await recorded_write(self.db, caller, self.file_admin, work, self.listeners)
+        if self.cache is not None:
+            with contextlib.suppress(DatabaseUnavailable):  # the poll catches up otherwise
+                await self.cache.refresh()  # this replica's next decision sees the change at once
+        return result
 
     async def _read(self, caller: Caller, work: Callable[[Authority], Any]) -> Any:
         return await self.db.read(lambda conn: work(Authority(conn, caller, self.file_admin)))
@@ -328,6 +333,7 @@ class Management:
             except IntegrityError as e:
                 raise integrity(e, f"user {name!r} exists") from None
             a.record("user.create", name, after=user_view(user))
+            self._namespace(a, name)  # their personal namespace
             return user
 
         return await self._write(caller, work)
@@ -656,13 +662,6 @@ class Management:
             a.record("namespace.member.remove", f"{kind}:{name}", path, before={"role": before})
 
         await self._write(caller, work)
-
-    async def ensure_personal(self, user: str) -> None:
-        """A user's own namespace, created on first use (their first push there, or managing it)."""
-        def work(a: Authority) -> None:
-            self._namespace(a, user)
-
-        await self._write(Caller(user), work)
 
     @staticmethod
     def _member_id(a: Authority, kind: str, name: str) -> int:

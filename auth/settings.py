@@ -281,6 +281,11 @@ class OidcSettings(Section):
         return self
 
 
+class DatabaseAuthSettings(Section):
+    """``auth.database``: users, teams, namespaces and roles from the database (``database``), beside or
+    instead of an htpasswd file, under the token server or Basic (docs/access.md)."""
+
+
 class AuthSettings(Section):
     """Distribution's ``htpasswd`` and ``token``, Moorage's ``tokenserver`` and ``access``; none: no auth."""
 
@@ -295,6 +300,7 @@ class AuthSettings(Section):
     ldap: LdapSettings | None = None
     oidc: OidcSettings | None = None
     accesstokens: AccessTokenSettings | None = None
+    database: DatabaseAuthSettings | None = None
 
     def check_complete(self) -> None:
         """The sections fit together. Checked when auth is set up, not when the config is read:
@@ -302,12 +308,16 @@ class AuthSettings(Section):
         if self.htpasswd and self.token:
             raise ConfigError("auth: configure either htpasswd or token, not both")
         given = [name for name in type(self).model_fields if getattr(self, name) is not None]
-        if given and not (self.htpasswd or self.token or self.ldap):
-            raise ConfigError(f"auth: {', '.join(given)} needs auth.htpasswd, auth.ldap or auth.token")
+        if given and not (self.htpasswd or self.token or self.ldap or self.database):
+            raise ConfigError(f"auth: {', '.join(given)} needs auth.htpasswd, auth.ldap or auth.token "
+                              "(or auth.database)")
         if self.tokenserver and not self.token:
             raise ConfigError("auth.tokenserver: needs auth.token (service and issuer of the tokens)")
 
     @property
     def mode(self) -> str:
-        """``htpasswd``, ``ldap`` (Basic against the directory alone), ``token`` or ``none``."""
-        return "htpasswd" if self.htpasswd else "token" if self.token else "ldap" if self.ldap else "none"
+        """``htpasswd``, ``database`` or ``ldap`` (Basic against the database's users or the directory,
+        without a file), ``token`` or ``none``."""
+        if self.htpasswd or self.token:
+            return "htpasswd" if self.htpasswd else "token"
+        return "database" if self.database else "ldap" if self.ldap else "none"

@@ -25,8 +25,10 @@ from auth.challenge import header
 from auth.credentials import CredentialRefused, Credentials, Identity, Scope, SourceUnavailable
 from auth.issuer import TokenIssuer
 from auth.metrics import tokens_issued, tokens_refused
+from auth.policy import DatabasePolicy
 from auth.rules import AccessRules
 from auth.scopes import parse_scope
+from storage.database import DatabaseUnavailable
 
 log = logging.getLogger("moorage.auth")
 
@@ -59,7 +61,7 @@ def peer_address(request: Request) -> str:
 
 
 class TokenServer:
-    def __init__(self, issuer: TokenIssuer, credentials: Credentials, rules: AccessRules,
+    def __init__(self, issuer: TokenIssuer, credentials: Credentials, rules: AccessRules | DatabasePolicy,
                  address: Callable[[Request], str] = peer_address) -> None:
         """``address`` tells the client's address for the brake (the registry's honours trusted proxies)."""
         self.issuer, self.credentials, self.rules = issuer, credentials, rules
@@ -85,7 +87,7 @@ class TokenServer:
             if request.method == "POST":
                 return self._oauth_error(401, "invalid_grant", str(e))
             return self._unauthorized(str(e))
-        except SourceUnavailable as e:
+        except (SourceUnavailable, DatabaseUnavailable) as e:
             log.warning("token unavailable: %s", e)
             tokens_refused.labels("unavailable").inc()
             body = {"errors": [{"code": "UNAVAILABLE", "message": str(e)}],
@@ -115,6 +117,7 @@ class TokenServer:
                 tokens_refused.labels("account_mismatch").inc()
                 return self._unauthorized("account does not match the credentials")
         offline = params.get("offline_token", "").lower() == "true"
+        await self.rules.refresh()
         body = self._grant(user, params.getlist("scope"), identity)
         if offline and identity is not None:
             body["refresh_token"] = self.issuer.refresh_token(identity.name, self.bind(identity))
@@ -132,6 +135,7 @@ class TokenServer:
             return bad
         grant_type = fields.get("grant_type")
         scopes = form.get("scope", [])
+        await self.rules.refresh()
         if grant_type == "password":
             name, password = fields.get("username", ""), fields.get("password", "")
             identity = await self._check(request, name, password) if name else None

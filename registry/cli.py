@@ -8,6 +8,7 @@ import sys
 
 from auth import cli as auth_cli
 from auth import token_cli
+from auth.manage import Management
 from registry import config as config_module
 from registry.config import Config, ConfigError
 from registry.maintenance import cli as maintenance_cli
@@ -19,18 +20,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="moorage", description="A private container image registry.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the registry")
-    serve.add_argument("config", nargs="?", help="YAML config file (Distribution's keys); optional")
+    config_arguments(serve, "YAML config file (Distribution's keys); optional")
     serve.set_defaults(run=run_serve)
     rebuild = commands.add_parser(
         "rebuild-index", help="re-create the referrers index from the stored manifests (after Distribution wrote)"
     )
-    rebuild.add_argument("config", nargs="?", help="YAML config file")
+    config_arguments(rebuild)
     rebuild.set_defaults(run=run_rebuild_index)
-    maintenance_cli.add_commands(commands, load_config)
+    maintenance_cli.add_commands(commands, load_config, config_arguments)
     replication_cli.add_commands(commands, load_config)
-    auth_cli.add_commands(commands, load_config)
+    auth_cli.add_commands(commands, load_config, management_for)
     token_cli.add_commands(commands, load_config, open_database)
     args = parser.parse_args(argv)
+    if getattr(args, "config_option", None) is not None:
+        if args.config is not None and not hasattr(args, "glob"):
+            parser.error(f"give the config once: {args.config} or -c {args.config_option}")
+        if hasattr(args, "glob") and args.config is not None:  # du -c CONFIG GLOB
+            if args.glob != "**":
+                parser.error(f"give the config once: {args.config} or -c {args.config_option}")
+            args.glob = args.config
+        args.config = args.config_option
     return int(args.run(args) or 0)
 
 
@@ -38,6 +47,22 @@ def open_database(config: Config) -> Database | None:
     from registry.instance import open_database as opened
 
     return opened(config)
+
+
+def config_arguments(command: argparse.ArgumentParser, text: str = "YAML config file") -> None:
+    """``CONFIG`` as today's commands take it, or ``-c CONFIG`` as the user, team and namespace commands do."""
+    command.add_argument("config", nargs="?", help=text)
+    command.add_argument("-c", "--config", dest="config_option", metavar="CONFIG", help=f"{text} (the same)")
+
+
+def management_for(config: Config) -> Management:
+    """The management service on ``config``'s database, for the CLI (no policy cache: it reads the database)."""
+    from registry.instance import build_management, open_database
+
+    database = open_database(config)
+    if database is None:
+        raise SystemExit("moorage: this config has no database: set database.url (required with s3 storage)")
+    return build_management(config, database)
 
 
 def load_config(path: str | None) -> Config:

@@ -9,8 +9,13 @@ from dataclasses import dataclass
 from auth.base import AccessController
 from auth.factory import build_access_controller, build_access_tokens, build_credentials
 from auth.login import Login, build_login
+from auth.manage import Management
+from auth.policy import PolicySnapshot, policy_cache
+from auth.rules import AccessRules
 from auth.tokens import AccessTokens
+from configkit import ConfigError
 from registry.config import Config
+from registry.maintenance.retention import check_namespace_retention
 from registry.mediatypes import describe_referrer
 from registry.mirror.repository import MirroredRepository
 from registry.mirror.source import UpstreamSource
@@ -21,7 +26,7 @@ from registry.writes.quota import QuotaGuard
 from registry.writes.writer import RepositoryWriter
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
-from storage.database import Database
+from storage.database import Cached, Database
 from storage.driver import StorageDriver
 from storage.driver.factory import build_driver
 from storage.driver.instrumented import InstrumentedDriver
@@ -49,6 +54,8 @@ class Registry:
     mirror: UpstreamSource | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
     database: Database | None = None  # opened when first needed; None: S3 storage without database.url
     tokens: AccessTokens | None = None  # personal access tokens and robots (with a database and logins)
+    policy: Cached[PolicySnapshot] | None = None  # auth.database: the access policy, following the change feed
+    management: Management | None = None  # auth.database: users, teams and namespaces (auth/manage.py)
 
     @classmethod
     def build(cls, config: Config, driver: StorageDriver | None = None) -> Registry:
@@ -61,8 +68,14 @@ class Registry:
         if config.metrics_enabled:
             driver = InstrumentedDriver(driver)
         database = open_database(config)
-        credentials = build_credentials(config.auth)  # one chain and brake for every login path
-        access = build_access_controller(config.auth, credentials)
+        policy = management = None
+        if config.auth.database is not None:
+            if database is None:
+                raise ConfigError("database.url: required with s3 storage (auth.database keeps users in it)")
+            policy = policy_cache(database)
+            management = build_management(config, database, policy)
+        credentials = build_credentials(config.auth, policy)  # one chain and brake for every login path
+        access = build_access_controller(config.auth, credentials, policy)
         login = build_login(config.auth, access, credentials)
         tokens = build_access_tokens(config.auth, database, access, credentials)
         quotas = config.storage.quotas
@@ -99,6 +112,8 @@ class Registry:
             mirror=mirror,
             database=database,
             tokens=tokens,
+            policy=policy,
+            management=management,
         )
 
     def repository(self, name: str, ns: str | None = None) -> Repository:
@@ -131,3 +146,14 @@ def open_database(config: Config) -> Database | None:
     if config.database.url is None and root is None:
         return None
     return Database.from_settings(config.database, root)
+
+
+def build_management(config: Config, database: Database, cache: Cached[PolicySnapshot] | None = None) -> Management:
+    """The management service (auth/manage.py) with the file's admins and the registry's retention checks."""
+    rules = AccessRules(config.auth.access) if config.auth.access is not None else None
+    return Management(database, cache, file_admin=rules.is_admin if rules is not None else no_admin,
+                      check_retention=check_namespace_retention)
+
+
+def no_admin(user: str | None) -> bool:
+    return False

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from auth.base import AuthFailure
 from registry.http.urls import client_address
 from registry.instance import Registry
+from storage.database import DatabaseUnavailable
 
 CHUNK = 500
 V1_DEFAULT_PAGE = 25
@@ -82,10 +83,13 @@ class V1Search:
         try:
             subject = await self.registry.login.identify(request.headers,
                                                          client_address(request, self.registry.config.http))
+            await self.registry.login.refresh()
+            names, _ = await scan(self.registry, subject, name_contains(term), None, None)
         except AuthFailure as e:
             headers = {**({"WWW-Authenticate": e.challenge} if e.challenge else {}), **e.headers}
             return v1_error(e.status, e.message, headers or None)
-        names, _ = await scan(self.registry, subject, name_contains(term), None, None)
+        except DatabaseUnavailable as e:
+            return v1_error(503, str(e), {"Retry-After": str(max(1, round(e.retry_after)))})
         start = (page - 1) * size
         shown = names[start:start + size]
         descriptions = await asyncio.gather(*(self.describe(name) for name in shown))
@@ -105,5 +109,5 @@ class V1Search:
 
 
 def v1_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    code = {401: "UNAUTHORIZED", 403: "DENIED"}.get(status, "INVALID_REQUEST")
+    code = {401: "UNAUTHORIZED", 403: "DENIED", 503: "UNAVAILABLE"}.get(status, "INVALID_REQUEST")
     return JSONResponse({"errors": [{"code": code, "message": message}]}, status_code=status, headers=headers)

@@ -17,7 +17,9 @@ from starlette.types import Receive, Scope, Send
 
 from auth.base import Access, AuthFailure
 from auth.factory import token_server_routes
+from auth.policy import MAX_AGE, PolicySnapshot
 from registry import config as config_module
+from registry.api import v1
 from registry.api.replication import ReplicationAPI
 from registry.api.search import V1Search
 from registry.api.tokens import TokensAPI
@@ -38,6 +40,7 @@ from registry.replication.worker import Replication
 from registry.ui.app import WebUI
 from registry.ui.content import Inspector
 from storage import paths
+from storage.database import Cached, DatabaseUnavailable
 from storage.driver import PathNotFound, StorageDriver, StorageUnavailable
 
 log = logging.getLogger("moorage")
@@ -112,6 +115,8 @@ class RegistryApp:
                     self.registry.database.feed.start()  # only if a cache follows it (auth.database)
                 if self.replication is not None and not storage.readonly:
                     self.replication.start()
+                if self.registry.policy is not None:
+                    await prime(self.registry.policy)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in tasks:
@@ -158,6 +163,9 @@ class RegistryApp:
             response = auth_failure_response(e)
         except ClientDisconnect:
             return
+        except DatabaseUnavailable as e:
+            log.warning("database unavailable on %s %s: %s", scope["method"], scope["path"], e)
+            response = error_response(unavailable(e.retry_after, what="database"))
         except StorageUnavailable as e:
             log.warning("storage unavailable on %s %s: %s", scope["method"], scope["path"], e)
             response = error_response(unavailable(e.retry_after, e.reason))
@@ -226,6 +234,15 @@ class RegistryApp:
         return JSONResponse({"status": "ok"})
 
 
+async def prime(policy: Cached[PolicySnapshot]) -> None:
+    """Load the access policy before the first request (the migrations run then too); a database that is
+    down now is waited for by the requests that need it, not by the start."""
+    try:
+        await policy.fresh(MAX_AGE)
+    except DatabaseUnavailable as e:
+        log.warning("access policy not loaded at start (%s): requests that need it answer 503 until it is", e)
+
+
 def raw_path(scope: Scope) -> str:
     """The path as sent, escapes kept: routed before decoding, an encoded ``/`` stays inside its
     segment (``blobs/sha256%2F...`` is a malformed digest, not another endpoint)."""
@@ -258,9 +275,9 @@ def storage_failure(error: OSError) -> RegistryError:
     return unavailable(FILESYSTEM_RETRY_AFTER)
 
 
-def unavailable(retry_after: float, reason: str | None = None) -> RegistryError:
+def unavailable(retry_after: float, reason: str | None = None, what: str = "storage") -> RegistryError:
     seconds = str(max(1, math.ceil(retry_after)))
-    message = "the registry's storage is unavailable, retry later" + (f": {reason}" if reason else "")
+    message = f"the registry's {what} is unavailable, retry later" + (f": {reason}" if reason else "")
     return RegistryError("UNAVAILABLE", message, headers={"Retry-After": seconds})
 
 
@@ -277,13 +294,14 @@ def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
     if registry is None:
         registry = Registry.build(config)
     extra = token_server_routes(config.auth, lambda request: client_address(request, config.http),
-                                registry.login.credentials)
+                                registry.login.credentials, registry.policy)
     inspector = Inspector(registry)
     replication = Replication.build(registry)
     extra += V1Search(registry, inspector.description).routes()
     extra += V1Usage(registry).routes()
     extra += TokensAPI(registry, registry.tokens).routes()
     extra += ReplicationAPI(registry, replication).routes()
+    extra += v1.routes(registry)
     if config.ui.enabled:
         extra += WebUI(registry, inspector, replication).routes()
     return RegistryApp(config, registry, extra, replication)

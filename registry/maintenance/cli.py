@@ -20,10 +20,12 @@ from storage.accounting import UsageReport, usage_report
 from storage.gc import GarbageCollector, GCBusy, human_size
 
 
-def add_commands(commands: Any, load_config: Callable[[str | None], Config]) -> None:
-    """The maintenance commands; ``load_config`` reads a config or exits with its errors (``moorage``'s)."""
+def add_commands(commands: Any, load_config: Callable[[str | None], Config],
+                 config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+    """The maintenance commands; ``load_config`` reads a config or exits with its errors (``moorage``'s),
+    ``config_arguments`` adds the config as every command takes it (``CONFIG`` or ``-c CONFIG``)."""
     gc = commands.add_parser("gc", help="garbage-collect unreferenced blobs and manifests (online)")
-    gc.add_argument("config", nargs="?", help="YAML config file")
+    config_arguments(gc)
     gc.add_argument("--dry-run", action="store_true", help="only report what would be removed")
     gc.add_argument("--delete-untagged", action="store_true",
                     help="also remove manifests no tag, kept index or kept subject needs")
@@ -32,12 +34,12 @@ def add_commands(commands: Any, load_config: Callable[[str | None], Config]) -> 
     gc.set_defaults(run=run_gc, load_config=load_config)
     retention = commands.add_parser(
         "retention", help="remove the tags the retention policies expire (then collect what they held)")
-    retention.add_argument("config", nargs="?", help="YAML config file")
+    config_arguments(retention)
     retention.add_argument("--dry-run", action="store_true", help="only list the tags that would go")
     retention.add_argument("--grace", help="as for gc")
     retention.set_defaults(run=run_retention, delete_untagged=False, load_config=load_config)
     du = commands.add_parser("du", help="bytes per repository and namespace (shared blobs counted once)")
-    du.add_argument("config", nargs="?", help="YAML config file")
+    config_arguments(du)
     du.add_argument("glob", nargs="?", default="**", help="repositories to show (access-rule glob, default **)")
     du.add_argument("--json", action="store_true", help="print the report as JSON (as GET /api/v1/usage)")
     du.set_defaults(run=run_du, load_config=load_config)

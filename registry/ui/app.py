@@ -184,6 +184,7 @@ class WebUI:
         async def endpoint(request: Request) -> Response:
             session = self.sessions.load(request)
             try:
+                await self.registry.login.refresh()
                 if session.user is not None and await self.registry.login.current(session.user) is None:
                     self.sessions.log_out(session)  # removed from their directory (or file) since login
                 response = await handler(self, request, session)

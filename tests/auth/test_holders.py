@@ -51,9 +51,9 @@ async def test_holders_are_the_closest_namespaces_members_whose_role_allows(mana
     assert pull.users == (("olga", "owner"), ("rita", "reader")) and not pull.anyone
     assert snapshot.holders("payments/secret/x", "push") == Holders("payments/secret", (), (), False)
     assert snapshot.holders("payments/secret/x", "pull").anyone  # public
-    assert snapshot.holders("dev/tool", "push") == Holders(None, (("dev", "owner"),), (), False)  # personal
+    assert snapshot.holders("dev/tool", "push") == Holders("dev", (("dev", "owner"),), (), False)  # personal
     assert snapshot.holders("nobody/x", "push") == Holders(None, (), (), False)  # admins only
-    assert snapshot.holders("gone/x", "push") == Holders(None, (), (), False)  # a disabled user's own
+    assert snapshot.holders("gone/x", "push") == Holders("gone", (), (), False)  # a disabled user's own
 
 
 async def test_the_policy_says_when_file_rules_may_decide_first(manage: Management) -> None:
@@ -83,7 +83,9 @@ async def test_users_are_found_by_part_of_their_name_or_e_mail(manage: Managemen
 
 async def test_the_change_log_is_for_admins_and_owners(manage: Management) -> None:
     assert len(await manage.list_changes(ADA, None, 100)) > 10
-    assert {c.namespace for c in await manage.list_changes(OLGA, None, 100)} == {"payments", "payments/secret"}
+    assert {c.namespace for c in await manage.list_changes(OLGA, None, 100)} == {
+        "payments", "payments/secret", "olga"}  # olga owns her personal namespace too
+    assert {c.namespace for c in await manage.list_changes(OTTO, None, 100)} == {"otto"}  # his own only
     with pytest.raises(Refused) as refused:
-        await manage.list_changes(OTTO, None, 100)
+        await manage.list_changes(Caller("ldap-user"), None, 100)  # owns nothing in the database
     assert refused.value.status == 403

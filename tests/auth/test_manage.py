@@ -86,8 +86,7 @@ async def test_personal_namespaces_and_public_ones(manage: Management) -> None:
     policy = await snapshot(manage)
     assert policy.actions("dave", "dave/tool") >= {"pull", "push", "delete"}
     assert policy.actions("bob", "dave/tool") == frozenset()
-    assert "dave" not in policy.namespaces  # created on first use
-    await manage.ensure_personal("dave")
+    assert policy.namespaces["dave"].record.personal == "dave"  # made with the user
     await manage.set_member(DAVE, "dave", "user", "bob", "reader")
     await manage.update_namespace(DAVE, "dave", public=True)
     policy = await snapshot(manage)
@@ -203,8 +202,7 @@ async def test_overlaps_and_duplicates_are_conflicts(manage: Management) -> None
     await refused(409, "CONFLICT", manage.create_user(ALICE, "bob", "pw"))
     await refused(409, "CONFLICT", manage.create_user(ALICE, "payments", "pw"))  # would not own it
     await refused(409, "CONFLICT", manage.create_team(ALICE, "payments-devs"))
-    await refused(403, "DENIED", manage.create_namespace(CAROL, "bob"))  # bob's own
-    await manage.create_namespace(ALICE, "bob")  # an admin may: it is bob's personal namespace
+    await refused(409, "CONFLICT", manage.create_namespace(ALICE, "bob"))  # bob's own, made with him
     assert (await snapshot(manage)).namespaces["bob"].record.personal == "bob"
 
 
@@ -223,7 +221,7 @@ async def test_every_change_is_recorded_without_secrets(manage: Management) -> N
     assert "secret-new-pw" not in text and "$2b$" not in text
     grant = next(c for c in changes if c.target == "team:payments-devs")
     assert (grant.actor, grant.namespace, grant.after) == ("carol", "payments", {"role": "developer"})
-    assert {c.namespace for c in await manage.list_changes(CAROL, None, 100)} == {"payments"}
+    assert {c.namespace for c in await manage.list_changes(CAROL, None, 100)} == {"payments", "carol"}
     await refused(403, "DENIED", manage.list_changes(BOB, None, 100, namespace="payments"))
 
 
@@ -232,9 +230,9 @@ async def test_listings_show_what_the_caller_may_see(manage: Management) -> None
     await manage.create_namespace(ALICE, "infra")
     await manage.create_namespace(ALICE, "public-images", public=True)
     seen = {v.record.path: v.role for v in await manage.list_namespaces(BOB, None, 100)}
-    assert seen == {"payments": "developer", "public-images": None}
+    assert seen == {"bob": "owner", "payments": "developer", "public-images": None}
     assert {v.record.path for v in await manage.list_namespaces(ALICE, None, 100)} == {
-        "infra", "payments", "public-images"}
+        "alice", "bob", "carol", "dave", "infra", "payments", "public-images"}
     assert [v.record.path for v in await manage.list_namespaces(ALICE, "infra", 1)] == ["payments"]
     await refused(404, "NOT_FOUND", manage.get_namespace(BOB, "infra"))
 

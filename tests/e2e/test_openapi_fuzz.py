@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +102,30 @@ def test_fuzzed_requests_get_no_5xx_and_registry_errors(start_moorage) -> None: 
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             fuzz(operation, mode, server.url, session, found)
     assert not found, "\n".join(f"{why}\n    e.g. {request}" for why, request in found.items())
+
+
+ACCESS = [op for op in OPERATIONS if "access" in (op.definition.raw.get("tags") or [])]
+
+
+def test_fuzzed_access_api_as_an_admin(start_moorage, moorage_bin: str) -> None:  # type: ignore[no-untyped-def]
+    """The /api/v1 management operations with auth.database, called as an admin (past the 401s), on a
+    database with users, a team and namespaces to find."""
+    server = start_moorage({"auth": {"database": {}}})
+    env = {**os.environ, "PATH": f"{Path(moorage_bin).parent}:{os.environ.get('PATH', '')}"}
+    for argv, stdin in ((["user", "add", "admin", "--admin"], "admin-pw\n"), (["user", "add", "bob"], "bob-pw\n"),
+                        (["team", "add", "devs"], ""), (["team", "member", "add", "devs", "bob"], ""),
+                        (["namespace", "add", "payments"], ""),
+                        (["namespace", "grant", "payments", "--team", "devs", "developer"], "")):
+        done = subprocess.run([moorage_bin, *argv, "-c", str(server.config_path)], input=stdin, text=True,
+                              capture_output=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+    session = requests.Session()
+    session.auth = ("admin", "admin-pw")
+    found: dict[str, str] = {}
+    assert ACCESS, "no operation tagged access in docs/openapi.yaml"
+    for operation in ACCESS:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            fuzz(operation, mode, server.url, session, found)
+    assert not found, "\n".join(f"{why}\n    e.g. {request}" for why, request in found.items())
+    r = session.get(f"{server.url}/api/v1/users/admin", timeout=10)
+    assert r.status_code == 200 and r.json()["admin"], "the admin was lost to the fuzzing"

@@ -30,9 +30,11 @@ import pytest
 import yaml
 
 from auth import factory, htpasswd, keygen, keys, settings, standalone
+from auth.policy import policy_cache
 from registry import config as config_module
 from registry.events.notifications.config import parse_notifications
 from registry.http.server import ssl_context
+from registry.instance import open_database
 from registry.mirror import config as mirror_config
 from registry.replication import config as replication_config
 from storage.driver.factory import build_driver
@@ -161,10 +163,11 @@ def outcome(raw: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[str, 
             driver = build_driver(config.storage.driver, config.storage.parameters)
             result.append((driver.root, driver.fsync))
             asyncio.run(driver.close())
-        result.append(type(factory.build_access_controller(config.auth)).__name__)
-        result.append([route.path for route in factory.token_server_routes(config.auth)])
+        policy = policy_cache(open_database(config)) if config.auth.database is not None else None  # never opened
+        result.append(type(factory.build_access_controller(config.auth, policy=policy)).__name__)
+        result.append([route.path for route in factory.token_server_routes(config.auth, policy=policy)])
         if config.auth.tokenserver is not None:
-            standalone.serve(config.auth)
+            standalone.serve(config.auth, policy=policy)
             result.append(served)
         result.append(mirror_config.parse_proxy(config.proxy))
         result.append(config.replication.replication())
