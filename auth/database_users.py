@@ -52,7 +52,7 @@ class DatabaseUsers:
         except DatabaseUnavailable as e:
             raise SourceUnavailable(str(e), e.retry_after) from None
 
-    async def verify(self, user: str, password: str) -> Identity | Verdict:
+    async def verify(self, user: str, password: str, address: str = "") -> Identity | Verdict:
         record = (await self._snapshot()).users.get(user)
         if record is None:
             if self.last:

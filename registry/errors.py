@@ -28,10 +28,6 @@ CODES: dict[str, tuple[int, str]] = {
     "RANGE_INVALID": (416, "invalid content range"),
     "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
     "UNAVAILABLE": (503, "service unavailable"),
-    # the management API's (/api/v1): bad input, what does not exist, what conflicts with what does
-    "INVALID_REQUEST": (400, "invalid request"),
-    "NOT_FOUND": (404, "not found"),
-    "CONFLICT": (409, "conflict"),
     "UNKNOWN": (500, "unknown error"),
     # Moorage's management API (/api/v1)
     "INVALID_REQUEST": (400, "invalid request"),

@@ -114,6 +114,7 @@ class Observer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, app: App) -> None:
         started = time.perf_counter()
+        root_path = scope.get("root_path", "")  # a Mount that handles the request changes it in ``scope``
         peer = scope.get("client")
         peer_host = peer[0] if peer else ""
         from_proxy = self._trusted(peer_host)
@@ -161,7 +162,7 @@ class Observer:
                 if upload:
                     metrics.uploads_in_flight.dec()
             exchange.duration = time.perf_counter() - started
-            exchange.route = scope.get("moorage.route") or self._other_route(scope)
+            exchange.route = scope.get("moorage.route") or self._other_route({**scope, "root_path": root_path})
             await self._finish(exchange)
 
     async def _finish(self, exchange: Exchange) -> None:
