@@ -139,16 +139,16 @@ class PolicySnapshot:
             return granted | {"pull"}
         return granted
 
-    def setting(self, repository: str, name: str) -> object:
-        """A namespace setting (``quota``, ``retention``, ``immutable_tags``) from the closest namespace
-        that sets it; None when none does."""
+    def namespace_setting(self, repository: str, name: str) -> tuple[str, object] | None:
+        """A namespace setting (``quota``, ``retention``, ``immutable_tags``) of the closest namespace
+        that sets it, with that namespace's path; None when none does."""
         path = repository
         while path:
             ns = self.namespaces.get(path)
             if ns is not None:
                 value = getattr(ns.record, name)
                 if value:
-                    return value
+                    return path, value
             path = path.rpartition("/")[0]
         return None
 

@@ -10,7 +10,7 @@ from auth.base import AccessController
 from auth.factory import build_access_controller, build_access_tokens, build_credentials
 from auth.login import Login, build_login
 from auth.manage import Management
-from auth.policy import PolicySnapshot, policy_cache
+from auth.policy import DatabasePolicy, PolicySnapshot, policy_cache
 from auth.rules import AccessRules
 from auth.tokens import AccessTokens
 from configkit import ConfigError
@@ -21,6 +21,7 @@ from registry.mirror.repository import MirroredRepository
 from registry.mirror.source import UpstreamSource
 from registry.repository import Repository
 from registry.writes.events import EventBus
+from registry.writes.namespaces import ImmutableTags, NamespaceQuotas
 from registry.writes.policy import ActorScope, DeletesDisabled, WritePolicy
 from registry.writes.quota import QuotaGuard
 from registry.writes.writer import RepositoryWriter
@@ -78,7 +79,9 @@ class Registry:
         access = build_access_controller(config.auth, credentials, policy)
         login = build_login(config.auth, access, credentials)
         tokens = build_access_tokens(config.auth, database, access, credentials)
-        quotas = config.storage.quotas
+        rules = getattr(access, "rules", None)
+        namespaces = rules if isinstance(rules, DatabasePolicy) else None  # the database's namespace settings
+        quotas = NamespaceQuotas(namespaces, config.storage.quotas) if namespaces is not None else config.storage.quotas
         ledger = UsageLedger(driver) if quotas is not None else None
         # a push marks what it relies on at most once per quarter of GC's grace window (docs/gc.md)
         blobs = BlobStore(driver, touch_interval=config.storage.gc.grace / 4)
@@ -90,6 +93,8 @@ class Registry:
         policies: list[WritePolicy] = [ActorScope()]
         if not config.storage.delete_enabled:
             policies.insert(0, DeletesDisabled())
+        if namespaces is not None:
+            policies.append(ImmutableTags(namespaces))
         quota = QuotaGuard(ledger, quotas) if ledger is not None and quotas is not None else None
         writer = RepositoryWriter(config, blobs, uploads, manifests, tags, referrers, events, policies, quota)
         mirror = UpstreamSource.build(config.proxy, writer)

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from auth.manage import OPERATOR
 from registry.config import parse
 from registry.http.app import create_app
-from tests.api.conftest import image_manifest
+from tests.api.conftest import image_manifest, sha256
 from tests.faultproxy import FaultProxy
 from tests.postgres import PostgresServer
 
@@ -269,3 +269,52 @@ def test_s3_storage_needs_a_database_url(tmp_path: Path) -> None:
     raw = {"storage": {"s3": {"bucket": "b", "region": "us-east-1"}}, "auth": {"database": {}}}
     with pytest.raises(ValueError, match="database.url: required with s3 storage"):
         create_app(parse(raw))
+
+
+def manifest_for(c: TestClient, user: str, name: str, layer: bytes) -> bytes:
+    return image_manifest(_Authed(c, basic(user)), name, layers=[layer])
+
+
+def put(c: TestClient, user: str, name: str, tag: str, body: bytes) -> Any:
+    return c.put(f"/v2/{name}/manifests/{tag}", content=body,
+                 headers={**basic(user), "Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+
+
+def test_immutable_tags_hold_except_for_owners(client: TestClient) -> None:
+    c = client
+    company(c)
+    ok(c.put("/api/v1/namespaces/payments/_members/users/erin", json={"role": "maintainer"}, headers=basic("carol")))
+    ok(c.patch("/api/v1/namespaces/payments", json={"immutable_tags": ["v*"]}, headers=basic("erin")))
+    first, second = (manifest_for(c, "bob", "payments/api", layer) for layer in (b"one", b"two"))
+    ok(put(c, "bob", "payments/api", "v1.0", first), 201)
+    ok(put(c, "bob", "payments/api", "v1.0", first), 201)  # the same manifest again: no change
+    message = error(put(c, "bob", "payments/api", "v1.0", second), 403, "DENIED")
+    assert "tag v1.0 is immutable" in message and "payments" in message
+    ok(put(c, "bob", "payments/api", "latest", first), 201)
+    ok(put(c, "bob", "payments/api", "latest", second), 201)  # latest is not immutable
+    assert "immutable" in error(c.delete("/v2/payments/api/manifests/v1.0", headers=basic("erin")), 403, "DENIED")
+    digest = c.head("/v2/payments/api/manifests/v1.0", headers=basic("erin")).headers["Docker-Content-Digest"]
+    assert "immutable" in error(c.delete(f"/v2/payments/api/manifests/{digest}", headers=basic("erin")), 403,
+                                "DENIED")  # by digest: the tags pointing at it go too
+    ok(put(c, "carol", "payments/api", "v1.0", second), 201)  # the owner may move it
+    assert c.delete("/v2/payments/api/manifests/v1.0", headers=basic("carol")).status_code == 202
+    ok(c.post("/api/v1/namespaces", json={"path": "payments/tools"}, headers=basic("carol")), 201)
+    first, second = (manifest_for(c, "carol", "payments/tools/x", layer) for layer in (b"one", b"two"))
+    ok(put(c, "carol", "payments/tools/x", "v2", second), 201)
+    ok(put(c, "carol", "payments/tools/x", "v2", first), 201)  # carol owns the namespace
+    ok(c.put("/api/v1/namespaces/payments/tools/_members/users/bob", json={"role": "developer"},
+             headers=basic("carol")))
+    assert "immutable" in error(put(c, "bob", "payments/tools/x", "v2", second), 403, "DENIED")  # from above
+
+
+def test_a_namespace_quota_refuses_what_goes_over(client: TestClient) -> None:
+    c = client
+    company(c)
+    ok(c.patch("/api/v1/namespaces/payments", json={"quota": 1000}, headers=basic("alice")))
+    ok(put(c, "bob", "payments/api", "small", manifest_for(c, "bob", "payments/api", b"x" * 100)), 201)
+    data = b"y" * 2000
+    r = c.post(f"/v2/payments/api/blobs/uploads/?digest={sha256(data)}", content=data, headers=basic("bob"))
+    assert "quota exceeded" in error(r, 403, "DENIED")
+    ok(c.patch("/api/v1/namespaces/payments", json={"quota": None}, headers=basic("alice")))
+    r = c.post(f"/v2/payments/api/blobs/uploads/?digest={sha256(data)}", content=data, headers=basic("bob"))
+    assert r.status_code == 201, r.text
