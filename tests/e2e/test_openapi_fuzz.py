@@ -31,6 +31,9 @@ SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 EXAMPLES = 8
 SCHEMA = schemathesis.openapi.from_path(SPEC)
 OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
+# the management API (tag access) needs auth.database: fuzzed as an admin on a database below, where its
+# cases get past the 404 it answers without one (and each test stays well within its time limit)
+ACCESS = [op for op in OPERATIONS if "access" in (op.definition.raw.get("tags") or [])]
 
 
 def seed(base: str) -> None:
@@ -99,12 +102,11 @@ def test_fuzzed_requests_get_no_5xx_and_registry_errors(start_moorage) -> None: 
     session = requests.Session()
     found: dict[str, str] = {}
     for operation in OPERATIONS:
+        if operation in ACCESS:
+            continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             fuzz(operation, mode, server.url, session, found)
     assert not found, "\n".join(f"{why}\n    e.g. {request}" for why, request in found.items())
-
-
-ACCESS = [op for op in OPERATIONS if "access" in (op.definition.raw.get("tags") or [])]
 
 
 def test_fuzzed_access_api_as_an_admin(start_moorage, moorage_bin: str) -> None:  # type: ignore[no-untyped-def]
