@@ -10,12 +10,12 @@ from auth.base import AccessController
 from auth.factory import build_access_controller, build_access_tokens, build_credentials
 from auth.login import Login, build_login
 from auth.manage import Management
-from auth.policy import DatabasePolicy, PolicySnapshot, policy_cache
+from auth.policy import MAX_AGE, DatabasePolicy, PolicySnapshot, policy_cache
 from auth.rules import AccessRules
 from auth.tokens import AccessTokens
 from configkit import ConfigError
 from registry.config import Config
-from registry.maintenance.retention import check_namespace_retention
+from registry.maintenance.retention import Retention, check_namespace_retention, with_namespaces
 from registry.mediatypes import describe_referrer
 from registry.mirror.repository import MirroredRepository
 from registry.mirror.source import UpstreamSource
@@ -133,6 +133,16 @@ class Registry:
     def stored(self, name: str) -> Repository:
         """The repository as storage holds it, never asking an upstream (the web UI reads this way)."""
         return Repository(name, self.driver, self.blobs, self.manifests, self.tags)
+
+    async def retention(self) -> Retention | None:
+        """The retention policies in force now: ``storage.maintenance.retention``, then the database's
+        namespaces' own (``auth.database``; raises DatabaseUnavailable when it cannot be read)."""
+        file = self.config.storage.retention
+        if self.policy is None:
+            return file
+        snapshot = await self.policy.fresh(MAX_AGE)
+        return with_namespaces(file, {path: ns.record.retention for path, ns in snapshot.namespaces.items()
+                                      if ns.record.retention})
 
     async def close(self) -> None:
         await self.login.close()

@@ -17,6 +17,7 @@ from registry.config import Config, ConfigError
 from registry.instance import Registry
 from registry.maintenance.progress import TerminalProgress
 from storage.accounting import UsageReport, usage_report
+from storage.driver import StorageUnavailable
 from storage.gc import GarbageCollector, GCBusy, human_size
 
 
@@ -78,7 +79,7 @@ def run_du(args: argparse.Namespace) -> int:
 
 def run_retention(args: argparse.Namespace) -> int:
     config = args.load_config(args.config)
-    if config.storage.retention is None or not config.storage.retention.policies:
+    if (config.storage.retention is None or not config.storage.retention.policies) and config.auth.database is None:
         print("moorage retention: no storage.maintenance.retention.policies in the config", file=sys.stderr)
         return 2
     return run_gc(args, config, retention=True)
@@ -96,11 +97,21 @@ def run_gc(args: argparse.Namespace, config: Config | None = None, retention: bo
     async def collect() -> int:
         registry = Registry.build(config)
         try:
+            expire = None
+            if retention:
+                try:
+                    expire = await registry.retention()
+                except StorageUnavailable as e:
+                    print(f"moorage retention: {e}", file=sys.stderr)
+                    return 1
+                if expire is None:
+                    print("moorage retention: no storage.maintenance.retention.policies in the config and no "
+                          "namespace in the database sets a retention", file=sys.stderr)
+                    return 2
             collector = GarbageCollector(
                 registry.driver, dry_run=args.dry_run, grace=grace, progress=progress,
                 delete_untagged=args.delete_untagged or config.storage.gc.deleteuntagged,
-                expire=config.storage.retention if retention else None,
-                ledger=registry.ledger,
+                expire=expire, ledger=registry.ledger,
             )
             try:
                 result = await collector.run()

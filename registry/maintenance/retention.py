@@ -7,10 +7,15 @@ path component, ``**`` across) matches a repository decides for it.  Within a po
 are older than it (all of them when only ``keepnewest`` is set).  A tag's age is the time it was last
 pushed or moved (its link's modification time).  Expired tags are removed by the GC run that applies
 the policies, and the manifests they named go in the same run unless something still needs them.
+
+With ``auth.database``, a namespace's own ``retention`` setting is a policy for the repositories it
+covers, after the file's (the file holds what an operator wants fixed, as for rules and quotas); of the
+namespaces, the closest one that sets a retention decides.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,7 +24,9 @@ from pydantic import model_validator
 
 from auth.rules import glob_regex
 from auth.settings import PATTERN_RE, TAG_PATTERN_RE
-from configkit import Duration, Invalid, Section, Texts, compiled, convert, integer
+from configkit import ConfigError, Duration, Invalid, Section, Texts, compiled, convert, integer
+
+log = logging.getLogger("moorage.gc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +122,18 @@ def check_namespace_retention(raw: Mapping[str, Any]) -> dict[str, Any]:
     PolicySettings.parse({**raw, "repositories": ["namespace"]}, "")
     return {key: raw[key] for key in NAMESPACE_POLICY_KEYS if key in raw}
 
+
+
+def with_namespaces(file: Retention | None, namespaces: Mapping[str, Mapping[str, Any]]) -> Retention | None:
+    """The file's policies, then one per namespace that sets a retention (``namespaces``: path -> its
+    setting) for the repositories it covers, the longest path first so the closest namespace decides.
+    A stored setting that no longer passes the checks is skipped with a warning, not the whole run."""
+    policies = list(file.policies) if file is not None else []
+    for path in sorted(namespaces, key=lambda p: (-p.count("/"), p)):
+        try:
+            settings = PolicySettings.parse({**namespaces[path], "repositories": [path, f"{path}/**"]}, "")
+        except ConfigError as e:
+            log.warning("namespace %s: retention skipped: %s", path, e)
+            continue
+        policies.append(settings.policy())
+    return Retention(policies) if policies else None

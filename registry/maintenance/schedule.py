@@ -1,5 +1,6 @@
 """Scheduled maintenance inside ``moorage serve``: every ``storage.maintenance.gc`` interval, the
-retention policies expire tags and garbage collection frees what nothing needs any more.
+retention policies (the file's, then the database's namespaces', as they stand when the run starts)
+expire tags and garbage collection frees what nothing needs any more.
 Every replica schedules it; the lease in the storage lets one run at a time."""
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ async def collect_periodically(registry: Registry) -> None:
     settings = registry.config.storage.gc
     while True:
         await asyncio.sleep(settings.interval)
-        mode = "retention" if registry.config.storage.retention is not None else "gc"
+        mode = "gc"
         started = time.monotonic()
         try:
-            retention = registry.config.storage.retention
+            retention = await registry.retention()
+            mode = "retention" if retention is not None else "gc"
             collector = GarbageCollector(registry.driver, delete_untagged=settings.deleteuntagged,
                                          dry_run=settings.dryrun, grace=settings.grace,
                                          expire=retention,

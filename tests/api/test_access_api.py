@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from auth.manage import OPERATOR
+from registry.cli import main
 from registry.config import parse
 from registry.http.app import create_app
 from tests.api.conftest import image_manifest, sha256
@@ -318,3 +320,45 @@ def test_a_namespace_quota_refuses_what_goes_over(client: TestClient) -> None:
     ok(c.patch("/api/v1/namespaces/payments", json={"quota": None}, headers=basic("alice")))
     r = c.post(f"/v2/payments/api/blobs/uploads/?digest={sha256(data)}", content=data, headers=basic("bob"))
     assert r.status_code == 201, r.text
+
+
+def test_namespace_retention_from_the_database(client: TestClient, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A namespace's retention (set by a maintainer through the API) expires tags in `moorage retention`
+    with the closest namespace deciding; repositories no namespace's retention covers keep every tag."""
+    c = client
+    company(c)
+    config = tmp_path / "retention.yml"
+    config.write_text(yaml.safe_dump({"storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")},
+                                                  "maintenance": {"gc": {"grace": "0s"}}},
+                                      "auth": {"database": {}}}))
+    assert main(["retention", "-c", str(config)]) == 2
+    assert "no namespace in the database sets a retention" in capsys.readouterr().err
+    ok(c.put("/api/v1/namespaces/payments/_members/users/erin", json={"role": "maintainer"}, headers=basic("carol")))
+    ok(c.patch("/api/v1/namespaces/payments", json={"retention": {"keepnewest": 1, "protect": ["v*"]}},
+               headers=basic("erin")))
+    ok(c.post("/api/v1/namespaces", json={"path": "payments/tools"}, headers=basic("carol")), 201)
+    ok(c.patch("/api/v1/namespaces/payments/tools", json={"retention": {"keepnewest": 2}}, headers=basic("carol")))
+    pushed = {"payments/api": ["old", "older", "v1", "newest"], "payments/tools/x": ["a", "b", "c"],
+              "alice/app": ["x", "y"]}
+    for name, tags in pushed.items():
+        user = "alice" if name.startswith("alice") else "carol"
+        for tag in tags:
+            ok(put(c, user, name, tag, manifest_for(c, user, name, tag.encode())), 201)
+            time.sleep(0.1)  # distinct push times: keepnewest orders by them
+
+    def tags(name: str) -> list[str]:
+        return ok(c.get(f"/v2/{name}/tags/list", headers=basic("alice")))["tags"]
+
+    assert main(["retention", "-c", str(config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for gone in ("payments/api:old (", "payments/api:older (", "payments/tools/x:a ("):
+        assert f"would remove tag {gone}" in out, out
+    assert "tags: 3 would remove" in out and tags("payments/api") == ["newest", "old", "older", "v1"]
+    assert main(["retention", "-c", str(config)]) == 0
+    assert tags("payments/api") == ["newest", "v1"]  # keepnewest 1, v* protected
+    assert tags("payments/tools/x") == ["b", "c"]  # its own namespace's keepnewest 2, not payments'
+    assert tags("alice/app") == ["x", "y"]  # no retention covers it
+    ok(c.patch("/api/v1/namespaces/payments", json={"retention": None}, headers=basic("erin")))
+    ok(c.patch("/api/v1/namespaces/payments/tools", json={"retention": None}, headers=basic("carol")))
+    assert main(["retention", "-c", str(config)]) == 2  # the change reached the command

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.config import ConfigError, parse
-from registry.maintenance.retention import Policy, Retention, parse_retention
+from registry.maintenance.retention import Policy, Retention, parse_retention, with_namespaces
 
 DAY = 86400.0
 NOW = 1_000 * DAY
@@ -69,3 +69,22 @@ def test_config() -> None:
     ]:
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             parse_retention(bad)
+
+
+def test_namespaces_retention_comes_after_the_file_and_the_closest_decides(caplog: pytest.LogCaptureFixture
+                                                                           ) -> None:
+    file = Retention([Policy(("payments/legacy/**",), keep_newest=100)])
+    retention = with_namespaces(file, {
+        "payments": {"keepnewest": 1, "protect": ["v*"]},
+        "payments/tools": {"olderthan": "100d"},
+        "broken": {"keepnewest": "many"},  # stored before a check tightened: skipped, not fatal
+    })
+    assert retention is not None
+    assert retention.expired("payments/legacy/app", TAGS, NOW) == []  # the file's policy comes first
+    assert retention.expired("payments/api", TAGS, NOW) == ["release-1", "build-1", "build-2", "build-3",
+                                                             "build-4", "nightly"]
+    assert retention.expired("payments/tools/x", TAGS, NOW) == ["release-1", "v1.0"]  # the closest namespace's
+    assert retention.expired("payments", TAGS, NOW) == retention.expired("payments/api", TAGS, NOW)
+    assert not retention.applies("paymentsx/app") and not retention.applies("broken/app")
+    assert "namespace broken: retention skipped" in caplog.text
+    assert with_namespaces(None, {}) is None and with_namespaces(file, {}) == file
