@@ -53,7 +53,21 @@ class DatabaseUsers:
             raise SourceUnavailable(str(e), e.retry_after) from None
 
     async def verify(self, user: str, password: str, address: str = "") -> Identity | Verdict:
-        record = (await self._snapshot()).users.get(user)
+        """A refusal is confirmed by one read of the feed's counter first, so a user made or a password
+        changed a moment ago by another replica or the CLI logs in at once, not after the next poll."""
+        snapshot = await self._snapshot()
+        outcome = await self._check(snapshot, user, password)
+        if isinstance(outcome, Identity):
+            return outcome
+        try:
+            await self.cache.refresh()
+        except DatabaseUnavailable as e:
+            raise SourceUnavailable(str(e), e.retry_after) from None
+        current = await self._snapshot()
+        return outcome if current is snapshot else await self._check(current, user, password)
+
+    async def _check(self, snapshot: PolicySnapshot, user: str, password: str) -> Identity | Verdict:
+        record = snapshot.users.get(user)
         if record is None:
             if self.last:
                 await asyncio.to_thread(self._spend)

@@ -141,6 +141,22 @@ def test_disabling_or_a_new_password_refuses_the_next_request(client: TestClient
     error(c.get("/api/v1/account", headers=basic("bob", "bob-new-pw")), 401, "UNAUTHORIZED")
 
 
+def test_a_user_made_on_another_replica_logs_in_at_once(tmp_path: Path) -> None:
+    """B's snapshot was confirmed a moment ago and its next poll has not run: bob, made through A (as
+    the CLI or another replica makes a user), still logs in on B at once, as does a new password."""
+    database = {"url": f"sqlite:///{tmp_path / 'shared.db'}"}
+    with make_app(tmp_path / "root", database=database) as a, make_app(tmp_path / "root", database=database) as b:
+        bootstrap(a)
+        ok(b.get("/v2/", headers=basic("alice")))
+        policy = b.app.registry.policy  # type: ignore[attr-defined]
+        policy.confirmed = time.monotonic() + 3600  # as if B's poller had confirmed it just now
+        ok(a.post("/api/v1/users", json={"name": "bob", "password": "bob-pw"}, headers=basic("alice")), 201)
+        ok(b.get("/v2/", headers=basic("bob")))
+        ok(a.patch("/api/v1/users/bob", json={"password": "bob-new-pw"}, headers=basic("bob")))
+        ok(b.get("/v2/", headers=basic("bob", "bob-new-pw")))
+        error(b.get("/v2/", headers=basic("bob")), 401, "UNAUTHORIZED")
+
+
 def test_security_rules(client: TestClient) -> None:
     c = client
     company(c)
