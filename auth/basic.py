@@ -96,14 +96,19 @@ class BasicController:
 
     def is_admin(self, subject: str | None) -> bool:
         return self.rules.is_admin(subject)
+
     async def refresh(self) -> None:
         await self.rules.refresh()
 
 
 def scoped(rules: AccessRules | DatabasePolicy, user: str | None, scope: Scope | None, type_: str, name: str
            ) -> frozenset[str]:
-    """What the rules let ``user`` do on a resource, cut down to an access token's scope."""
+    """What the rules let ``user`` do on a resource, cut down to an access token's scope. Of the
+    registry's own resources a token reaches only the catalog (itself cut to the scope by ``may_list``):
+    an admin's token for pulls must not read metrics or run replication."""
     allowed = rules.actions(user, type_, name)
-    if scope is None or type_ != "repository":
+    if scope is None:
         return allowed
+    if type_ != "repository":
+        return allowed if (type_, name) == ("registry", "catalog") else frozenset()
     return scope.narrow(allowed, name)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 
 from auth.base import Access, AuthFailure, Grant, Origin, no_origin
+from auth.basic import scoped
 from auth.challenge import header, unauthorized
 from auth.policy import DatabasePolicy
 from auth.rules import AccessRules
@@ -43,16 +44,18 @@ class BearerController:
         missing = [a for a in wanted if not covers(verified.accesses, a)]
         if not missing and isinstance(self.rules, DatabasePolicy):
             await self.rules.refresh()
-            missing = [a for a in wanted if a.action not in self.rules.actions(verified.subject, a.type, a.name)]
+            missing = [a for a in wanted
+                       if a.action not in scoped(self.rules, verified.subject, verified.scope, a.type, a.name)]
         if missing:
             raise self._refuse(origin, wanted, "insufficient_scope")
-        return Grant(subject=verified.subject, accesses=verified.accesses)
+        return Grant(subject=verified.subject, accesses=verified.accesses, scope=verified.scope)
 
     async def may_list(self, grant: Grant, repository: str) -> bool:
-        """With local rules (built-in token server) the catalog shows what the subject may pull."""
+        """With local rules (built-in token server) the catalog shows what the subject may pull, cut
+        to the access token's scope when they logged in with one."""
         if self.rules is None:
             return True
-        return "pull" in self.rules.actions(grant.subject, "repository", repository)
+        return "pull" in scoped(self.rules, grant.subject, grant.scope, "repository", repository)
 
     def actions(self, subject: str | None, repository: str) -> frozenset[str]:
         """The rules the built-in token server grants by; nothing when tokens come from elsewhere (their

@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from auth.brake import LoginBrake, TooManyAttempts
 from auth.htpasswd import Htpasswd
@@ -49,6 +49,29 @@ class Scope:
         if "*" in base and self.actions >= REPOSITORY_ACTIONS:
             kept.add("*")
         return frozenset(kept)
+
+    def claim(self) -> dict[str, Any]:
+        """The scope as the token server writes it into the Bearer tokens it issues for an access token,
+        so that the registry lists no more than the scope (the token's id stays out: it names no secret
+        but is of no use to the registry)."""
+        return {"actions": sorted(self.actions),
+                "repositories": None if self.repositories is None else list(self.repositories),
+                "robot": self.robot}
+
+    @classmethod
+    def from_claim(cls, raw: object) -> Scope:
+        """The inverse of ``claim``; ValueError for anything the token server does not write."""
+        if not isinstance(raw, dict) or set(raw) != {"actions", "repositories", "robot"}:
+            raise ValueError("the token scope claim needs exactly actions, repositories and robot")
+        actions, repositories, robot = raw["actions"], raw["repositories"], raw["robot"]
+        if not isinstance(actions, list) or not all(a in REPOSITORY_ACTIONS for a in actions):
+            raise ValueError("the token scope's actions are not a list of pull, push and delete")
+        if repositories is not None and not (
+                isinstance(repositories, list) and all(isinstance(r, str) for r in repositories)):
+            raise ValueError("the token scope's repositories are not a list of strings")
+        if not isinstance(robot, bool):
+            raise ValueError("the token scope's robot flag is not a boolean")
+        return cls(frozenset(actions), None if repositories is None else tuple(repositories), robot=robot)
 
 
 @dataclass(frozen=True, slots=True)

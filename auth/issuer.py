@@ -22,6 +22,7 @@ from auth import keys
 from auth.keys import PrivateKey
 
 REFRESH_AUDIENCE_PREFIX = "moorage-refresh:"
+SCOPE_CLAIM = "moorage_token"  # an access token's limits, for the registry's listings (auth.verifier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +49,16 @@ class TokenIssuer:
             self.headers = {"kid": keys.thumbprint(key.public_key())}
         self.refresh_headers = {"kid": keys.thumbprint(key.public_key())}  # read only by this issuer
 
-    def access_token(self, subject: str | None, access: list[dict[str, Any]]) -> SignedToken:
+    def access_token(self, subject: str | None, access: list[dict[str, Any]],
+                     scope: dict[str, Any] | None = None) -> SignedToken:
+        """``scope``: the limits of the access token the caller logged in with (``Scope.claim``)."""
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self.issuer, "sub": subject or "", "aud": self.service, "exp": now + self.expiration,
             "nbf": now, "iat": now, "jti": secrets.token_urlsafe(16), "access": access,
         }
+        if scope is not None:
+            claims[SCOPE_CLAIM] = scope
         token = jwt.encode(claims, self.key, algorithm=self.alg, headers=self.headers)
         return SignedToken(token, now, self.expiration)
 

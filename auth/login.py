@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from auth.base import AccessController, AllowAll
+from auth.base import AccessController, AllowAll, Grant
 from auth.basic import EMPTY_BASIC, basic_credentials, verify_basic
 from auth.challenge import header, unauthorized
 from auth.credentials import Credentials, Identity
@@ -53,24 +53,35 @@ class Login:
         """Changes when the user's password does (None once removed): sessions bound to it end then."""
         return self.credentials.stamp(user)
 
-    async def identify(self, headers: Mapping[str, str], address: str = "") -> str | None:
-        """The caller of a request: Basic against the credential chain, Bearer as the controller
-        verifies it, None for anonymous; bad credentials raise AuthFailure (401 with a Basic challenge,
-        429 while the brute-force brake holds the user at ``address``, 503 while a directory is down)."""
+    async def identify(self, headers: Mapping[str, str], address: str = "") -> Grant:
+        """The caller of a request and the access token's scope if they used one: Basic against the
+        credential chain, Bearer as the controller verifies it, no subject for anonymous; bad
+        credentials raise AuthFailure (401 with a Basic challenge, 429 while the brute-force brake holds
+        the user at ``address``, 503 while a directory is down)."""
         authorization = (headers.get("authorization") or "").strip()
         if not authorization or authorization == EMPTY_BASIC or self.open:
-            return None
+            return Grant()
         scheme = authorization.partition(" ")[0].lower()
         if scheme == "bearer":
-            return (await self.access.authorize(headers, [])).subject
+            grant = await self.access.authorize(headers, [])
+            return Grant(subject=grant.subject, scope=grant.scope)
         credentials = basic_credentials(authorization)
         if credentials is None:
             raise unauthorized(self.challenge, [], "invalid username or password")
-        return (await verify_basic(self.credentials, self.challenge, *credentials, address, [])).name
+        identity = await verify_basic(self.credentials, self.challenge, *credentials, address, [])
+        return Grant(subject=identity.name, scope=identity.scope)
 
     def actions(self, subject: str | None, repository: str) -> frozenset[str]:
         """Call ``refresh`` first in each request (the database's policy is then confirmed current)."""
         return self.access.actions(subject, repository)
+
+    def may_pull(self, caller: Grant, repository: str) -> bool:
+        """Whether ``caller`` (from ``identify``, or a web UI session's user) may pull ``repository``:
+        its subject's rights cut to the access token's scope."""
+        allowed = self.access.actions(caller.subject, repository)
+        if caller.scope is not None:
+            allowed = caller.scope.narrow(allowed, repository)
+        return "pull" in allowed
 
     def holders(self, repository: str, action: str) -> Holders | None:
         """Who may do ``action`` on ``repository`` by the database's policy (None without one)."""

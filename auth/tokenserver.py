@@ -190,7 +190,7 @@ class TokenServer:
                ) -> dict[str, Any]:
         scope = identity.scope if identity is not None else None
         access = self.access(user, [s for p in scope_params for s in p.split()][:MAX_SCOPES], scope)
-        signed = self.issuer.access_token(user, access)
+        signed = self.issuer.access_token(user, access, scope.claim() if scope is not None else None)
         issued = datetime.datetime.fromtimestamp(signed.issued_at, datetime.UTC)
         return {
             "token": signed.token, "access_token": signed.token, "expires_in": signed.expires_in,

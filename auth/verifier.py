@@ -4,7 +4,9 @@ The signing key comes from the JOSE header: an ``x5c`` chain that must lead to a
 the root bundle, a ``jwk`` whose RFC 7638 thumbprint is trusted, or a ``kid`` naming a trusted
 key (RFC 7638 thumbprint or libtrust ID of a bundle key, or a JWKS key id). Only asymmetric
 algorithms that fit the key are accepted, so ``alg: none`` and HMAC-with-a-public-key fail.
-Claims: ``iss`` and ``aud`` must match, ``exp``/``nbf``/``iat`` hold with 60 s leeway.
+Claims: ``iss`` and ``aud`` must match, ``exp``/``nbf``/``iat`` hold with 60 s leeway. The built-in
+token server adds ``moorage_token`` when the caller logged in with an access token: its scope, which
+the registry's listings are cut to; a malformed one refuses the token.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from auth import keys
 from auth.base import Access
+from auth.credentials import Scope
+from auth.issuer import SCOPE_CLAIM
 from auth.keys import PublicKey
 
 log = logging.getLogger("moorage.auth")
@@ -41,6 +45,7 @@ class TokenError(Exception):
 class VerifiedToken:
     subject: str | None
     accesses: frozenset[Access]
+    scope: Scope | None = None  # the access token the subject logged in with (built-in token server)
 
 
 def as_public(key: Any) -> PublicKey:
@@ -100,7 +105,13 @@ class TokenVerifier:
         subject = claims.get("sub")
         if subject is not None and not isinstance(subject, str):
             raise TokenError("sub claim is not a string")
-        return VerifiedToken(subject or None, parse_access(claims.get("access", [])))
+        scope = None
+        if SCOPE_CLAIM in claims:
+            try:
+                scope = Scope.from_claim(claims[SCOPE_CLAIM])
+            except ValueError as e:
+                raise TokenError(str(e)) from None
+        return VerifiedToken(subject or None, parse_access(claims.get("access", [])), scope)
 
     def _signing_key(self, header: dict[str, Any]) -> PublicKey:
         if "x5c" in header:

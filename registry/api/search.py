@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from auth.base import AuthFailure
+from auth.base import AuthFailure, Grant
 from registry.http.urls import client_address
 from registry.instance import Registry
 from storage.database import DatabaseUnavailable
@@ -28,9 +28,9 @@ V1_MAX_PAGE = 100
 Match = Callable[[str], Awaitable[bool]]
 
 
-async def scan(registry: Registry, subject: str | None, match: Match, last: str | None, want: int | None,
+async def scan(registry: Registry, caller: Grant, match: Match, last: str | None, want: int | None,
                budget: int | None = None) -> tuple[list[str], str | None]:
-    """Up to ``want`` (all when None) names after ``last`` that ``subject`` may pull and ``match``
+    """Up to ``want`` (all when None) names after ``last`` that ``caller`` may pull and ``match``
     accepts, looking at no more than ``budget`` names (all when None); and the name to continue after
     (None at the end of the catalog)."""
     found: list[str] = []
@@ -42,7 +42,7 @@ async def scan(registry: Registry, subject: str | None, match: Match, last: str 
         for i, name in enumerate(names):
             examined += 1
             cursor = name
-            if "pull" in registry.login.actions(subject, name) and await match(name):
+            if registry.login.may_pull(caller, name) and await match(name):
                 found.append(name)
                 if want is not None and len(found) >= want:
                     return found, cursor if (more or i + 1 < len(names)) else None
@@ -81,10 +81,10 @@ class V1Search:
             return v1_error(400, "n and page must be at least 1")
         size = min(size, V1_MAX_PAGE)
         try:
-            subject = await self.registry.login.identify(request.headers,
-                                                         client_address(request, self.registry.config.http))
+            caller = await self.registry.login.identify(request.headers,
+                                                        client_address(request, self.registry.config.http))
             await self.registry.login.refresh()
-            names, _ = await scan(self.registry, subject, name_contains(term), None, None)
+            names, _ = await scan(self.registry, caller, name_contains(term), None, None)
         except AuthFailure as e:
             headers = {**({"WWW-Authenticate": e.challenge} if e.challenge else {}), **e.headers}
             return v1_error(e.status, e.message, headers or None)

@@ -245,7 +245,7 @@ class WebUI:
         async def match(name: str) -> bool:
             return term in name
 
-        names, cursor = await scan(self.registry, session.user, match, last, size, SCAN_BUDGET)
+        names, cursor = await scan(self.registry, Grant(subject=session.user), match, last, size, SCAN_BUDGET)
         rows = await self.inspector.repository_rows(names)
         following = f"?{urlencode({'q': term, 'last': cursor, 'n': size})}" if cursor else None
         return self.render(request, session, "repositories.html", title="Repositories", rows=rows, term=term,
@@ -270,7 +270,7 @@ class WebUI:
                     hits[name] = reasons[:5]
                 return bool(reasons)
 
-            _, cursor = await scan(self.registry, session.user, match, last, PAGE, SEARCH_BUDGET)
+            _, cursor = await scan(self.registry, Grant(subject=session.user), match, last, PAGE, SEARCH_BUDGET)
         following = f"?{urlencode({'q': term, 'last': cursor})}" if cursor else None
         return self.render(request, session, "search.html", title=f"Search: {term}" if term else "Search",
                            term=term, search_term=term, hits=hits, following=following)

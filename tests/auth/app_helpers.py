@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,3 +24,16 @@ def push_blob(client: TestClient, name: str, data: bytes, **kwargs: Any) -> tupl
     """A monolithic blob upload (POST with ``digest``); returns the response and the blob's digest."""
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     return client.post(f"/v2/{name}/blobs/uploads/?digest={digest}", content=data, **kwargs), digest
+
+
+def push_image(client: TestClient, name: str, **kwargs: Any) -> int:
+    """A minimal OCI image (config blob + manifest tagged ``v1``); returns the manifest PUT status."""
+    config = b'{"architecture":"amd64","os":"linux"}'
+    r, digest = push_blob(client, name, config, **kwargs)
+    assert r.status_code == 201, r.text
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest,
+                           "size": len(config)}, "layers": []}
+    headers = {**kwargs.pop("headers", {}), "Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    return client.put(f"/v2/{name}/manifests/v1", content=json.dumps(manifest), headers=headers,
+                      **kwargs).status_code

@@ -13,23 +13,10 @@ from starlette.testclient import TestClient
 
 from registry.config import ConfigError, parse
 from registry.http.app import create_app
-from tests.auth.app_helpers import app_client, push_blob
+from tests.auth.app_helpers import app_client, push_blob, push_image
 from tests.auth.conftest import API_RULES, SERVICE, Signer
 
 ALICE, BOB = ("alice", "alice-pw"), ("bob", "bob-pw")
-
-
-def push_image(client: TestClient, name: str, **kwargs: Any) -> int:
-    """A minimal OCI image (config blob + manifest tagged ``v1``); returns the manifest PUT status."""
-    config = b'{"architecture":"amd64","os":"linux"}'
-    r, digest = push_blob(client, name, config, **kwargs)
-    assert r.status_code == 201, r.text
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest,
-                           "size": len(config)}, "layers": []}
-    headers = {**kwargs.pop("headers", {}), "Content-Type": "application/vnd.oci.image.manifest.v1+json"}
-    return client.put(f"/v2/{name}/manifests/v1", content=json.dumps(manifest), headers=headers,
-                      **kwargs).status_code
 
 
 def error_code(response) -> str:
