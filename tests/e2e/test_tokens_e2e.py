@@ -1,7 +1,8 @@
 """Access tokens and robots with real clients against `moorage serve` (htpasswd users, the SQLite database
 beside the data): a `pull` token scoped `payments/**` pulls there with docker, skopeo, podman and oras, and
 is refused a push (403 DENIED) and any other namespace; a `pull,push` robot pushes from a CI script; a
-revocation made through one replica stops the token on a second replica within 2 s; an expired token
+revocation made through one replica stops the token on a second replica within 2 s (on SQLite and on
+PostgreSQL); an expired token
 fails with a message that says it expired."""
 
 from __future__ import annotations
@@ -145,13 +146,18 @@ def test_robot_pushes_from_a_ci_script(seeded: tuple[RegistryProcess, str], dock
     assert_refused(docker("push", reg.ref("bob/private", "ci"), check=False))  # outside its namespace
 
 
-@pytest.fixture
-def replicas(start_moorage: ServerFactory, tmp_path: Path) -> Iterator[tuple[RegistryProcess, RegistryProcess]]:
-    """Two replicas on one storage root and one database."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def replicas(request: pytest.FixtureRequest, start_moorage: ServerFactory, tmp_path: Path
+             ) -> Iterator[tuple[RegistryProcess, RegistryProcess]]:
+    """Two replicas on one storage root and one database: a SQLite file (the version counter they poll)
+    or a PostgreSQL database of the test's own (LISTEN/NOTIFY), as replicas on several hosts use."""
     files = write_auth_files(tmp_path / "auth")
     root = tmp_path / "shared"
-    config = {"storage": {"filesystem": {"rootdirectory": str(root)}},
-              "database": {"url": f"sqlite:///{tmp_path / 'moorage.db'}"},
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'moorage.db'}"
+    config = {"storage": {"filesystem": {"rootdirectory": str(root)}}, "database": {"url": url},
               "auth": {"htpasswd": {"path": str(files.htpasswd)}, "access": RULES}}
     yield start_moorage(config, port=auth_port()), start_moorage(config, port=auth_port())
 
