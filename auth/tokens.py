@@ -402,6 +402,23 @@ class AccessTokens:
 
         return self._with_pending_uses(await self.db.read(lambda conn: work(self._authority(conn, caller))))
 
+    async def overview(self, caller: Caller, namespace: str | None = None, limit: int = 100, offset: int = 0
+                       ) -> tuple[list[RobotRecord], list[TokenRecord]]:
+        """The machine identities an admin oversees: every robot and (a page of) every token of the
+        registry, newest first; of ``namespace``, its robots and their tokens, for its owners too."""
+        path = check_path(namespace) if namespace is not None else None
+
+        def work(a: Authority) -> tuple[list[RobotRecord], list[TokenRecord]]:
+            if path is None:
+                a.require_admin("see every access token")
+            elif a.manages(path) != roles.OWNER:
+                raise denied(f"only owners of {path} see its robots")
+            return (machine.list_robots(a.conn, path),
+                    machine.tokens_of(a.conn, namespace=path, limit=limit, offset=offset))
+
+        robots, records = await self.db.read(lambda conn: work(self._authority(conn, caller)))
+        return robots, self._with_pending_uses(records)
+
     async def revoke(self, caller: Caller, token_id: str) -> TokenRecord:
         """By its owner, an admin, or (a robot's token) an owner of the robot's namespace."""
         def work(a: Authority) -> TokenRecord:

@@ -15,6 +15,7 @@ the registry. Who sees and may delete what comes from the access controller, exa
     /ui/login, /ui/logout
     /ui/oidc/login, /ui/oidc/callback   single sign-on (registry/ui/oidc.py)
     /ui/tokens                   the user's access tokens (registry/ui/tokens.py)
+    /ui/machines                 robots and every token (admins, namespace owners: registry/ui/machines.py)
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from storage.driver import StorageUnavailable
 from storage.manifests import repository_exists
 
 if TYPE_CHECKING:
+    from registry.ui.machines import MachinePages
     from registry.ui.oidc import SingleSignOn
     from registry.ui.tokens import TokenPages
 
@@ -140,10 +142,13 @@ class WebUI:
         self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, registry.login, self.base)
         self.env = environment(self.base)
         self.token_pages: TokenPages | None = None
+        self.machine_pages: MachinePages | None = None
         if registry.tokens is not None:
+            from registry.ui.machines import MachinePages
             from registry.ui.tokens import TokenPages
 
             self.token_pages = TokenPages(self, registry.tokens)
+            self.machine_pages = MachinePages(self.token_pages, registry.tokens)
         self.sso: SingleSignOn | None = None
         if registry.login.oidc is not None:
             from registry.ui.oidc import SingleSignOn  # Authlib and joserfc load only with auth.oidc
@@ -168,6 +173,7 @@ class WebUI:
                 Route("/logout", view(WebUI.logout), methods=["POST"]),
                 *(self.sso.routes() if self.sso else []),
                 *(self.token_pages.routes() if self.token_pages else []),
+                *(self.machine_pages.routes() if self.machine_pages else []),
                 Route("/r/{reference:path}", view(WebUI.reference), methods=["GET", "HEAD"]),
                 Route("/delete/{reference:path}", view(WebUI.delete), methods=["GET", "HEAD", "POST"]),
                 Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),

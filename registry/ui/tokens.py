@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 SCOPE_CHOICES = {"pull": ["pull"], "pull,push": ["pull", "push"], "pull,push,delete": ["pull", "push", "delete"]}
 
 
+def expiry(value: str | None) -> str | None:
+    """A date from the date picker means the end of that day, UTC."""
+    if value and "T" not in value:
+        return value + "T23:59:59Z"
+    return value or None
+
+
 class TokenPages:
     def __init__(self, ui: WebUI, tokens: AccessTokens) -> None:
         self.ui = ui
@@ -53,18 +60,16 @@ class TokenPages:
                 error, status = "The form expired: reload the page and try again.", 403
             else:
                 repositories = form.get("repositories", "").split() or None
-                expires = form.get("expires") or None
-                if expires and "T" not in expires:
-                    expires += "T23:59:59Z"  # a date from the date picker: the end of that day, UTC
                 try:
                     created = await self.tokens.create(caller, form.get("name", ""),
                                                        SCOPE_CHOICES.get(form.get("scopes", ""), []),
-                                                       repositories, expires)
+                                                       repositories, expiry(form.get("expires")))
                     status = 201
                 except Refused as e:
                     error, status = e.message, e.status
         records = await self.tokens.list(caller)
         return self.ui.render(request, session, "tokens.html", status=status, title="Access tokens",
+                              admin=self.ui.may_administer(session),
                               tokens=[token_view(r) for r in records], error=error, form=form,
                               request_revoked=request.query_params.get("revoked"),
                               created=(token_view(created.record) | {"secret": created.secret}) if created else None)

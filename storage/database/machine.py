@@ -140,9 +140,12 @@ def all_tokens(conn: Connection) -> dict[str, TokenRecord]:
 
 
 def tokens_of(conn: Connection, user_id: int | None = None, robot_id: int | None = None,
-              namespace: str | None = None) -> list[TokenRecord]:
-    """A user's tokens, a robot's, or those of every robot of ``namespace``; newest first."""
+              namespace: str | None = None, limit: int | None = None, offset: int = 0) -> list[TokenRecord]:
+    """A user's tokens, a robot's, those of every robot of ``namespace``, or (none of them given) every
+    token; newest first, ``limit`` of them from ``offset`` when given."""
     query = _token_query().order_by(tokens.c.created.desc(), tokens.c.id)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
     if user_id is not None:
         query = query.where(tokens.c.user_id == user_id)
     elif robot_id is not None:
