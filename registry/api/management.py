@@ -56,12 +56,16 @@ def endpoint(registry: Registry, handler: Handler) -> Callable[[Request], Awaita
 
 
 async def caller(registry: Registry, request: Request) -> Caller:
-    """Who calls: every endpoint needs a logged-in user (401 with the Basic challenge otherwise)."""
+    """Who calls: every endpoint needs a logged-in user (401 with the Basic challenge otherwise), with
+    their password: an access token's scope is repositories, so it reaches none of this (403)."""
     address = client_address(request, registry.config.http)
-    name = await registry.login.identify(request.headers, address)
-    if name is None:
+    grant = await registry.login.identify(request.headers, address)
+    if grant.subject is None:
         raise AuthFailure(401, "UNAUTHORIZED", "authentication required", challenge=registry.login.challenge)
-    return Caller(name, address, teams=registry.login.teams(name))
+    if grant.scope is not None:
+        raise AuthFailure(403, "DENIED", "an access token reaches repositories only: manage users, teams and "
+                          "namespaces with your password")
+    return Caller(grant.subject, address, teams=registry.login.teams(grant.subject))
 
 
 async def body(request: Request, allowed: Mapping[str, type | tuple[type, ...]],

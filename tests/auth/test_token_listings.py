@@ -1,7 +1,8 @@
 """Every listing honours an access token's scope: a token scoped to ``payments/**`` sees only payments/ in
 ``/v2/_catalog``, ``/v1/search`` and ``/api/v1/usage``, with Basic auth and with the token server's Bearer
-tokens alike, though its owner sees more; a robot's token sees only its namespace; a token reaches none
-of the registry's own resources but the catalog (not /metrics, even an admin's)."""
+tokens alike, the file's rules alone or with the database's (``auth.database``), though its owner sees
+more; a robot's token sees only its namespace (and pushes there); a token reaches none of the registry's
+own resources but the catalog (not /metrics, even an admin's) and none of the management API."""
 
 from __future__ import annotations
 
@@ -28,17 +29,20 @@ RULES = {"admins": ["alice"], "rules": [
     {"repositories": ["public/**"], "who": ["authenticated"], "actions": ["pull"]},
 ]}
 SEEDED = ["alice/own", "bob/own", "payments/api", "payments/web", "public/base"]
-MODES = ["basic", "token"]
+MODES = ["basic", "token", "basic+database", "token+database"]
 
 
 @pytest.fixture(params=MODES)
 def client(request: pytest.FixtureRequest, tmp_path: Path, htpasswd_file: Path, signer: Signer
            ) -> Iterator[TestClient]:
-    """The registry in Basic or token mode; alice pushed every SEEDED repository; bob owns payments."""
-    if request.param == "basic":
+    """The registry in Basic or token mode, with or without the database's users and policy; alice
+    pushed every SEEDED repository; bob owns payments."""
+    if request.param.startswith("basic"):
         auth: dict[str, Any] = {"htpasswd": {"path": str(htpasswd_file)}, "access": RULES}
     else:
         auth = token_auth_section(tmp_path, signer, htpasswd_file, RULES)
+    if request.param.endswith("+database"):
+        auth["database"] = {}
     with make_client(tmp_path, auth, http={"metrics": {"enabled": True}}) as c:
         for name in SEEDED:
             assert push_image(c, name, headers=credentials(c, ALICE, name, "pull,push")) == 201
@@ -113,10 +117,25 @@ def test_a_scoped_token_lists_only_its_scope(client: TestClient) -> None:
 
 
 def test_a_robot_lists_only_its_namespace(client: TestClient) -> None:
-    r = client.post("/api/v1/namespaces/payments/robots", json={"name": "ci", "actions": ["pull"]}, auth=BOB)
+    r = client.post("/api/v1/namespaces/payments/robots", json={"name": "ci", "actions": ["pull", "push"]},
+                    auth=BOB)
     assert r.status_code == 201, r.text
-    robot = ("robot+payments+ci", new_token(client, BOB, "/api/v1/robots/robot+payments+ci/tokens"))
+    robot = ("robot+payments+ci", new_token(client, BOB, "/api/v1/robots/robot+payments+ci/tokens",
+                                            scopes=["pull", "push"]))
     assert catalog(client, robot) == search(client, robot) == usage(client, robot) == ["payments/api", "payments/web"]
+    assert push_image(client, "payments/web", headers=credentials(client, robot, "payments/web", "pull,push")) == 201
+
+
+@pytest.mark.parametrize("client", ["basic+database", "token+database"], indirect=True)  # the API needs it
+def test_a_token_manages_nothing(client: TestClient) -> None:
+    token = ("alice", new_token(client, ALICE))
+    for path in ("/api/v1/namespaces", "/api/v1/users", "/api/v1/teams", "/api/v1/account"):
+        assert client.get(path, auth=ALICE).status_code == 200, path
+        r = client.get(path, auth=token)
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED", (path, r.text)
+    if token_mode(client):
+        r = client.get("/api/v1/namespaces", headers=credentials(client, token, "registry:catalog:*", ""))
+        assert r.status_code == 403, r.text
 
 
 def test_an_admins_token_is_not_the_admin(client: TestClient) -> None:
