@@ -1,11 +1,11 @@
-"""Entry point: ``python -m bench [build-v3 SRC | limits | profile CASE | replication | OPTIONS]``."""
+"""Entry point: ``python -m bench [access | build-v3 SRC | limits | profile CASE | replication | OPTIONS]``."""
 
 import sys
 
-from bench import distribution_v3, limits, profile, replication
+from bench import access, distribution_v3, limits, profile, replication
 from bench.run import main
 
-COMMANDS = {"build-v3": distribution_v3.main, "limits": limits.main, "profile": profile.main,
+COMMANDS = {"access": access.main, "build-v3": distribution_v3.main, "limits": limits.main, "profile": profile.main,
             "replication": replication.main}
 
 if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:

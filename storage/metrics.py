@@ -1,4 +1,5 @@
-"""Prometheus metrics of the storage layer: driver operations, S3 requests, garbage collection, quotas.
+"""Prometheus metrics of the storage layer: driver operations, S3 requests, database transactions, garbage
+collection, quotas.
 
 Labels stay bounded: the operation is a driver method name, the driver its kind (``filesystem``,
 ``s3``), a namespace the quota's configured namespace; never a path or a digest.
@@ -29,6 +30,10 @@ driver_latency = Histogram("moorage_storage_operation_duration_seconds", "Time o
                            "reads: until the first bytes)", ("driver", "operation"), buckets=LATENCY_BUCKETS)
 s3_requests = Counter("moorage_s3_requests_total", "HTTP requests sent to S3 (retries included), by operation",
                       ("operation",))
+# kind: ``version`` (the change feed's counter: its polls and a stale cache's check), ``read``, ``write``;
+# a warm pull moves neither read nor write (the access policy is a snapshot in memory)
+database_transactions = Counter("moorage_database_transactions_total", "Database transactions, by kind (version: "
+                                "the change feed's polls and checks; read; write)", ("kind",))
 gc_runs = Counter("moorage_gc_runs_total", "Garbage collection and retention runs, by mode and result",
                   ("mode", "result"))
 gc_bytes_freed = Counter("moorage_gc_bytes_freed_total", "Bytes of blobs deleted by garbage collection", ("mode",))

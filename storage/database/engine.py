@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, exc, select, update
 from sqlalchemy.engine import URL, make_url
 
+from storage import metrics
 from storage.breaker import CircuitBreaker
 from storage.database.errors import DatabaseUnavailable
 from storage.database.feed import ChangeFeed
@@ -143,6 +144,7 @@ class Database:
         return self._executor
 
     def _transaction(self, work: Callable[[Connection], T], write: bool, policy: bool) -> T:
+        metrics.database_transactions.labels("write" if write else "version" if work == self.version else "read").inc()
         try:
             engine = self.engine()
             self._ensure_schema(engine)

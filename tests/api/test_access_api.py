@@ -20,6 +20,7 @@ from auth.manage import OPERATOR
 from registry.cli import main
 from registry.config import parse
 from registry.http.app import create_app
+from storage.metrics import database_transactions
 from tests.api.conftest import image_manifest, sha256
 from tests.faultproxy import FaultProxy
 from tests.postgres import PostgresServer
@@ -237,6 +238,7 @@ def test_a_warm_pull_makes_no_database_query(tmp_path: Path) -> None:
         statements: list[str] = []
         event.listen(registry.database.engine(), "before_cursor_execute",
                      lambda conn, cursor, statement, *args: statements.append(statement))
+        before = transactions()
         started = time.monotonic()
         for _ in range(200):
             ok(c.get("/v2/payments/api/manifests/1.0", headers=headers))
@@ -246,6 +248,14 @@ def test_a_warm_pull_makes_no_database_query(tmp_path: Path) -> None:
         queries = [s for s in statements if "FROM feed" not in s and s not in ("BEGIN", "COMMIT")]
         assert queries == [], f"warm pulls queried the database: {queries[:3]}"
         assert 1 <= len(polls) <= elapsed / 0.5 + 2  # only the change feed's polls, twice a second
+        moved = {kind: count - before.get(kind, 0) for kind, count in transactions().items()}
+        assert moved.get("read", 0) == moved.get("write", 0) == 0 and 1 <= moved["version"] <= elapsed / 0.5 + 2, moved
+
+
+def transactions() -> dict[str, float]:
+    """moorage_database_transactions_total by kind, as /metrics shows it (python -m bench access reads it)."""
+    return {sample.labels["kind"]: sample.value for metric in database_transactions.collect()
+            for sample in metric.samples if sample.name.endswith("_total")}
 
 
 def test_the_database_down_is_a_prompt_503_then_recovers(tmp_path: Path, postgres_server: PostgresServer,

@@ -1,7 +1,8 @@
 """Two replicas with ``auth.database`` on one PostgreSQL and one storage root, behind the shipped
 nginx config (docs/deploy/s3-replicas/nginx.conf, round-robin): a grant made through replica A is
 enforced by replica B within 2 s, a user made on A logs in with docker through nginx and pushes and
-pulls (both replicas serve), and a revocation made through B refuses the next push on A within 2 s."""
+pulls (both replicas serve), an immutable ``v*`` tag cannot be moved by docker's push while ``latest``
+can, and a revocation made through B refuses the next push on A within 2 s."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.auth.e2e_support import assert_refused, login
+from tests.auth.e2e_support import assert_refused, login, output
 from tests.deploy.support import (
     DEPLOY_DOCS,
     IP6_HOST,
@@ -45,9 +46,13 @@ def push_status(reg: RegistryProcess, repository: str) -> int:
 
 
 def until_within_2s(reg: RegistryProcess, repository: str, status: int, since: float, what: str) -> None:
-    while (found := push_status(reg, repository)) != status:
+    """Polls until the replica answers ``status``; a request sent 2 s after the change must."""
+    while True:
+        sent = time.monotonic()
+        if (found := push_status(reg, repository)) == status:
+            return
         assert found in (202, 403), found
-        assert time.monotonic() - since < 2, f"replica {reg.host} {what} 2 s after the change (still {found})"
+        assert sent - since < 2, f"replica {reg.host} {what} 2 s after the change (still {found})"
         time.sleep(0.05)
 
 
@@ -65,7 +70,7 @@ def test_grants_and_logins_hold_on_every_replica(start_moorage: ServerFactory, m
     for path, body in (("users", {"name": BOB[0], "password": BOB[1]}), ("namespaces", {"path": "payments"})):
         r = httpx.post(f"{a.url}/api/v1/{path}", json=body, auth=ADMIN, timeout=30)
         assert r.status_code == 201, r.text
-    assert httpx.get(f"{b.url}/v2/", auth=BOB, timeout=10).status_code == 200  # made on A, logs in on B
+    assert httpx.get(f"{b.url}/v2/", auth=BOB, timeout=10).status_code == 200  # made on A, logs in on B at once
     assert push_status(b, "payments/api") == 403
 
     r = httpx.put(f"{a.url}/api/v1/namespaces/payments/_members/users/bob", json={"role": "developer"}, auth=ADMIN,
@@ -91,6 +96,19 @@ def test_grants_and_logins_hold_on_every_replica(start_moorage: ServerFactory, m
             docker.pull(ref)
             assert docker.repo_digest(ref) == digest
             assert {a.host, b.host} <= nginx.upstreams(), nginx.upstreams()
+
+            # an immutable v* tag: docker cannot move it (a clear error), latest moves freely
+            r = httpx.patch(f"{a.url}/api/v1/namespaces/payments", json={"immutable_tags": ["v*"]}, auth=ADMIN,
+                            timeout=10)
+            assert r.status_code == 200, r.text
+            other = images.docker_archive(f"e2e/{unique('acl')}:2", layers=[images.layer()])
+            docker.load(other.path)
+            for local, tag in ((img.tag, "v1"), (img.tag, "latest"), (other.tag, "latest")):
+                docker.tag(local, f"{host}/payments/api:{tag}")
+                docker.push(f"{host}/payments/api:{tag}")
+            docker.tag(other.tag, f"{host}/payments/api:v1")
+            moved = docker("push", f"{host}/payments/api:v1", check=False)
+            assert moved.returncode != 0 and "tag v1 is immutable" in output(moved), output(moved)
 
             r = httpx.delete(f"{b.url}/api/v1/namespaces/payments/_members/users/bob", auth=ADMIN, timeout=10)
             assert r.status_code == 204, r.text
