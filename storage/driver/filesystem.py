@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import logging
 import os
 import random
@@ -63,6 +64,7 @@ TEMP_DIR = ".moorage-tmp"  # below the root, beside Distribution's docker/: whol
 # directory, concurrent PUTs queued there (7 % of PUT c16's CPU spun on that lock); 16 spread them.
 TEMP_SHARDS = 16
 STALE_TEMP_AGE = 600.0  # a temporary file this old was left by a crash (a write takes milliseconds)
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 DIR_CACHE_ENTRIES = 65536
 LINK_CACHE_ENTRIES = 65536
 LINK_CACHE_MAX_BYTES = 256  # links (71 bytes for sha256); manifests have their own cache
@@ -108,17 +110,62 @@ def remove_tree(full: str) -> None:
                 raise
 
 
+def _boot_id() -> str:
+    try:
+        with open(BOOT_ID_FILE) as f:
+            return f.read().strip().replace("-", "")[:12] or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (tells a live process from one that reused its
+    pid); None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+BOOT_ID = _boot_id()
+
+
+def temp_owner() -> str:
+    """This process, as temporary file names carry it: ``<boot id>.<pid>.<start time>``."""
+    return _owner_of(os.getpid())  # by pid: a forked worker is another owner
+
+
+@functools.lru_cache(maxsize=4)
+def _owner_of(pid: int) -> str:
+    return f"{BOOT_ID}.{pid}.{_start_time(pid) or 0}"
+
+
+def writer_alive(name: str) -> bool | None:
+    """Whether the process that writes a temporary file still runs: known for processes of this boot
+    (None for files of other boots or hosts sharing the volume, or of earlier versions)."""
+    owner = name[len(TEMP_PREFIX) :].rpartition("-")[0].split(".")
+    if len(owner) != 3 or owner[0] != BOOT_ID or not owner[1].isdigit():
+        return None
+    return _start_time(int(owner[1])) == owner[2]
+
+
 def remove_stale_temp_files(directory: str, older_than: float) -> int:
-    """Delete temporary files a crashed process left, in ``directory`` and its shards; recent ones may be
-    another process's write."""
+    """Delete temporary files a crashed process left, in ``directory`` and its shards: at once those whose
+    writer on this machine is dead (a restart cleans up after its previous incarnation), never those of a
+    live one, and those of unknown writers (another host sharing the volume) when older than
+    ``older_than``."""
     cutoff = time.time() - older_than
     removed = 0
     with os.scandir(directory) as entries:
         for entry in entries:
             try:
-                if entry.name.startswith(TEMP_PREFIX) and entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
+                if entry.name.startswith(TEMP_PREFIX):
+                    alive = writer_alive(entry.name)
+                    if alive is False or alive is None and entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
                 elif entry.is_dir(follow_symlinks=False):
                     removed += remove_stale_temp_files(entry.path, older_than)
             except FileNotFoundError:
@@ -226,9 +273,9 @@ class FilesystemDriver(BaseDriver):
 
     def _write_temp(self, content: bytes) -> tuple[str, int]:
         """A new temporary file holding ``content``, still open, its writeback started."""
-        name = random.getrandbits(128)  # O_EXCL: never shared
+        name = random.getrandbits(64)  # O_EXCL: never shared
         shard = os.path.join(self.temp_dir, f"{name % TEMP_SHARDS:x}")
-        temp = os.path.join(shard, f"{TEMP_PREFIX}{name:032x}")
+        temp = os.path.join(shard, f"{TEMP_PREFIX}{temp_owner()}-{name:016x}")
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileNotFoundError:  # a shard's first file, or removed since

@@ -1,9 +1,12 @@
-"""What a crash mid-write leaves behind is never listed, and is cleaned up (issue 14, defect 4)."""
+"""What a crash mid-write leaves behind is never listed, and is cleaned up (issue 14, defect 4; issue 24,
+item 6: at the next start when its writer is dead)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import pytest
 from storage import paths
 from storage.digests import digest_bytes
 from storage.driver import StorageDriver
-from storage.driver.filesystem import TEMP_DIR, TEMP_PREFIX, FilesystemDriver
+from storage.driver.filesystem import BOOT_ID, TEMP_DIR, TEMP_PREFIX, FilesystemDriver, temp_owner
 from storage.manifests import TagStore
 
 pytestmark = pytest.mark.anyio
@@ -84,3 +87,33 @@ async def test_read_only_root_without_temp_dir_still_serves_reads(tmp_path: Path
     await driver.put_content("/docker/registry/v2/other/link", b"x")  # writable again: the directory comes back
     assert await driver.get_content("/docker/registry/v2/other/link") == b"x"
     await driver.close()
+
+
+async def test_a_restart_removes_its_dead_predecessors_temp_files_at_once(tmp_path: Path) -> None:
+    """Issue 24, item 6: a process killed mid-write leaves a temporary file; the next start removes it at
+    once (its writer is dead), not ten minutes later, while a live process's file stays, however old."""
+    driver = FilesystemDriver(str(tmp_path), fsync=False)
+    await driver.close()
+    shard = tmp_path / TEMP_DIR / "0"
+    shard.mkdir(exist_ok=True)
+    killed = subprocess.Popen([sys.executable, "-c", "import os, time; time.sleep(60)"])
+    dead_owner = owner_of(killed.pid)
+    killed.kill()
+    killed.wait()
+    dead = shard / f"{TEMP_PREFIX}{dead_owner}-0000000000000001"
+    live = shard / f"{TEMP_PREFIX}{temp_owner()}-0000000000000002"  # this process: alive
+    other_boot = shard / f"{TEMP_PREFIX}0123456789ab.{killed.pid}.1-0000000000000003"  # another host or boot
+    for leftover in (dead, live, other_boot):
+        leftover.write_bytes(b"x")
+    hour_ago = time.time() - 3600
+    os.utime(live, (hour_ago, hour_ago))
+    restarted = FilesystemDriver(str(tmp_path), fsync=False)
+    assert not dead.exists()
+    assert live.exists() and other_boot.exists()
+    await restarted.close()
+
+
+def owner_of(pid: int) -> str:
+    """What ``temp_owner`` gives in process ``pid`` (its boot, pid and start time)."""
+    fields = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()
+    return f"{BOOT_ID}.{pid}.{fields[19].decode()}"
