@@ -333,7 +333,9 @@ class FilesystemDriver(BaseDriver):
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path) from None
         cached = self._dir_cache.get(full)
-        if cached is not None and cached[0] == mtime:
+        # an entry added within the clock tick of the cached listing leaves the mtime as it was: a
+        # directory changed in the last FRESH_NS is listed again (GC must see every new repository)
+        if cached is not None and cached[0] == mtime and time.time_ns() - mtime > FRESH_NS:
             self._dir_cache.move_to_end(full)
             return cached[1]
         try:

@@ -54,3 +54,19 @@ async def test_cached_link_never_stale_after_another_replica_writes(tmp_path: Pa
         await reader.get_content(link)
     await reader.close()
     await writer.close()
+
+
+async def test_cached_listing_sees_an_entry_added_in_the_same_clock_tick(tmp_path: Path) -> None:
+    """A directory's mtime has the file system's clock granularity: an entry added in the tick of a cached
+    listing leaves it as it was.  A recently changed directory is listed again (GC's walk must see a
+    repository created just after another request listed its parent)."""
+    reader, writer = FilesystemDriver(str(tmp_path)), FilesystemDriver(str(tmp_path))
+    await writer.put_content("/repositories/team/a/link", b"1")
+    directory = tmp_path / "repositories" / "team"
+    assert await reader.list("/repositories/team") == ["a"]
+    tick = directory.stat().st_mtime_ns
+    await writer.put_content("/repositories/team/b/link", b"2")
+    os.utime(directory, ns=(tick, tick))  # as if in the same tick
+    assert await reader.list("/repositories/team") == ["a", "b"]
+    await reader.close()
+    await writer.close()
