@@ -65,6 +65,7 @@ TEMP_DIR = ".moorage-tmp"  # below the root, beside Distribution's docker/: whol
 TEMP_SHARDS = 16
 STALE_TEMP_AGE = 600.0  # a temporary file this old was left by a crash (a write takes milliseconds)
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+PID_NAMESPACE_FILE = "/proc/self/ns/pid"
 DIR_CACHE_ENTRIES = 65536
 LINK_CACHE_ENTRIES = 65536
 LINK_CACHE_MAX_BYTES = 256  # links (71 bytes for sha256); manifests have their own cache
@@ -110,12 +111,20 @@ def remove_tree(full: str) -> None:
                 raise
 
 
-def _boot_id() -> str:
+def _boot_id() -> str | None:
     try:
         with open(BOOT_ID_FILE) as f:
-            return f.read().strip().replace("-", "")[:12] or "unknown"
+            return f.read().strip().replace("-", "")[:12] or None
     except OSError:
-        return "unknown"
+        return None
+
+
+def _pid_namespace() -> str | None:
+    """This process's pid namespace: pids of another container on the same host mean other processes."""
+    try:
+        return str(os.stat(PID_NAMESPACE_FILE).st_ino)
+    except OSError:
+        return None
 
 
 def _start_time(pid: int) -> str | None:
@@ -130,25 +139,32 @@ def _start_time(pid: int) -> str | None:
 
 
 BOOT_ID = _boot_id()
+PID_NAMESPACE = _pid_namespace()
 
 
 def temp_owner() -> str:
-    """This process, as temporary file names carry it: ``<boot id>.<pid>.<start time>``."""
+    """This process, as temporary file names carry it: ``<boot id>.<pid namespace>.<pid>.<start time>``
+    (``unknown`` without /proc: such files are removed only by age)."""
     return _owner_of(os.getpid())  # by pid: a forked worker is another owner
 
 
 @functools.lru_cache(maxsize=4)
 def _owner_of(pid: int) -> str:
-    return f"{BOOT_ID}.{pid}.{_start_time(pid) or 0}"
+    start = _start_time(pid)
+    if BOOT_ID is None or PID_NAMESPACE is None or start is None:
+        return "unknown"
+    return f"{BOOT_ID}.{PID_NAMESPACE}.{pid}.{start}"
 
 
 def writer_alive(name: str) -> bool | None:
-    """Whether the process that writes a temporary file still runs: known for processes of this boot
-    (None for files of other boots or hosts sharing the volume, or of earlier versions)."""
+    """Whether the process that writes a temporary file still runs: known for processes of this boot and
+    pid namespace (None for files of other boots, hosts or containers sharing the volume, or of earlier
+    versions: a pid there says nothing about this machine's processes)."""
     owner = name[len(TEMP_PREFIX) :].rpartition("-")[0].split(".")
-    if len(owner) != 3 or owner[0] != BOOT_ID or not owner[1].isdigit():
+    if BOOT_ID is None or PID_NAMESPACE is None or len(owner) != 4 or owner[0] != BOOT_ID \
+            or owner[1] != PID_NAMESPACE or not owner[2].isdigit():
         return None
-    return _start_time(int(owner[1])) == owner[2]
+    return _start_time(int(owner[2])) == owner[3]
 
 
 def remove_stale_temp_files(directory: str, older_than: float) -> int:

@@ -15,7 +15,14 @@ import pytest
 from storage import paths
 from storage.digests import digest_bytes
 from storage.driver import StorageDriver
-from storage.driver.filesystem import BOOT_ID, TEMP_DIR, TEMP_PREFIX, FilesystemDriver, temp_owner
+from storage.driver.filesystem import (
+    BOOT_ID,
+    PID_NAMESPACE,
+    TEMP_DIR,
+    TEMP_PREFIX,
+    FilesystemDriver,
+    temp_owner,
+)
 from storage.manifests import TagStore
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +98,9 @@ async def test_read_only_root_without_temp_dir_still_serves_reads(tmp_path: Path
 
 async def test_a_restart_removes_its_dead_predecessors_temp_files_at_once(tmp_path: Path) -> None:
     """Issue 24, item 6: a process killed mid-write leaves a temporary file; the next start removes it at
-    once (its writer is dead), not ten minutes later, while a live process's file stays, however old."""
+    once (its writer is dead), not ten minutes later, while a live process's file stays, however old, and
+    so does one whose pid is dead here but belongs to another pid namespace (a container sharing the
+    volume on the same host) or another boot."""
     driver = FilesystemDriver(str(tmp_path), fsync=False)
     await driver.close()
     shard = tmp_path / TEMP_DIR / "0"
@@ -102,18 +111,19 @@ async def test_a_restart_removes_its_dead_predecessors_temp_files_at_once(tmp_pa
     killed.wait()
     dead = shard / f"{TEMP_PREFIX}{dead_owner}-0000000000000001"
     live = shard / f"{TEMP_PREFIX}{temp_owner()}-0000000000000002"  # this process: alive
-    other_boot = shard / f"{TEMP_PREFIX}0123456789ab.{killed.pid}.1-0000000000000003"  # another host or boot
-    for leftover in (dead, live, other_boot):
+    other_boot = shard / f"{TEMP_PREFIX}0123456789ab.{PID_NAMESPACE}.{killed.pid}.1-0000000000000003"
+    other_container = shard / f"{TEMP_PREFIX}{BOOT_ID}.1.{killed.pid}.1-0000000000000004"
+    for leftover in (dead, live, other_boot, other_container):
         leftover.write_bytes(b"x")
     hour_ago = time.time() - 3600
     os.utime(live, (hour_ago, hour_ago))
     restarted = FilesystemDriver(str(tmp_path), fsync=False)
     assert not dead.exists()
-    assert live.exists() and other_boot.exists()
+    assert live.exists() and other_boot.exists() and other_container.exists()
     await restarted.close()
 
 
 def owner_of(pid: int) -> str:
-    """What ``temp_owner`` gives in process ``pid`` (its boot, pid and start time)."""
+    """What ``temp_owner`` gives in process ``pid`` (its boot, pid namespace, pid and start time)."""
     fields = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()
-    return f"{BOOT_ID}.{pid}.{fields[19].decode()}"
+    return f"{BOOT_ID}.{PID_NAMESPACE}.{pid}.{fields[19].decode()}"
