@@ -349,9 +349,7 @@ class FilesystemDriver(BaseDriver):
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path) from None
         cached = self._dir_cache.get(full)
-        # an entry added within the clock tick of the cached listing leaves the mtime as it was: a
-        # directory changed in the last FRESH_NS is listed again (GC must see every new repository)
-        if cached is not None and cached[0] == mtime and time.time_ns() - mtime > FRESH_NS:
+        if cached is not None and cached[0] == mtime:
             self._dir_cache.move_to_end(full)
             return cached[1]
         try:
@@ -359,10 +357,13 @@ class FilesystemDriver(BaseDriver):
             names = sorted(n for n in os.listdir(full) if not n.startswith(TEMP_PREFIX))
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path) from None
-        # a directory's mtime changes whenever an entry is added or removed: a cheap validator
-        self._dir_cache[full] = (mtime, names)
-        if len(self._dir_cache) > DIR_CACHE_ENTRIES:
-            self._dir_cache.popitem(last=False)
+        # a directory's mtime changes whenever an entry is added or removed: a cheap validator, except that
+        # an entry added within the clock tick of the listing leaves it as it was, so a listing is kept only
+        # when the directory had not changed for FRESH_NS before it (GC must see every new repository)
+        if time.time_ns() - mtime > FRESH_NS:
+            self._dir_cache[full] = (mtime, names)
+            if len(self._dir_cache) > DIR_CACHE_ENTRIES:
+                self._dir_cache.popitem(last=False)
         return names
 
     async def move(self, source: str, dest: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.driver import PathNotFound
+from storage.driver import PathNotFound, filesystem
 from storage.driver.filesystem import TEMP_PREFIX, FilesystemDriver
 
 pytestmark = pytest.mark.anyio
@@ -56,10 +56,13 @@ async def test_cached_link_never_stale_after_another_replica_writes(tmp_path: Pa
     await writer.close()
 
 
-async def test_cached_listing_sees_an_entry_added_in_the_same_clock_tick(tmp_path: Path) -> None:
+async def test_cached_listing_sees_an_entry_added_in_the_same_clock_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A directory's mtime has the file system's clock granularity: an entry added in the tick of a cached
-    listing leaves it as it was.  A recently changed directory is listed again (GC's walk must see a
-    repository created just after another request listed its parent)."""
+    listing leaves it as it was.  A listing of a recently changed directory is not kept, not even for
+    later, when the unchanged mtime would look old enough (GC's walk must see a repository created just
+    after another request listed its parent)."""
     reader, writer = FilesystemDriver(str(tmp_path)), FilesystemDriver(str(tmp_path))
     await writer.put_content("/repositories/team/a/link", b"1")
     directory = tmp_path / "repositories" / "team"
@@ -68,5 +71,9 @@ async def test_cached_listing_sees_an_entry_added_in_the_same_clock_tick(tmp_pat
     await writer.put_content("/repositories/team/b/link", b"2")
     os.utime(directory, ns=(tick, tick))  # as if in the same tick
     assert await reader.list("/repositories/team") == ["a", "b"]
+    await writer.put_content("/repositories/team/c/link", b"3")
+    os.utime(directory, ns=(tick, tick))
+    monkeypatch.setattr(filesystem, "FRESH_NS", -1)  # as if FRESH_NS had passed since the mtime
+    assert await reader.list("/repositories/team") == ["a", "b", "c"]
     await reader.close()
     await writer.close()
