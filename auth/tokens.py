@@ -25,7 +25,6 @@ not last used from goes to the audit trail.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -59,6 +58,7 @@ from auth.manage import (
 from auth.policy import MAX_AGE
 from auth.rules import valid_repository
 from auth.settings import AccessTokenSettings
+from storage.background import stop
 from storage.database import Cached, Database, DatabaseUnavailable, machine
 from storage.database import identity as store
 from storage.database.identity import ChangeRecord
@@ -229,10 +229,8 @@ class UseLog:
                 listener(change)
 
     async def close(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._task is not None:
+            await stop(self._task)
 
 
 class AccessTokens:

@@ -5,6 +5,7 @@ root), durability off.  One server per test session; each test gets a database o
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -95,7 +96,7 @@ class PostgresServer:
         for statement in statements:
             args += ["-c", statement]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        return subprocess.run(args, check=True, capture_output=True, text=True, env=env).stdout
+        return subprocess.run(args, check=True, capture_output=True, text=True, env=env, timeout=60).stdout
 
     def create_database(self) -> str:
         """A new empty database owned by the test role; its URL."""
@@ -112,12 +113,14 @@ class PostgresServer:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)  # first: no new backend is forked meanwhile
         for pid in self._children():
-            os.kill(pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):  # a backend that ended meanwhile
+                os.kill(pid, signal.SIGSTOP)
 
     def resume(self) -> None:
         assert self.proc is not None
         for pid in self._children():
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         self.proc.send_signal(signal.SIGCONT)
 
     def _children(self) -> list[int]:

@@ -15,7 +15,6 @@ never rests on a poll that stopped, and a decision that may (a pull) costs no qu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from sqlalchemy import Connection
 
+from storage.background import stop
 from storage.database.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -134,7 +134,5 @@ class ChangeFeed:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await stop(task)

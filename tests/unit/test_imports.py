@@ -11,7 +11,7 @@ ROOT = Path(__file__).parents[2]
 PACKAGES = ("registry", "storage", "auth", "configkit")
 # may import (besides itself); auth -> storage.database only (the database layer)
 ALLOWED = {"registry": {"storage", "auth", "configkit"}, "storage": {"configkit"},
-           "auth": {"configkit", "storage.database"}, "configkit": set()}
+           "auth": {"configkit", "storage.database", "storage.background"}, "configkit": set()}
 
 
 def modules() -> dict[str, Path]:

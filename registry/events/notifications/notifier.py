@@ -28,6 +28,7 @@ from registry.events.notifications.events import EventFactory, media_type
 from registry.events.notifications.queue import EventQueue
 from registry.writes.actor import MIRROR
 from registry.writes.events import EventKind, RepositoryEvent
+from storage.background import stop
 from storage.driver import StorageDriver
 
 log = logging.getLogger("moorage.notifications")
@@ -90,8 +91,7 @@ class Notifier:
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop(task)
         for delivery in self.deliveries:
             with contextlib.suppress(Exception):
                 await delivery.queue.release()
