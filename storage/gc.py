@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from storage import metrics, paths
 from storage.digests import Digest, InvalidDigest, parse_digest
-from storage.driver import FileInfo, PathNotFound, StorageDriver
+from storage.driver import FileInfo, PathNotFound, StorageDriver, StorageError
 from storage.lease import Lease, LeaseLost
 from storage.tree import RepositoryTree
 from storage.usage import UsageLedger, namespace_of
@@ -30,6 +30,7 @@ from storage.usage import UsageLedger, namespace_of
 log = logging.getLogger("moorage.gc")
 T = TypeVar("T")
 CONCURRENCY = 16
+RELEASE_WAIT = 10.0  # seconds a run gives the release of its lease
 # S3 keeps modification times in whole seconds, filesystems in coarse clock ticks: an object used
 # just after the run started may carry a time slightly before it
 CLOCK_SLACK = 1.0
@@ -221,7 +222,10 @@ class GarbageCollector:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-            await self.lease.release()
+            try:  # bounded: a run cut short (a shutdown) must not hang on storage; the lease then expires
+                await asyncio.wait_for(self.lease.release(), RELEASE_WAIT)
+            except (TimeoutError, OSError, StorageError) as e:
+                log.warning("releasing the GC lease failed (it expires in %gs): %s", self.lease.ttl, e)
 
     async def _renew(self) -> None:
         while True:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import math
@@ -40,12 +39,14 @@ from registry.replication.worker import Replication
 from registry.ui.app import WebUI
 from registry.ui.content import Inspector
 from storage import paths
+from storage.background import stop
 from storage.database import Cached, DatabaseUnavailable
 from storage.driver import PathNotFound, StorageDriver, StorageUnavailable
 
 log = logging.getLogger("moorage")
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 STORAGE_CHECK_TIMEOUT = 5.0
+SHUTDOWN_WAIT = 10.0  # seconds the background tasks (GC, purging, checks) get to stop
 FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 FILESYSTEM_RETRY_AFTER = 10.0
 
@@ -119,10 +120,8 @@ class RegistryApp:
                     await prime(self.registry.policy)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for task in tasks:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                # together, each bounded: a task stuck in a storage call must not hold up the shutdown
+                await asyncio.gather(*(stop(task, SHUTDOWN_WAIT) for task in tasks))
                 if self.replication is not None:
                     await self.replication.close()
                 if self.notifier is not None:
