@@ -16,6 +16,8 @@ the registry. Who sees and may delete what comes from the access controller, exa
     /ui/oidc/login, /ui/oidc/callback   single sign-on (registry/ui/oidc.py)
     /ui/tokens                   the user's access tokens (registry/ui/tokens.py)
     /ui/machines                 robots and every token (admins, namespace owners: registry/ui/machines.py)
+    /ui/namespaces, /ui/users, /ui/teams, /ui/changes, /ui/account   with auth.database: managing
+                                 namespaces, users and teams (registry/ui/namespaces.py, admin.py, ...)
 """
 
 from __future__ import annotations
@@ -47,7 +49,12 @@ from registry.instance import Registry
 from registry.names import NAME_RE, TAG_RE
 from registry.replication.rules import Rule
 from registry.replication.worker import Replication
+from registry.ui.account import AccountPages
+from registry.ui.admin import AdminPages
+from registry.ui.changes import ChangePages
 from registry.ui.content import Inspector, digest_or_none, resolve
+from registry.ui.forms import Pages
+from registry.ui.namespaces import NamespacePages
 from registry.ui.session import Forbidden, Session, Sessions, csrf_ok, read_fields, safe_next
 from registry.writes.actor import Actor, from_grant
 from storage.accounting import UsageReport, usage_report
@@ -127,7 +134,8 @@ def environment(base: str) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters.update(size=human_size, when=when, ago=ago, short=short,
-                       url=lambda value: quote(str(value), safe="/:@"))
+                       url=lambda value: quote(str(value), safe="/:@"),
+                       date=lambda value: value.strftime("%Y-%m-%d %H:%M UTC"))
     env.globals["base"] = base
     return env
 
@@ -155,6 +163,10 @@ class WebUI:
 
             self.sso = SingleSignOn(self, registry.login.oidc)
         self._usage: dict[str | None, tuple[float, UsageReport]] = {}
+        management = registry.management
+        self.pages: list[Pages] = [] if management is None else [
+            pages(self, management) for pages in (NamespacePages, AdminPages, ChangePages, AccountPages)]
+        self.env.globals["menu"] = self.menu
 
     def routes(self) -> list[BaseRoute]:
         view = self.view
@@ -174,6 +186,7 @@ class WebUI:
                 *(self.sso.routes() if self.sso else []),
                 *(self.token_pages.routes() if self.token_pages else []),
                 *(self.machine_pages.routes() if self.machine_pages else []),
+                *(route for pages in self.pages for route in pages.routes()),
                 Route("/r/{reference:path}", view(WebUI.reference), methods=["GET", "HEAD"]),
                 Route("/delete/{reference:path}", view(WebUI.delete), methods=["GET", "HEAD", "POST"]),
                 Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
@@ -209,6 +222,10 @@ class WebUI:
             return response
 
         return endpoint
+
+    def menu(self, user: str | None) -> list[tuple[str, str]]:
+        """The navigation's further entries for ``user`` (label, path), from the pages that have them."""
+        return [entry for pages in self.pages for entry in pages.menu(user)]
 
     def origin(self, request: Request) -> str:
         return origin(request, self.config.http)
@@ -328,7 +345,7 @@ class WebUI:
         return self.render(request, session, "repository.html", title=name, name=name, rows=rows, term=term,
                            pull_tag=pull_tag,
                            sort=sort, descending=descending, may_delete=self.may_delete(session, name),
-                           deleted=params.get("deleted"))
+                           deleted=params.get("deleted"), holders=self.registry.login.holders(name, "push"))
 
     async def delete(self, request: Request, session: Session) -> Response:
         name, tag, digest_text = split_reference(request.path_params["reference"])
