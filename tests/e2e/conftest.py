@@ -13,6 +13,8 @@ Reusable by every `tests/e2e/test_*.py`:
   MOORAGE_E2E_TARGET=distribution (to check a scenario against the reference implementation).
 * `docker` (isolated DOCKER_CONFIG in `docker_config`), `skopeo`, `podman`, `ctr`, `oras`: real
   clients; `images`: an ImageFactory making unique images offline.
+* `chromium`: Debian's chromium, headless, driven by Playwright (one per session); `artifacts`: where
+  its screenshots go (helpers.shoot).
 
 A test needing a client that is missing is skipped with a loud reason, or FAILS when CI=true.
 """
@@ -266,6 +268,33 @@ def oras() -> ModuleType:
         missing_client(f"PyPI package `oras` not importable ({e})", "pip install -e '.[test]'")
         raise AssertionError("unreachable") from e
     return oras_cli
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's chromium through Playwright (`playwright install` cannot download browsers here)."""
+    executable = os.environ.get("MOORAGE_CHROMIUM", "/usr/bin/chromium")
+    if not os.access(executable, os.X_OK):
+        missing_client(f"chromium not found at {executable}", "bash .ci/setup.d/ui.sh (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        missing_client(f"PyPI package `playwright` not importable ({e})", "pip install -e '.[test]'")
+        raise AssertionError("unreachable") from e
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """Where browser tests put screenshots: $MOORAGE_ARTIFACTS/ui, else the test's tmp dir."""
+    base = os.environ.get("MOORAGE_ARTIFACTS")
+    directory = Path(base) / "ui" if base else tmp_path / "screenshots"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 @pytest.fixture

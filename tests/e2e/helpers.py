@@ -12,6 +12,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +145,11 @@ def mounted_tmpfs(mountpoint: Path, size: str, purpose: str) -> Iterator[Path]:
         yield mountpoint
     finally:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def shoot(page: Any, artifacts: Path, name: str) -> Path:
+    """A full-page screenshot of a Playwright page, named in the test's output."""
+    path = artifacts / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path

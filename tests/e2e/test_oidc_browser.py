@@ -18,10 +18,9 @@ from tests.auth.e2e_support import assert_refused, auth_port, login, output
 from tests.oidcprovider import Client, Provider, User
 
 from .clients import Docker
-from .helpers import unique
+from .helpers import shoot, unique
 from .images import ImageFactory
 from .servers import RegistryProcess, ServerFactory
-from .test_ui_browser import chromium, shoot  # noqa: F401 - the browser fixture, shared
 
 pytestmark = pytest.mark.e2e
 RULES = {"rules": [
@@ -54,7 +53,7 @@ def sign_in(page: Any, base: str, password: str = "dora-sso-pw") -> None:
 
 
 def test_sso_login_first_account_team_and_a_token_for_docker(
-        sso: tuple[RegistryProcess, Provider], chromium: Any, docker: Docker, images: ImageFactory,  # noqa: F811
+        sso: tuple[RegistryProcess, Provider], chromium: Any, docker: Docker, images: ImageFactory,
         tmp_path: Path) -> None:
     reg, _ = sso
     base = f"{reg.url}/ui"
@@ -100,7 +99,7 @@ def test_sso_login_first_account_team_and_a_token_for_docker(
     ("expired", "has expired"),
 ])
 def test_bad_id_tokens_are_refused_with_a_clear_page(
-        sso: tuple[RegistryProcess, Provider], chromium: Any, mischief: str, message: str) -> None:  # noqa: F811
+        sso: tuple[RegistryProcess, Provider], chromium: Any, mischief: str, message: str) -> None:
     reg, op = sso
     base = f"{reg.url}/ui"
     page = chromium.new_page()
@@ -115,7 +114,7 @@ def test_bad_id_tokens_are_refused_with_a_clear_page(
 
 
 def test_provider_down_during_the_login_is_a_clear_page(
-        sso: tuple[RegistryProcess, Provider], chromium: Any) -> None:  # noqa: F811
+        sso: tuple[RegistryProcess, Provider], chromium: Any) -> None:
     reg, op = sso
     base = f"{reg.url}/ui"
     page = chromium.new_page()

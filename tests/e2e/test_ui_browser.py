@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,44 +24,13 @@ from storage.digests import digest_bytes, parse_digest
 from tests.auth.e2e_support import USERS, auth_port, login, write_auth_files
 
 from .clients import Docker, Skopeo
-from .helpers import free_port, missing_client, unique
+from .helpers import free_port, shoot, unique
 from .images import ImageFactory
 from .servers import ServerFactory
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = os.environ.get("MOORAGE_CHROMIUM", "/usr/bin/chromium")
 XSS = "<script>window.__xss = 1</script>"
 SIGNATURE_TYPE = "application/vnd.example.signature.v1+json"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not os.access(CHROMIUM, os.X_OK):
-        missing_client(f"chromium not found at {CHROMIUM}", "bash .ci/setup.d/ui.sh (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:
-        missing_client(f"PyPI package `playwright` not importable ({e})", "pip install -e '.[test]'")
-        raise AssertionError("unreachable") from e
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def artifacts(tmp_path: Path) -> Path:
-    base = os.environ.get("MOORAGE_ARTIFACTS")
-    directory = Path(base) / "ui" if base else tmp_path / "screenshots"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def shoot(page: Any, artifacts: Path, name: str) -> None:
-    path = artifacts / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
 
 
 def repositories(page: Any) -> list[str]:
