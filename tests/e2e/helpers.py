@@ -147,9 +147,10 @@ def mounted_tmpfs(mountpoint: Path, size: str, purpose: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
-def shoot(page: Any, artifacts: Path, name: str) -> Path:
-    """A full-page screenshot of a Playwright page, named in the test's output."""
+def shoot(page: Any, artifacts: Path, name: str, full_page: bool = True) -> Path:
+    """A screenshot of a Playwright page (the whole page, or what the viewport shows), named in the
+    test's output."""
     path = artifacts / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     print(f"screenshot: {path}")
     return path

@@ -145,6 +145,8 @@ def test_admin_owner_member_reader_and_outsider(registry: RegistryProcess, moora
     page = olga.open("/namespaces/payments")
     assert page.locator("tr[data-member]").all_inner_texts()[0].startswith("team")
     shoot(page, artifacts, "access-namespace")
+    page.set_viewport_size({"width": 1100, "height": 640})
+    shoot(page, artifacts, "ui-access", full_page=False)  # README's (docs/ui-access.png)
 
     # a member of the team pushes with docker
     img = images.docker_archive(f"e2e/{unique('access')}:1", layers=[images.layer()])
