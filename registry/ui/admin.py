@@ -1,7 +1,8 @@
 """The web UI's pages for users and teams (admins manage them; auth/manage.py decides who may).
 
     /ui/users                    users, searched and paged; create (POST)
-    /ui/users/NAME               a user: e-mail, password reset, disable/enable, admin, remove (POST)
+    /ui/users/NAME               a user: e-mail, password reset, disable/enable, admin, remove (POST;
+                                 ?confirm=remove asks first)
     /ui/teams                    teams, paged; create (POST)
     /ui/teams/NAME               a team's members, paged: add, remove, remove the team (POST)
 """
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auth.manage import Refused, invalid
-from registry.ui.forms import PAGE, Pages, page_after, sentence
+from registry.ui.forms import PAGE, Pages, confirming, page_after, sentence
 from registry.ui.session import Session
 
 USER_DONE = {
@@ -65,29 +66,25 @@ class AdminPages(Pages):
     async def user(self, request: Request, session: Session) -> Response:
         caller = self.caller(request, session)
         name = request.path_params["name"]
-        error, status, confirm = None, 200, False
+        error, status = None, 200
         if request.method == "POST":
             fields = await self.form(request, session)
             action = fields.get("action", "")
             try:
                 if action == "remove":
-                    if fields.get("confirmed") == "yes":
-                        await self.management.remove_user(caller, name)
-                        return await self.changed("users", removed=name)
-                    await self.management.get_user(caller, name)  # only who may see it is asked to confirm
-                    confirm = True
-                elif action in USER_FLAGS:
+                    await self.management.remove_user(caller, name)
+                    return await self.changed("users", removed=name)
+                if action in USER_FLAGS:
                     key, value, done = USER_FLAGS[action]
                     await self.management.update_user(caller, name, **{key: value})
                     return await self.changed(f"users/{name}", done=done)
-                elif action == "password":
+                if action == "password":
                     await self.management.update_user(caller, name, password=fields.get("password", ""))
                     return await self.changed(f"users/{name}", done="password")
-                elif action == "email":
+                if action == "email":
                     await self.management.update_user(caller, name, email=fields.get("email", "").strip() or None)
                     return await self.changed(f"users/{name}", done="email")
-                else:
-                    raise invalid(f"unknown action {action[:40]!r}")
+                raise invalid(f"unknown action {action[:40]!r}")
             except Refused as e:
                 if e.status == 404:
                     raise
@@ -99,7 +96,7 @@ class AdminPages(Pages):
         done = USER_DONE.get(request.query_params.get("done", ""))
         return self.render(request, session, "user.html", status=status, title=f"User {name}", user=record,
                            teams=teams, last_admin=last_admin, may_manage=may_manage, error=error, done=done,
-                           confirm=confirm, me=caller.name == name)
+                           confirm=may_manage and not last_admin and confirming(request))
 
     # --- teams ---------------------------------------------------------------------------------------
 
@@ -123,7 +120,7 @@ class AdminPages(Pages):
     async def team(self, request: Request, session: Session) -> Response:
         caller = self.caller(request, session)
         name = request.path_params["name"]
-        error, status, confirm, entered = None, 200, False, ""
+        error, status, entered = None, 200, ""
         if request.method == "POST":
             fields = await self.form(request, session)
             action = fields.get("action", "")
@@ -135,21 +132,17 @@ class AdminPages(Pages):
                 if action == "remove-member":
                     await self.management.remove_team_member(caller, name, entered)
                     return await self.changed(f"teams/{name}", done="removed")
-                if action != "remove":
-                    raise invalid(f"unknown action {action[:40]!r}")
-                if fields.get("confirmed") == "yes":
+                if action == "remove":
                     await self.management.remove_team(caller, name)
                     return await self.changed("teams", removed=name)
-                await self.management.get_team(caller, name, None, 1)
-                confirm = True
+                raise invalid(f"unknown action {action[:40]!r}")
             except Refused as e:
-                if e.status == 404 and action != "add" and action != "remove-member":
-                    raise
                 error, status = sentence(e.message), e.status
         last = page_after(request)
         team, members = await self.management.get_team(caller, name, last, PAGE + 1)
         following = members[PAGE - 1] if len(members) > PAGE else None
+        may_manage = await self.is_admin(caller)
         return self.render(request, session, "team.html", status=status, title=f"Team {name}", team=team,
                            members=members[:PAGE], following=following, first=bool(last), error=error,
-                           done=TEAM_DONE.get(request.query_params.get("done", "")), confirm=confirm,
-                           entered=entered, may_manage=await self.is_admin(caller))
+                           done=TEAM_DONE.get(request.query_params.get("done", "")), entered=entered,
+                           confirm=may_manage and confirming(request), may_manage=may_manage)

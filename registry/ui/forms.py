@@ -129,8 +129,7 @@ async def read_form(request: Request) -> dict[str, str]:
     except ClientDisconnect:
         raise invalid("The browser went away while sending the form.") from None
     try:
-        pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=MAX_FIELDS,
-                                       strict_parsing=False)
+        pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=MAX_FIELDS)
     except UnicodeDecodeError:
         raise invalid("The form is not UTF-8 text.") from None
     except ValueError:
@@ -147,6 +146,12 @@ def sentence(message: str) -> str:
     if not message:
         return message
     return message[0].upper() + message[1:] + ("" if message.endswith((".", "?", "!")) else ".")
+
+
+def confirming(request: Request) -> bool:
+    """The page was asked to confirm a removal first (its Remove button links here; the confirmation
+    posts the removal, which the service decides)."""
+    return request.query_params.get("confirm") == "remove"
 
 
 def page_after(request: Request) -> str | None:

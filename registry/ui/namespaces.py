@@ -3,7 +3,8 @@ may see it; the forms for whoever may change it (auth/manage.py decides: owners 
 visibility, maintainers its retention and immutable tags, admins its quota).
 
     /ui/namespaces               the namespaces this visitor may see, paged; create one (POST)
-    /ui/namespaces/PATH          a namespace: members, visibility, quota, retention, immutable tags (POST)
+    /ui/namespaces/PATH          a namespace: members, visibility, quota, retention, immutable tags (POST;
+                                 ?confirm=remove asks before removing it)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from auth import roles
 from auth.manage import Caller, Refused, invalid
 from auth.policy import namespaces_of
 from registry.maintenance.quotas import to_size
-from registry.ui.forms import PAGE, Pages, page_after, sentence, split_list
+from registry.ui.forms import PAGE, Pages, confirming, page_after, sentence, split_list
 from registry.ui.session import Session
 from storage.database.identity import NamespaceRecord
 
@@ -62,19 +63,12 @@ class NamespacePages(Pages):
     async def namespace(self, request: Request, session: Session) -> Response:
         caller = self.caller(request, session)
         path = request.path_params["path"].rstrip("/")
-        error, status, confirm, entered = None, 200, False, {}
+        error, status, entered = None, 200, {}
         if request.method == "POST":
             entered = await self.form(request, session)
             try:
-                done = await self.act(caller, path, entered)
-                if done == "confirm":
-                    confirm = True
-                elif done == "removed":
-                    return await self.changed("namespaces", removed=path)
-                elif done.startswith("created:"):
-                    return await self.changed(f"namespaces/{done.partition(':')[2]}", done="created")
-                else:
-                    return await self.changed(f"namespaces/{path}", done=done)
+                target, said = await self.act(caller, path, entered)
+                return await self.changed(target, **said)
             except Refused as e:
                 error, status = sentence(e.message), e.status
         if path == caller.name and path not in (await self.snapshot()).namespaces:
@@ -86,53 +80,48 @@ class NamespacePages(Pages):
         parent = ns.path.rpartition("/")[0]
         snapshot = await self.snapshot()
         over_parent = bool(parent) and snapshot.managed_by(caller.name, parent, caller.teams) == roles.OWNER
+        may_remove = admin or (over_parent and ns.personal is None)
         return self.render(
             request, session, "namespace.html", status=status, title=f"Namespace {ns.path}", ns=ns,
-            members=view.members, role=role, admin=admin, error=error, confirm=confirm, entered=entered,
+            members=view.members, role=role, admin=admin, error=error, entered=entered,
             done=DONE.get(request.query_params.get("done", "")), retention=retention_fields(ns),
             may_members=role == roles.OWNER, may_visibility=role == roles.OWNER,
             may_settings=roles.at_least(role, roles.MAINTAINER), may_quota=admin and "/" not in ns.path,
-            may_remove=admin or (over_parent and ns.personal is None),
+            may_remove=may_remove, confirm=may_remove and confirming(request),
             holders=self.ui.registry.login.holders(ns.path, "push"))
 
-    async def act(self, caller: Caller, path: str, fields: dict[str, str]) -> str:
-        """One form's change; what to say it did (``confirm``: ask first)."""
+    async def act(self, caller: Caller, path: str, fields: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """One form's change; the page to go on to and what it should say was done."""
         action = fields.get("action", "")
         manage = self.management
+        here = f"namespaces/{path}"
         if action == "member":
             await manage.set_member(caller, path, fields.get("kind", ""), fields.get("name", "").strip(),
                                     fields.get("role", ""))
-            return "member"
-        if action == "unmember":
+        elif action == "unmember":
             await manage.remove_member(caller, path, fields.get("kind", ""), fields.get("name", "").strip())
-            return "unmember"
-        if action == "visibility":
+        elif action == "visibility":
             if fields.get("visibility") not in ("public", "private"):
                 raise invalid("visibility is public or private")
             await manage.update_namespace(caller, path, public=fields["visibility"] == "public")
-            return "visibility"
-        if action == "quota":
+        elif action == "quota":
             await manage.update_namespace(caller, path, quota=quota_from(fields.get("quota", "")))
-            return "quota"
-        if action == "retention":
+        elif action == "retention":
             await manage.update_namespace(caller, path, retention=retention_from(fields))
-            return "retention"
-        if action == "immutable":
+        elif action == "immutable":
             await manage.update_namespace(caller, path, immutable_tags=split_list(fields.get("patterns", "")))
-            return "immutable"
-        if action == "create":
+        elif action == "create":
             child = fields.get("name", "").strip().strip("/")
             if not child:
                 raise invalid("name the namespace to create below this one")
             created = await manage.create_namespace(caller, f"{path}/{child}", public=fields.get("public") == "on")
-            return f"created:{created.path}"
-        if action == "remove":
-            if fields.get("confirmed") != "yes":
-                await manage.get_namespace(caller, path)  # only who may see it is asked to confirm
-                return "confirm"
+            return f"namespaces/{created.path}", {"done": "created"}
+        elif action == "remove":
             await manage.remove_namespace(caller, path)
-            return "removed"
-        raise invalid(f"unknown action {action[:40]!r}")
+            return "namespaces", {"removed": path}
+        else:
+            raise invalid(f"unknown action {action[:40]!r}")
+        return here, {"done": action}
 
     async def may_create(self, caller: Caller) -> bool:
         """Admins create namespaces, owners below theirs: the form is offered to them."""

@@ -182,10 +182,12 @@ def test_disable_enable_admin_reset_and_remove(client: TestClient) -> None:
     assert client.get("/v2/", headers=basic("rita")).status_code == 401
     assert client.get("/v2/", headers=basic("rita", "rita-new-pw")).status_code == 200
     assert said(ada.submit("/ui/users/rita", action="email", email="rita@corp.example")) == "E-mail address saved."
-    page = ada.post("/ui/users/rita", action="remove")  # asks first
+    page = ada.get("/ui/users/rita")
+    assert 'href="?confirm=remove" data-testid="remove"' in page.text and 'data-testid="confirm"' not in page.text
+    page = ada.get("/ui/users/rita?confirm=remove")  # asks first
     assert page.status_code == 200 and 'data-testid="confirm"' in page.text and "Remove user rita?" in page.text
     assert "rita" in rows(ada.get("/ui/users"), "data-user")
-    page = ada.submit("/ui/users/rita", action="remove", confirmed="yes")
+    page = ada.submit("/ui/users/rita", action="remove")
     assert said(page) == "User rita removed." and "rita" not in rows(page, "data-user")
     assert ada.get("/ui/users/rita").status_code == 404
     assert ada.post("/ui/users/rita", action="disable").status_code == 404
@@ -200,7 +202,8 @@ def test_the_last_admin_is_kept_and_the_page_says_why(client: TestClient) -> Non
     for action in ("disable", "unadmin"):
         page = ada.post("/ui/users/ada", action=action)
         assert page.status_code == 409 and said(page, "error") == "'ada' is the last admin: make another user admin first."
-    assert ada.post("/ui/users/ada", action="remove", confirmed="yes").status_code == 409
+    assert ada.post("/ui/users/ada", action="remove").status_code == 409
+    assert 'data-testid="confirm"' not in ada.get("/ui/users/ada?confirm=remove").text
     ada.submit("/ui/users/olga", action="admin")
     page = ada.get("/ui/users/ada")
     assert 'data-testid="last-admin"' not in page.text and 'data-testid="disable" disabled' not in page.text
@@ -289,12 +292,13 @@ def test_teams_members_are_added_paged_and_removed(client: TestClient, manage: M
     assert rows(second, "data-member") == names[50:]
     page = ada.submit("/ui/teams/platform", action="remove-member", user="otto")
     assert said(page) == "Member removed." and rows(page, "data-member") == []
-    assert ada.post("/ui/teams/platform", action="remove").status_code == 200  # the confirmation
-    page = ada.submit("/ui/teams/platform", action="remove", confirmed="yes")
+    assert "Remove team platform?" in ada.get("/ui/teams/platform?confirm=remove").text
+    page = ada.submit("/ui/teams/platform", action="remove")
     assert said(page) == "Team platform removed." and ada.get("/ui/teams/platform").status_code == 404
     dev = Browser(client, "dev")  # a member sees their team, read-only; others not at all
-    page = dev.get("/ui/teams/payments-devs")
+    page = dev.get("/ui/teams/payments-devs?confirm=remove")
     assert page.status_code == 200 and 'name="action"' not in page.text
+    assert dev.post("/ui/teams/payments-devs", action="remove").status_code == 403
     assert Browser(client, "otto").get("/ui/teams/payments-devs").status_code == 403
 
 
@@ -337,14 +341,16 @@ def test_owner_manages_members_and_settings(client: TestClient) -> None:
     assert said(page) == "Namespace created." and page.url.path == "/ui/namespaces/payments/api"
     assert 'data-testid="remove"' in olga.get("/ui/namespaces/payments/api").text  # owner above removes it
     assert 'data-testid="remove"' not in olga.get("/ui/namespaces/payments").text  # not the top level
-    page = olga.submit("/ui/namespaces/payments/api", action="remove", confirmed="yes")
+    assert 'data-testid="confirm"' not in olga.get("/ui/namespaces/payments?confirm=remove").text
+    assert "Remove namespace payments/api?" in olga.get("/ui/namespaces/payments/api?confirm=remove").text
+    page = olga.submit("/ui/namespaces/payments/api", action="remove")
     assert page.url.path == "/ui/namespaces" and "Namespace payments/api removed" in said(page)
 
 
 def test_lower_roles_read_and_outsiders_see_nothing(client: TestClient) -> None:
     for user in ("rita", "dev"):
         browser = Browser(client, user)
-        page = browser.get("/ui/namespaces/payments")
+        page = browser.get("/ui/namespaces/payments?confirm=remove")
         assert page.status_code == 200 and 'data-testid="grant"' not in page.text
         assert 'name="action"' not in page.text  # no form at all
         assert rows(page, "data-member") == ["team:payments-devs", "user:olga", "user:rita"]
