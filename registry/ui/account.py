@@ -56,7 +56,7 @@ class AccountPages(Pages):
             held.insert(0, (caller.name, roles.OWNER))  # created on first use: theirs already
         teams = sorted(snapshot.teams_of(caller.name, caller.teams))
         return self.render(request, session, "account.html", status=status, title="Your account", record=record,
-                           admin=await self.is_admin(caller), teams=teams, namespaces=held, error=error,
+                           admin=self.is_admin(caller.name), teams=teams, namespaces=held, error=error,
                            done=DONE.get(request.query_params.get("done", "")))
 
     async def change_password(self, caller: Caller, fields: dict[str, str], session: Session) -> None:

@@ -29,7 +29,7 @@ USER_FLAGS = {"disable": ("disabled", True, "disabled"), "enable": ("disabled", 
 
 class AdminPages(Pages):
     def menu(self, user: str | None) -> list[tuple[str, str]]:
-        return [("Users", "/users"), ("Teams", "/teams")] if self.admin_now(user) else []
+        return [("Users", "/users"), ("Teams", "/teams")] if self.is_admin(user) else []
 
     def routes(self) -> list[BaseRoute]:
         get_post = ["GET", "HEAD", "POST"]
@@ -92,7 +92,7 @@ class AdminPages(Pages):
         record, teams = await self.management.get_user(caller, name)
         snapshot = await self.snapshot()
         last_admin = record.admin and not record.disabled and snapshot.admins == frozenset({name})
-        may_manage = await self.is_admin(caller)
+        may_manage = self.is_admin(caller.name)
         done = USER_DONE.get(request.query_params.get("done", ""))
         return self.render(request, session, "user.html", status=status, title=f"User {name}", user=record,
                            teams=teams, last_admin=last_admin, may_manage=may_manage, error=error, done=done,
@@ -115,7 +115,7 @@ class AdminPages(Pages):
         following = found[PAGE - 1].name if len(found) > PAGE else None
         return self.render(request, session, "teams.html", status=status, title="Teams", teams=found[:PAGE],
                            following=following, first=bool(last), error=error, entered=entered,
-                           may_manage=await self.is_admin(caller), removed=request.query_params.get("removed"))
+                           may_manage=self.is_admin(caller.name), removed=request.query_params.get("removed"))
 
     async def team(self, request: Request, session: Session) -> Response:
         caller = self.caller(request, session)
@@ -141,7 +141,7 @@ class AdminPages(Pages):
         last = page_after(request)
         team, members = await self.management.get_team(caller, name, last, PAGE + 1)
         following = members[PAGE - 1] if len(members) > PAGE else None
-        may_manage = await self.is_admin(caller)
+        may_manage = self.is_admin(caller.name)
         return self.render(request, session, "team.html", status=status, title=f"Team {name}", team=team,
                            members=members[:PAGE], following=following, first=bool(last), error=error,
                            done=TEAM_DONE.get(request.query_params.get("done", "")), entered=entered,

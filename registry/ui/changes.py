@@ -36,7 +36,7 @@ class ChangePages(Pages):
         snapshot = self.management.cache.peek() if self.management.cache is not None else None
         if user is None or snapshot is None:
             return []
-        owner = self.admin_now(user) or any(role == roles.OWNER for _, role in namespaces_of(snapshot, user))
+        owner = self.is_admin(user) or any(role == roles.OWNER for _, role in namespaces_of(snapshot, user))
         return [("Changes", "/changes")] if owner else []
 
     def routes(self) -> list[BaseRoute]:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 MAX_FORM = 64 * 1024  # bytes of a urlencoded form (a hundred tag patterns fit many times over)
 MAX_FIELDS = 50
 PAGE = 50
-TITLES = {400: "Invalid request", 401: "Log in first", 403: "Not allowed", 404: "Not found", 409: "Conflict",
+TITLES = {400: "Invalid request", 403: "Not allowed", 404: "Not found", 409: "Conflict",
           413: "Too large", 429: "Too many attempts", 503: "Unavailable"}
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -49,7 +49,7 @@ class Pages:
         """The navigation entries these pages offer ``user`` (label, path below the UI)."""
         return []
 
-    def admin_now(self, user: str | None) -> bool:
+    def is_admin(self, user: str | None) -> bool:
         """Whether ``user`` is an admin by the policy as last loaded (for what a page offers, never for
         what it allows: the service decides that)."""
         if user is None:
@@ -84,11 +84,6 @@ class Pages:
 
     async def snapshot(self) -> PolicySnapshot:
         return await self.management.snapshot()
-
-    async def is_admin(self, caller: Caller) -> bool:
-        if caller.name is None:
-            return False
-        return self.management.file_admin(caller.name) or (await self.snapshot()).is_admin(caller.name)
 
     async def form(self, request: Request, session: Session) -> dict[str, str]:
         """The posted form (first value of each field), its CSRF token checked; raises Refused (403 on a
