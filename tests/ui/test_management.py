@@ -361,7 +361,12 @@ def test_lower_roles_read_and_outsiders_see_nothing(client: TestClient) -> None:
     assert otto.get("/ui/namespaces/nothing-here").status_code == 404
     assert "payments" not in rows(otto.get("/ui/namespaces"), "data-namespace")
     assert otto.post("/ui/namespaces/payments", action="visibility", visibility="public").status_code == 404
-    assert 'Create a namespace' not in otto.get("/ui/namespaces").text
+    assert rows(otto.get("/ui/namespaces"), "data-namespace") == ["otto"]  # his personal one: he owns it
+    assert 'Create a namespace' in otto.get("/ui/namespaces").text  # below his own
+    assert otto.post("/ui/namespaces", path="payments/evil").status_code in (403, 404)
+    assert otto.post("/ui/namespaces", path="evil").status_code == 403
+    page = otto.submit("/ui/namespaces", path="otto/tools")
+    assert said(page) == "Namespace created." and page.url.path == "/ui/namespaces/otto/tools"
 
 
 def test_creating_namespaces(client: TestClient) -> None:
@@ -396,7 +401,9 @@ def test_changes_are_listed_for_admins_and_owners(client: TestClient, manage: Ma
     assert mine.status_code == 200 and "user.create" not in mine.text and "user:otto" in mine.text
     assert olga.get("/ui/changes?namespace=payments").status_code == 200
     assert olga.get("/ui/changes?namespace=other").status_code == 403
-    assert Browser(client, "otto").get("/ui/changes").status_code == 403
+    otto = Browser(client, "otto").get("/ui/changes")  # he owns only his personal namespace
+    assert otto.status_code == 200 and "payments" not in otto.text and "user.create" not in otto.text
+    assert Browser(client, "otto").get("/ui/changes?namespace=payments").status_code == 403
     assert ada.get("/ui/changes?before=x").status_code == 400
     for i in range(60):
         call(client, manage.update_user, Caller("ada"), "otto", email=f"o{i}@corp.example")
@@ -416,7 +423,7 @@ def test_pages_refuse_whoever_may_not(client: TestClient) -> None:
                 "/ui/namespaces": 200, "/ui/namespaces/payments": 404, "/ui/account": 403, "/ui/changes": 403}
     for url, status in expected.items():
         assert anonymous.get(url).status_code == status, url
-    for url in ("/ui/users", "/ui/users/dev", "/ui/teams/payments-devs", "/ui/changes"):
+    for url in ("/ui/users", "/ui/users/dev", "/ui/teams/payments-devs", "/ui/changes?namespace=payments"):
         page = otto.get(url)
         assert page.status_code == 403 and "<h1>Not allowed</h1>" in page.text, url
     for url, fields in POSTS[:6]:
