@@ -17,7 +17,8 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from auth.credentials import Identity
-from auth.manage import Refused, check_name
+from auth.manage import Refused, check_name, namespace_view
+from auth.policy import PolicySnapshot
 from storage.database import Cached, Database, DatabaseUnavailable, machine
 from storage.database import identity as store
 from storage.database.identity import ChangeRecord
@@ -33,8 +34,10 @@ class SubjectMismatch(Exception):
 
 
 class ExternalAccounts:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, policy: Cached[PolicySnapshot] | None = None) -> None:
+        """``policy``: auth.database's, which knows the users this records (reloaded after a write)."""
         self.db = db
+        self.policy = policy
         self.cache: Cached[dict[str, ExternalRecord]] = Cached(db, machine.all_external, "external users")
         self.listeners: list[Listener] = []
         self._following = False
@@ -69,6 +72,8 @@ class ExternalAccounts:
                 return
             changes = await self.db.write(lambda conn: self._save(conn, identity))
             await self.cache.refresh()
+            if self.policy is not None:  # the new user's stamp, before a web UI session is bound to it
+                await self.policy.refresh()
         except DatabaseUnavailable as e:
             log.warning("%s user %s not recorded in the database: %s", identity.source, identity.name, e)
             return
@@ -96,5 +101,9 @@ class ExternalAccounts:
             changes.append(store.record_change(conn, identity.name, None, "user.create", identity.name,
                                                after={"name": user.name, "email": user.email,
                                                       "source": identity.source}))
+            if store.find_namespace(conn, user.name) is None:  # their personal namespace, as a local user's
+                ns = store.insert_namespace(conn, user.name, personal_user_id=user.id)
+                changes.append(store.record_change(conn, identity.name, None, "namespace.create", ns.path, ns.path,
+                                                   after=namespace_view(ns)))
         machine.save_external(conn, user.id, identity.source, identity.subject, identity.teams)
         return changes

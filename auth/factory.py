@@ -82,10 +82,11 @@ def build_oidc(auth: Auth, credentials: Credentials) -> OpenIDConnect | None:
 
 
 def build_access_tokens(auth: Auth, database: Database | None, access: AccessController,
-                        credentials: Credentials) -> AccessTokens | None:
+                        credentials: Credentials, policy: Cached[PolicySnapshot] | None = None) -> AccessTokens | None:
     """Personal access tokens and robots (auth.tokens) in ``database``, asked first by the credential
     chain, and the users of ``auth.ldap`` and ``auth.oidc`` kept there (auth.accounts); None without a
-    database or without logins (no auth, or tokens from an external issuer)."""
+    database or without logins (no auth, or tokens from an external issuer).  ``policy``: auth.database's,
+    reloaded when a login records a new user (their web UI session is bound to the user it holds)."""
     settings = AuthSettings.parse(auth)
     if database is None or not credentials.enabled:
         return None
@@ -99,7 +100,7 @@ def build_access_tokens(auth: Auth, database: Database | None, access: AccessCon
         from auth.accounts import ExternalAccounts
         from auth.oidc import OidcAccounts
 
-        accounts = ExternalAccounts(database)
+        accounts = ExternalAccounts(database, policy)
         credentials.arrivals.append(accounts.arrived)
         credentials.memberships.recorded = accounts.teams
         for source in credentials.sources:

@@ -78,7 +78,7 @@ class Registry:
         credentials = build_credentials(config.auth, policy)  # one chain and brake for every login path
         access = build_access_controller(config.auth, credentials, policy)
         login = build_login(config.auth, access, credentials)
-        tokens = build_access_tokens(config.auth, database, access, credentials)
+        tokens = build_access_tokens(config.auth, database, access, credentials, policy)
         rules = getattr(access, "rules", None)
         namespaces = rules if isinstance(rules, DatabasePolicy) else None  # the database's namespace settings
         quotas = NamespaceQuotas(namespaces, config.storage.quotas) if namespaces is not None else config.storage.quotas

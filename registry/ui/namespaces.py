@@ -71,8 +71,6 @@ class NamespacePages(Pages):
                 return await self.changed(target, **said)
             except Refused as e:
                 error, status = sentence(e.message), e.status
-        if path == caller.name and path not in (await self.snapshot()).namespaces:
-            await self.management.ensure_personal(path)  # a user's own, created when first used
         view = await self.management.get_namespace(caller, path)
         ns = view.record
         admin = self.is_admin(caller.name)

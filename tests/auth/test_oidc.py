@@ -176,3 +176,16 @@ def test_config_errors_name_the_key(section: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         AuthSettings.parse({"oidc": section})
     assert str(info.value).startswith(f"{key}: "), str(info.value)
+
+
+def test_first_sign_on_with_the_database_makes_the_personal_namespace(tmp_path: Path, provider: Provider) -> None:
+    """A user a single sign-on creates owns their personal namespace, as one an admin creates: its page
+    and their account list it (issue 19: every user has one)."""
+    with app_client(tmp_path, {"database": {}, "oidc": oidc_section(provider)}) as client:
+        r = callback(client, provider_login(start(client), "dora", "dora-pw"))
+        assert r.status_code == 200, r.text
+        page = client.get("/ui/namespaces/dora")
+        assert page.status_code == 200 and "the personal namespace of <strong>dora</strong>" in page.text
+        assert 'data-namespace="dora"' in client.get("/ui/account").text
+        changes = client.get("/ui/changes").text
+        assert "namespace.create" in changes and "user.create" not in changes  # her namespace's, not the user's

@@ -263,7 +263,7 @@ def test_account_shows_roles_and_changes_the_password(client: TestClient) -> Non
     assert Browser(client).get("/ui/account").status_code == 403
 
 
-def test_personal_namespace_is_created_when_first_visited(client: TestClient) -> None:
+def test_the_personal_namespace_is_its_users_own(client: TestClient) -> None:
     otto = Browser(client, "otto")
     page = otto.get("/ui/namespaces/otto")
     assert page.status_code == 200 and "the personal namespace of <strong>otto</strong>" in page.text
