@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
+from auth.manage import OPERATOR
 from registry.cli import main
 from registry.config import ConfigError, parse
 from storage import paths
@@ -124,6 +126,33 @@ def test_scheduled_collection_inside_the_registry(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the scheduled collection did not remove the blob"
             time.sleep(0.2)
     assert not (root / "docker/registry/v2/_moorage/leases/gc").exists()  # released, even by a run cut short
+
+
+def test_scheduled_collection_applies_the_namespaces_retention(tmp_path: Path) -> None:
+    """A namespace's retention set in the database after the registry started is applied by the next
+    scheduled run (read when each run starts), the expired tag's blobs freed in the same run."""
+    root = tmp_path / "root"
+    storage = {"filesystem": {"rootdirectory": str(root)},
+               "maintenance": {"gc": {"enabled": True, "interval": "0.5s", "grace": "0s"}}}
+    with make_client(root, storage=storage, auth={"database": {}}) as c:
+        manage = c.app.registry.management
+        manage.cost = 4
+        c.portal.call(lambda: manage.create_user(OPERATOR, "ada", "ada-secret-pw", admin=True))
+        c.portal.call(lambda: manage.create_namespace(OPERATOR, "ci"))
+        c.headers["Authorization"] = "Basic " + base64.b64encode(b"ada:ada-secret-pw").decode()
+        for tag in ("old", "newest"):
+            assert put_manifest(c, "ci/app", tag, image_manifest(c, "ci/app", [tag.encode()])).status_code == 201
+            age()  # tag ages differ by whole seconds
+        assert c.get("/v2/ci/app/tags/list").json()["tags"] == ["newest", "old"]  # no retention yet
+        c.portal.call(lambda: manage.update_namespace(OPERATOR, "ci", retention={"keepnewest": 1}))
+        deadline = time.monotonic() + 30
+        while c.get("/v2/ci/app/tags/list").json()["tags"] != ["newest"]:
+            assert time.monotonic() < deadline, "the scheduled collection did not apply the namespace's retention"
+            time.sleep(0.2)
+        while c.get(f"/v2/ci/app/blobs/{sha256(b'old')}").status_code != 404:
+            assert time.monotonic() < deadline, "the expired tag's blob was not freed"
+            time.sleep(0.2)
+        assert c.get(f"/v2/ci/app/blobs/{sha256(b'newest')}").status_code == 200
 
 
 def test_retention_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
