@@ -270,9 +270,11 @@ def oras() -> ModuleType:
     return oras_cli
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's chromium through Playwright (`playwright install` cannot download browsers here)."""
+    """Debian's chromium through Playwright (`playwright install` cannot download browsers here).  One
+    per module, not per session: Playwright's sync API keeps an event loop running in the main thread
+    while it is open, and a later module's ``asyncio.run`` refuses to start under it."""
     executable = os.environ.get("MOORAGE_CHROMIUM", "/usr/bin/chromium")
     if not os.access(executable, os.X_OK):
         missing_client(f"chromium not found at {executable}", "bash .ci/setup.d/ui.sh (apt-get install chromium)")
