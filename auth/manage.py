@@ -628,14 +628,7 @@ class Management:
             raise invalid("a member is a user or a team")
 
         def work(a: Authority) -> MemberRecord:
-            ns = self._namespace(a, path)
-            held = a.manages(path)
-            if held is None and not ns.public:
-                raise not_found("namespace", path)
-            if held != roles.OWNER:
-                raise denied(f"only owners of {path!r} manage its members")
-            if not roles.at_least(held, role):
-                raise denied(f"you hold {held} on {path!r}: you cannot grant {role}")
+            ns = self._owned_namespace(a, path)  # an owner holds the highest role: it may grant any
             member_id = self._member_id(a, kind, name)
             before = store.set_member(a.conn, ns.id, kind, member_id, role)
             a.record("namespace.member.set", f"{kind}:{name}", path,
@@ -650,12 +643,7 @@ class Management:
             raise invalid("a member is a user or a team")
 
         def work(a: Authority) -> None:
-            ns = self._namespace(a, path)
-            held = a.manages(path)
-            if held is None and not ns.public:
-                raise not_found("namespace", path)
-            if held != roles.OWNER:
-                raise denied(f"only owners of {path!r} manage its members")
+            ns = self._owned_namespace(a, path)
             before = store.remove_member(a.conn, ns.id, kind, self._member_id(a, kind, name))
             if before is None:
                 raise not_found(f"member of {path!r} named", f"{kind}:{name}")
@@ -669,6 +657,17 @@ class Management:
         if found is None:
             raise not_found(kind, name)
         return found.id
+
+    def _owned_namespace(self, a: Authority, path: str) -> NamespaceRecord:
+        """The namespace ``path`` when the caller owns it (members are managed by its owners); a private
+        one the caller has no role on is not found rather than refused, so that its existence stays hidden."""
+        ns = self._namespace(a, path)
+        held = a.manages(path)
+        if held is None and not ns.public:
+            raise not_found("namespace", path)
+        if held != roles.OWNER:
+            raise denied(f"only owners of {path!r} manage its members")
+        return ns
 
     def _namespace(self, a: Authority, path: str) -> NamespaceRecord:
         """The namespace ``path``; a user's personal one is created here when first used."""

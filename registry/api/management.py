@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from auth.base import AuthFailure
 from auth.manage import Caller, Management, Refused
+from registry.api.paging import page_size
 from registry.errors import RegistryError, error_response
 from registry.http.urls import client_address
 from registry.instance import Registry
@@ -102,16 +103,7 @@ async def body(request: Request, allowed: Mapping[str, type | tuple[type, ...]],
 
 def page(request: Request) -> tuple[str | None, int]:
     """``last`` and ``n`` (1 to MAX_PAGE, default DEFAULT_PAGE)."""
-    raw = request.query_params.get("n")
-    n = DEFAULT_PAGE
-    if raw:
-        try:
-            n = int(raw)
-        except ValueError:
-            raise RegistryError("PAGINATION_NUMBER_INVALID", detail={"n": raw}) from None
-        if n < 1:
-            raise RegistryError("PAGINATION_NUMBER_INVALID", detail={"n": raw})
-    return request.query_params.get("last") or None, min(n, MAX_PAGE)
+    return request.query_params.get("last") or None, page_size(request, DEFAULT_PAGE, least=1, most=MAX_PAGE)
 
 
 def listing(request: Request, key: str, items: list[Any], n: int, cursor: Callable[[Any], str],

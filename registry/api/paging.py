@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -9,10 +10,12 @@ from starlette.requests import Request
 from registry.errors import RegistryError
 
 MAX_PAGE = 10_000
+Default = TypeVar("Default", int, None)
 
 
-def page_size(request: Request, default: int | None) -> int | None:
-    """The ``n`` query parameter: absent gives ``default``; bad values give PAGINATION_NUMBER_INVALID."""
+def page_size(request: Request, default: Default, *, least: int = 0, most: int = MAX_PAGE) -> int | Default:
+    """The ``n`` query parameter, capped at ``most``: absent gives ``default``; one that is not a number or is
+    below ``least`` gives PAGINATION_NUMBER_INVALID (the /v2 lists allow 0, the /api/v1 lists start at 1)."""
     raw = request.query_params.get("n")
     if raw is None or raw == "":
         return default
@@ -20,9 +23,9 @@ def page_size(request: Request, default: int | None) -> int | None:
         value = int(raw)
     except ValueError:
         raise RegistryError("PAGINATION_NUMBER_INVALID", detail={"n": raw}) from None
-    if value < 0:
+    if value < least:
         raise RegistryError("PAGINATION_NUMBER_INVALID", detail={"n": raw})
-    return min(value, MAX_PAGE)
+    return min(value, most)
 
 
 def next_link(request: Request, last: str, n: int) -> str:

@@ -33,6 +33,7 @@ from registry.mirror.config import MirrorConfig, Upstream, parse_proxy
 from registry.mirror.flight import BlobSpool, SingleFlight
 from registry.mirror.upstream import MANIFEST_ACCEPT, UpstreamClient, UpstreamError, UpstreamNotFound
 from registry.names import check_name
+from registry.remote.client import AnswerTooLarge, read_limited
 from registry.writes.actor import MIRROR_ACTOR
 from registry.writes.writer import RepositoryWriter
 from storage import paths
@@ -211,15 +212,11 @@ class UpstreamSource:
         """GET a manifest upstream, verify its digest and store it in the repository."""
         async with route.client.open("GET", route.remote, "manifests", reference,
                                      {"Accept": MANIFEST_ACCEPT}) as response:
-            parts: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_MANIFEST_SIZE:
-                    raise UpstreamError(f"manifest {route.remote}:{reference} is too large")
-                parts.append(chunk)
+            try:
+                content = await read_limited(response, MAX_MANIFEST_SIZE)
+            except AnswerTooLarge:
+                raise UpstreamError(f"manifest {route.remote}:{reference} is too large") from None
             claimed = response.headers.get("docker-content-digest")
-        content = b"".join(parts)
         if expected is None:
             try:
                 expected = parse_digest(claimed) if claimed else None

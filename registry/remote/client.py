@@ -33,6 +33,23 @@ class RemoteUnreachable(Exception):
     """The request did not get an answer (connection refused, reset, timeout, TLS failure)."""
 
 
+class AnswerTooLarge(Exception):
+    """A body larger than the caller would hold in memory (a manifest, an error document)."""
+
+
+async def read_limited(response: httpx.Response, limit: int) -> bytes:
+    """The body of a streamed response, read only while it stays within ``limit`` bytes: a remote
+    cannot make us hold more than that by answering with an endless body."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise AnswerTooLarge(f"{response.request.method} {response.request.url}: answer larger than {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def tls_verify(cafile: str | None, insecure: bool) -> ssl.SSLContext | bool:
     """httpx's ``verify``: the system's CAs, a CA bundle, or none for an insecure remote."""
     if insecure:

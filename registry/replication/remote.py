@@ -22,7 +22,8 @@ import httpx
 
 from registry.mediatypes import MAX_MANIFEST_SIZE, detect_media_type
 from registry.remote.auth import Credentials, RemoteAuthError, RemoteAuthUnavailable
-from registry.remote.client import MANIFEST_ACCEPT, RegistryClient, RemoteUnreachable, tls_verify
+from registry.remote.client import MANIFEST_ACCEPT, AnswerTooLarge, RegistryClient, RemoteUnreachable, tls_verify
+from registry.remote.client import read_limited as read_within
 from registry.replication.rules import Remote
 from registry.replication.side import BlobStream, ItemFailed, Manifest, Refused, RemoteDown, Transient
 from storage.digests import Digest, InvalidDigest, parse_digest
@@ -140,10 +141,15 @@ class RemoteSide:
             path = next_link(response, path)
         return sorted(set(tags))
 
+    async def _manifest_request(self, method: str, repository: str, reference: str,
+                                what: str) -> tuple[httpx.Response, bytes] | None:
+        """GET or HEAD of a manifest by tag or digest; None when the remote does not have it."""
+        return await self.request(method, f"/v2/{repository}/manifests/{reference}", pull(repository), what,
+                                  label=f"{method} manifests", headers={"Accept": MANIFEST_ACCEPT}, ok404=True)
+
     async def manifest(self, repository: str, reference: str) -> Manifest | None:
         what = f"{self.label}: manifest {repository}:{reference}"
-        found = await self.request("GET", f"/v2/{repository}/manifests/{reference}", pull(repository), what,
-                                   label="GET manifests", headers={"Accept": MANIFEST_ACCEPT}, ok404=True)
+        found = await self._manifest_request("GET", repository, reference, what)
         if found is None:
             return None
         response, content = found
@@ -159,8 +165,7 @@ class RemoteSide:
 
     async def manifest_digest(self, repository: str, reference: str) -> Digest | None:
         what = f"{self.label}: manifest {repository}:{reference}"
-        found = await self.request("HEAD", f"/v2/{repository}/manifests/{reference}", pull(repository), what,
-                                   label="HEAD manifests", headers={"Accept": MANIFEST_ACCEPT}, ok404=True)
+        found = await self._manifest_request("HEAD", repository, reference, what)
         if found is None:
             return None
         claimed = found[0].headers.get("docker-content-digest")
@@ -377,14 +382,11 @@ async def body_chunks(response: httpx.Response, what: str) -> AsyncIterator[byte
 
 
 async def read_limited(response: httpx.Response, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise ItemFailed(f"{response.request.method} {response.request.url}: answer larger than {limit} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
+    """The body within ``limit``; a larger one fails the item (a retry would get the same)."""
+    try:
+        return await read_within(response, limit)
+    except AnswerTooLarge as e:
+        raise ItemFailed(str(e)) from None
 
 
 def json_field(body: bytes, key: str) -> list[Any]:
