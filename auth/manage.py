@@ -132,6 +132,20 @@ class Authority:
                            or (user is not None and user.admin and not user.disabled))
         return self._admin
 
+    def user(self, name: str) -> UserRecord:
+        """The database user ``name``; a refusal (404) when there is none."""
+        found = store.find_user(self.conn, name)
+        if found is None:
+            raise not_found("user", name)
+        return found
+
+    def team(self, name: str) -> TeamRecord:
+        """The team ``name``; a refusal (404) when there is none."""
+        found = store.find_team(self.conn, name)
+        if found is None:
+            raise not_found("team", name)
+        return found
+
     def require_admin(self, what: str) -> None:
         if not self.admin:
             raise denied(f"only admins {what}")
@@ -307,9 +321,7 @@ class Management:
         def work(a: Authority) -> tuple[UserRecord, list[str]]:
             if caller.name != name:
                 a.require_admin("see other users")
-            user = store.find_user(a.conn, name)
-            if user is None:
-                raise not_found("user", name)
+            user = a.user(name)
             return user, store.teams_of(a.conn, user.id)
 
         return await self._read(caller, work)
@@ -356,9 +368,7 @@ class Management:
         def work(a: Authority) -> UserRecord:
             if caller.name != name or "admin" in values or "disabled" in values:
                 a.require_admin("change other users, admin rights or the disabled flag")
-            user = store.find_user(a.conn, name)
-            if user is None:
-                raise not_found("user", name)
+            user = a.user(name)
             losing = user.admin and not user.disabled and (values.get("admin") is False or values.get("disabled"))
             if losing and store.enabled_admins(a.conn) == [name]:
                 raise conflict(f"{name!r} is the last admin: make another user admin first")
@@ -375,9 +385,7 @@ class Management:
     async def remove_user(self, caller: Caller, name: str) -> None:
         def work(a: Authority) -> None:
             a.require_admin("remove users")
-            user = store.find_user(a.conn, name)
-            if user is None:
-                raise not_found("user", name)
+            user = a.user(name)
             if user.admin and not user.disabled and store.enabled_admins(a.conn) == [name]:
                 raise conflict(f"{name!r} is the last admin: make another user admin first")
             store.delete_user(a.conn, user.id)
@@ -415,9 +423,7 @@ class Management:
                        ) -> tuple[TeamRecord, list[str]]:
         """The team and a page of its members: for admins and the team's members."""
         def work(a: Authority) -> tuple[TeamRecord, list[str]]:
-            team = store.find_team(a.conn, name)
-            if team is None:
-                raise not_found("team", name)
+            team = a.team(name)
             me = store.find_user(a.conn, caller.name) if caller.name else None
             if not (me is not None and store.is_team_member(a.conn, team.id, me.id)):
                 a.require_admin("see the members of teams they are not in")
@@ -440,9 +446,7 @@ class Management:
             except IntegrityError as e:
                 raise integrity(e, f"team {name!r} exists") from None
             for user_name in wanted:
-                user = store.find_user(a.conn, user_name)
-                if user is None:
-                    raise not_found("user", user_name)
+                user = a.user(user_name)
                 store.add_team_member(a.conn, team.id, user.id)
             a.record("team.create", name, after={"name": name, "members": wanted})
             return store.find_team(a.conn, name)
@@ -452,9 +456,7 @@ class Management:
     async def remove_team(self, caller: Caller, name: str) -> None:
         def work(a: Authority) -> None:
             a.require_admin("remove teams")
-            team = store.find_team(a.conn, name)
-            if team is None:
-                raise not_found("team", name)
+            team = a.team(name)
             store.delete_team(a.conn, team.id)
             a.record("team.remove", name, before={"name": name, "members": team.members})
 
@@ -463,7 +465,7 @@ class Management:
     async def add_team_member(self, caller: Caller, team_name: str, user_name: str) -> None:
         def work(a: Authority) -> None:
             a.require_admin("change teams")
-            team, user = self._team_and_user(a, team_name, user_name)
+            team, user = a.team(team_name), a.user(user_name)
             if store.is_team_member(a.conn, team.id, user.id):
                 return
             if team.members >= MAX_TEAM_MEMBERS:
@@ -476,23 +478,13 @@ class Management:
     async def remove_team_member(self, caller: Caller, team_name: str, user_name: str) -> None:
         def work(a: Authority) -> None:
             a.require_admin("change teams")
-            team, user = self._team_and_user(a, team_name, user_name)
+            team, user = a.team(team_name), a.user(user_name)
             if not store.is_team_member(a.conn, team.id, user.id):
                 raise not_found(f"member of team {team_name!r} named", user_name)
             store.remove_team_member(a.conn, team.id, user.id)
             a.record("team.member.remove", team_name, before={"user": user_name})
 
         await self._write(caller, work)
-
-    @staticmethod
-    def _team_and_user(a: Authority, team_name: str, user_name: str) -> tuple[TeamRecord, UserRecord]:
-        team = store.find_team(a.conn, team_name)
-        if team is None:
-            raise not_found("team", team_name)
-        user = store.find_user(a.conn, user_name)
-        if user is None:
-            raise not_found("user", user_name)
-        return team, user
 
     # --- namespaces ----------------------------------------------------------------------------------
 
@@ -653,10 +645,7 @@ class Management:
 
     @staticmethod
     def _member_id(a: Authority, kind: str, name: str) -> int:
-        found = store.find_user(a.conn, name) if kind == USER else store.find_team(a.conn, name)
-        if found is None:
-            raise not_found(kind, name)
-        return found.id
+        return (a.user(name) if kind == USER else a.team(name)).id
 
     def _owned_namespace(self, a: Authority, path: str) -> NamespaceRecord:
         """The namespace ``path`` when the caller owns it (members are managed by its owners); a private

@@ -18,6 +18,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -221,13 +223,21 @@ def start_moto(directory: Path, ports: range) -> S3Backend:
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
     backend = S3Backend("moto", f"http://{HOST}:{port}", directory=directory, procs=[proc])
-    try:
+    with _starting(backend, t0):
         wait_http(backend.endpoint + "/", backend.procs, 60, log)
+    return backend
+
+
+@contextmanager
+def _starting(backend: S3Backend, t0: float) -> Iterator[S3Backend]:
+    """The start of ``backend``'s processes: on failure (or Ctrl-C) they are stopped rather than left behind;
+    on success ``started_in`` says how long it took since ``t0``."""
+    try:
+        yield backend
     except BaseException:
         backend.stop()
         raise
     backend.started_in = time.monotonic() - t0
-    return backend
 
 
 def _install_ceph() -> None:
@@ -331,7 +341,7 @@ rgw_gc_processor_period = 10
             time.sleep(0.5)
         raise ServerUnavailable(f"{what} not up after {timeout:.0f}s")
 
-    try:
+    with _starting(backend, t0):
         run("monmaptool", "--create", "--fsid", str(fsid), "--addv", "a", f"[v2:{HOST}:{mon_port}]",
             str(d / "monmap"))
         run("ceph-authtool", "--create-keyring", str(d / "mon.keyring"), "--gen-key", "-n", "mon.",
@@ -350,10 +360,6 @@ rgw_gc_processor_period = 10
         wait_http(backend.endpoint + "/", [rgw], timeout, d / "log" / "client.rgw.a.log")
         run("radosgw-admin", *c, "-n", "client.admin", "user", "create", "--uid=bench", "--display-name=bench",
             f"--access-key={ACCESS_KEY}", f"--secret-key={SECRET_KEY}")
-    except BaseException:
-        backend.stop()
-        raise
-    backend.started_in = time.monotonic() - t0
     return backend
 
 

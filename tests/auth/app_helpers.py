@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import httpx
 from starlette.testclient import TestClient
 
+from auth.manage import OPERATOR, Management
+from auth.policy import policy_cache
 from registry.config import parse
 from registry.http.app import create_app
 
@@ -37,3 +40,17 @@ def push_image(client: TestClient, name: str, **kwargs: Any) -> int:
     headers = {**kwargs.pop("headers", {}), "Content-Type": "application/vnd.oci.image.manifest.v1+json"}
     return client.put(f"/v2/{name}/manifests/v1", content=json.dumps(manifest), headers=headers,
                       **kwargs).status_code
+
+
+def add_namespace_owner(client: TestClient, user: tuple[str, str], namespace: str) -> None:
+    """Create the database user ``user`` (name, password) and a namespace it owns, as the operator would."""
+    registry = client.app.registry  # type: ignore[attr-defined]
+    manage = Management(registry.database, policy_cache(registry.database))
+    manage.cost = 4  # bcrypt's lowest cost: the tests log in often
+
+    async def setup() -> None:
+        await manage.create_user(OPERATOR, *user)
+        await manage.create_namespace(OPERATOR, namespace)
+        await manage.set_member(OPERATOR, namespace, "user", user[0], "owner")
+
+    asyncio.run(setup())

@@ -4,7 +4,6 @@ last use and revokes anyone's; others see none of it, and forged forms change no
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
 from collections.abc import Iterator
@@ -13,9 +12,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from auth.manage import OPERATOR, Management
-from auth.policy import policy_cache
-from tests.auth.app_helpers import push_blob
+from tests.auth.app_helpers import add_namespace_owner, push_blob
 from tests.auth.conftest import bcrypt_line
 from tests.auth.test_tokens_api import RULES, make_client, ui_login
 
@@ -29,16 +26,7 @@ def client(tmp_path: Path, htpasswd_file: Path) -> Iterator[TestClient]:
         f.write(bcrypt_line(*CAROL) + "\n")
     auth = {"htpasswd": {"path": str(htpasswd_file)}, "access": RULES}
     with make_client(tmp_path, auth) as c:
-        registry = c.app.registry
-        manage = Management(registry.database, policy_cache(registry.database))
-        manage.cost = 4
-
-        async def setup() -> None:
-            await manage.create_user(OPERATOR, "bob", "bob-pw")
-            await manage.create_namespace(OPERATOR, "payments")
-            await manage.set_member(OPERATOR, "payments", "user", "bob", "owner")
-
-        asyncio.run(setup())
+        add_namespace_owner(c, ("bob", "bob-pw"), "payments")
         yield c
 
 

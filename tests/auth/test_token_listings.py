@@ -6,7 +6,6 @@ own resources but the catalog (not /metrics, even an admin's) and none of the ma
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,7 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from auth.manage import OPERATOR, Management
-from auth.policy import policy_cache
-from tests.auth.app_helpers import push_image
+from tests.auth.app_helpers import add_namespace_owner, push_image
 from tests.auth.conftest import SERVICE, Signer, der_b64, token_auth_section
 from tests.auth.test_tokens_api import make_client
 
@@ -46,16 +43,7 @@ def client(request: pytest.FixtureRequest, tmp_path: Path, htpasswd_file: Path, 
     with make_client(tmp_path, auth, http={"metrics": {"enabled": True}}) as c:
         for name in SEEDED:
             assert push_image(c, name, headers=credentials(c, ALICE, name, "pull,push")) == 201
-        registry = c.app.registry
-        manage = Management(registry.database, policy_cache(registry.database))
-        manage.cost = 4
-
-        async def owner() -> None:
-            await manage.create_user(OPERATOR, "bob", "bob-pw")
-            await manage.create_namespace(OPERATOR, "payments")
-            await manage.set_member(OPERATOR, "payments", "user", "bob", "owner")
-
-        asyncio.run(owner())
+        add_namespace_owner(c, ("bob", "bob-pw"), "payments")
         yield c
 
 

@@ -3,7 +3,6 @@ server with a token as the password, revocation, expiry, and no secret in logs, 
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import html
 import json
@@ -17,11 +16,9 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from auth.manage import OPERATOR, Management
-from auth.policy import policy_cache
 from registry.config import parse
 from registry.http.app import create_app
-from tests.auth.app_helpers import push_blob
+from tests.auth.app_helpers import add_namespace_owner, push_blob
 from tests.auth.conftest import ISSUER, SERVICE, Signer
 
 ALICE, BOB = ("alice", "alice-pw"), ("bob", "bob-pw")
@@ -178,16 +175,7 @@ def test_expired_token_says_it_expired(client: TestClient) -> None:
 def test_robots_over_the_api(tmp_path: Path, htpasswd_file: Path) -> None:
     auth = {"htpasswd": {"path": str(htpasswd_file)}, "access": RULES}
     with make_client(tmp_path, auth) as client:
-        registry = client.app.registry
-        manage = Management(registry.database, policy_cache(registry.database))
-        manage.cost = 4
-
-        async def setup() -> None:
-            await manage.create_user(OPERATOR, "bob", "bob-pw")
-            await manage.create_namespace(OPERATOR, "payments")
-            await manage.set_member(OPERATOR, "payments", "user", "bob", "owner")
-
-        asyncio.run(setup())
+        add_namespace_owner(client, ("bob", "bob-pw"), "payments")
         r = client.post("/api/v1/namespaces/payments/robots", json={"name": "ci", "actions": ["pull", "push"]},
                         auth=BOB)
         assert r.status_code == 201, r.text

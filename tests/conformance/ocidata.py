@@ -118,18 +118,7 @@ class DataSet:
 
     # -- manifests -------------------------------------------------------------------------------
     def manifest(self, config: str, layers: list[dict[str, Any]], opt: Options) -> str:
-        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": MT_IMAGE}
-        if opt.artifact_type:
-            doc["artifactType"] = opt.artifact_type
-        doc["config"] = self.desc[config]
-        doc["layers"] = layers
-        if opt.subject is not None:
-            doc["subject"] = opt.subject
-        annotations = self._annotations(opt)
-        if annotations is not None:
-            doc["annotations"] = annotations
-        if opt.extra_field:
-            doc[f"x-conformance-{random_text(4)}"] = random_text()
+        doc = self._document(MT_IMAGE, {"config": self.desc[config], "layers": layers}, opt)
         referrer_type = opt.artifact_type or self.desc[config]["mediaType"]
         return self._record(doc, MT_IMAGE, referrer_type, opt)
 
@@ -140,10 +129,15 @@ class DataSet:
             if platform is not None:
                 entry["platform"] = platform
             entries.append(entry)
-        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": MT_INDEX}
+        doc = self._document(MT_INDEX, {"manifests": entries}, opt)
+        return self._record(doc, MT_INDEX, opt.artifact_type, opt)
+
+    def _document(self, media_type: str, content: dict[str, Any], opt: Options) -> dict[str, Any]:
+        """A manifest or index of ``content`` with the fields ``opt`` asks for, in the spec's order."""
+        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type}
         if opt.artifact_type:
             doc["artifactType"] = opt.artifact_type
-        doc["manifests"] = entries
+        doc.update(content)
         if opt.subject is not None:
             doc["subject"] = opt.subject
         annotations = self._annotations(opt)
@@ -151,7 +145,7 @@ class DataSet:
             doc["annotations"] = annotations
         if opt.extra_field:
             doc[f"x-conformance-{random_text(4)}"] = random_text()
-        return self._record(doc, MT_INDEX, opt.artifact_type, opt)
+        return doc
 
     def full_image(self, opt: Options) -> str:
         """An image (or artifact) with its config and layers (``genManifestFull``)."""

@@ -68,22 +68,24 @@ def test_chunked_multi(api: Api, algorithm: str, put_last: bool, out_of_order: b
     read_back_and_delete(api, dig, data)
 
 
+def mount_and_read_back(api: Api, algorithm: str, source: str | None) -> None:
+    """A blob pushed to REPO2, mounted into REPO1 (naming ``source`` as ``from``), read there, deleted."""
+    dig, data = blob(512, algorithm)
+    api.push_blob(REPO2, dig, data)
+    api.blob_mount(REPO1, source, dig, data)
+    read_back_and_delete(api, dig, data, REPO1, REPO2)
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_mount_from_other_repository(api: Api, algorithm: str) -> None:
     """POST ?mount=&from= SHOULD answer 201 (202 is the suite's 'unsupported' fallback)."""
-    dig, data = blob(512, algorithm)
-    api.push_blob(REPO2, dig, data)
-    api.blob_mount(REPO1, REPO2, dig, data)
-    read_back_and_delete(api, dig, data, REPO1, REPO2)
+    mount_and_read_back(api, algorithm, REPO2)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_mount_anonymous(api: Api, algorithm: str) -> None:
     """POST ?mount= without from (``Blobs.MountAnonymous``, on for 1.1): 201, or 202 as unsupported."""
-    dig, data = blob(512, algorithm)
-    api.push_blob(REPO2, dig, data)
-    api.blob_mount(REPO1, None, dig, data)
-    read_back_and_delete(api, dig, data, REPO1, REPO2)
+    mount_and_read_back(api, algorithm, None)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -93,8 +93,11 @@ def test_put_layer_is_201(classic_api: Api) -> None:
 
 
 # -- Blob Upload Chunked --------------------------------------------------------------------------
-def chunk_headers(content: bytes, content_range: str) -> dict[str, str]:
-    return {"Content-Type": MT_OCTET, "Content-Length": str(len(content)), "Content-Range": content_range}
+def patch_chunk(api: Api, url: str, second: bool) -> httpx.Response:
+    """PATCH the first or the second chunk of DATA's chunked blob to the upload at ``url``."""
+    content, content_range = (DATA.chunk2, DATA.chunk2_range) if second else (DATA.chunk1, DATA.chunk1_range)
+    headers = {"Content-Type": MT_OCTET, "Content-Length": str(len(content)), "Content-Range": content_range}
+    return api.do("PATCH", url, headers=headers, content=content)
 
 
 def test_out_of_order_chunk_is_416(classic_api: Api) -> None:
@@ -103,23 +106,21 @@ def test_out_of_order_chunk_is_416(classic_api: Api) -> None:
     minimum = resp.headers.get("oci-chunk-min-length", "")
     if minimum and int(minimum) > len(DATA.chunk1):
         DATA.set_chunked_blob(int(minimum) * 2 - 2)
-    resp = classic_api.do("PATCH", url, headers=chunk_headers(DATA.chunk2, DATA.chunk2_range), content=DATA.chunk2)
+    resp = patch_chunk(classic_api, url, second=True)
     expect_status(resp, 416)
 
 
 def test_first_chunk_is_202_with_range(classic_api: Api) -> None:
     resp = classic_api.do("POST", f"/v2/{REPO1}/blobs/uploads/", headers={"Content-Length": "0"})
     STATE["prev"] = resp
-    resp = classic_api.do("PATCH", location(resp), headers=chunk_headers(DATA.chunk1, DATA.chunk1_range),
-                         content=DATA.chunk1)
+    resp = patch_chunk(classic_api, location(resp), second=False)
     expect_status(resp, 202)
     assert resp.headers.get("range") == DATA.chunk1_range
     STATE["last"] = resp
 
 
 def test_retried_chunk_is_416(classic_api: Api) -> None:
-    resp = classic_api.do("PATCH", location(STATE["prev"]), headers=chunk_headers(DATA.chunk1, DATA.chunk1_range),
-                         content=DATA.chunk1)
+    resp = patch_chunk(classic_api, location(STATE["prev"]), second=False)
     expect_status(resp, 416)
 
 
@@ -132,8 +133,7 @@ def test_get_upload_status_is_204_with_range_and_location(classic_api: Api) -> N
 
 
 def test_second_chunk_is_202(classic_api: Api) -> None:
-    resp = classic_api.do("PATCH", location(STATE["last"]), headers=chunk_headers(DATA.chunk2, DATA.chunk2_range),
-                         content=DATA.chunk2)
+    resp = patch_chunk(classic_api, location(STATE["last"]), second=True)
     expect_status(resp, 202)
     location(resp)
     STATE["last"] = resp

@@ -91,32 +91,32 @@ def servers() -> Iterator[Callable[[ASGIApp], Server]]:
 
 
 @dataclass
-class Upstream:
+class Served:
+    """A registry app serving on loopback, with its storage root."""
+
     server: Server
-    recorder: Recorder
     root: Path
 
     @property
     def url(self) -> str:
         return self.server.url
+
+
+@dataclass
+class Upstream(Served):
+    recorder: Recorder
 
 
 @pytest.fixture
 def upstream(servers: Callable[[ASGIApp], Server], tmp_path: Path) -> Upstream:
     """A second Moorage on loopback, recording the requests it gets."""
     recorder = Recorder(moorage(tmp_path / "upstream"))
-    return Upstream(servers(recorder), recorder, tmp_path / "upstream")
+    return Upstream(servers(recorder), tmp_path / "upstream", recorder)
 
 
 @dataclass
-class Mirror:
-    server: Server
+class Mirror(Served):
     app: RegistryApp
-    root: Path
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
@@ -141,7 +141,7 @@ def start_mirror(servers: Callable[[ASGIApp], Server], tmp_path: Path) -> Callab
         count += 1
         root = tmp_path / f"mirror-{count}"
         app = moorage(root, proxy=proxy, **sections)
-        return Mirror(servers(app), app, root)
+        return Mirror(servers(app), root, app)
 
     return start
 

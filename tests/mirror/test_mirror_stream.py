@@ -18,13 +18,11 @@ from .conftest import Mirror, Server, blob_file, sha256
 HALF = 2 << 20
 
 
-def test_first_client_does_not_wait_for_the_whole_blob(
-    start_mirror: Callable[..., Mirror], servers: Callable[..., Server]
-) -> None:
-    data = os.urandom(2 * HALF)
-    digest = sha256(data)
-    release = threading.Event()
-    requests = []
+def mirror_of_held_blob(start_mirror: Callable[..., Mirror], servers: Callable[..., Server], data: bytes,
+                        release: threading.Event) -> tuple[Mirror, list[str]]:
+    """A mirror of an upstream whose every blob is ``data``: it sends the first half at once and holds the
+    second until ``release`` is set; with the list of the methods the upstream got."""
+    requests: list[str] = []
 
     async def slow_blob(request: Request) -> StreamingResponse:
         requests.append(request.method)
@@ -38,7 +36,16 @@ def test_first_client_does_not_wait_for_the_whole_blob(
         return StreamingResponse(body(), headers={"Content-Length": str(len(data))})
 
     upstream = servers(Starlette(routes=[Route("/v2/{name:path}/blobs/{digest}", slow_blob)]))
-    mirror = start_mirror({"upstreams": [{"prefix": "up", "url": upstream.url}]})
+    return start_mirror({"upstreams": [{"prefix": "up", "url": upstream.url}]}), requests
+
+
+def test_first_client_does_not_wait_for_the_whole_blob(
+    start_mirror: Callable[..., Mirror], servers: Callable[..., Server]
+) -> None:
+    data = os.urandom(2 * HALF)
+    digest = sha256(data)
+    release = threading.Event()
+    mirror, requests = mirror_of_held_blob(start_mirror, servers, data, release)
     got = bytearray()
     early = 0
     with mirror.client() as c, c.stream("GET", f"/v2/up/x/blobs/{digest}") as r:
@@ -62,18 +69,7 @@ def test_download_outlives_the_client_that_started_it(
     data = os.urandom(2 * HALF)
     digest = sha256(data)
     release = threading.Event()
-
-    async def slow_blob(request: Request) -> StreamingResponse:
-        async def body() -> AsyncIterator[bytes]:
-            yield data[:HALF]
-            while not release.is_set():
-                await asyncio.sleep(0.01)
-            yield data[HALF:]
-
-        return StreamingResponse(body(), headers={"Content-Length": str(len(data))})
-
-    upstream = servers(Starlette(routes=[Route("/v2/{name:path}/blobs/{digest}", slow_blob)]))
-    mirror = start_mirror({"upstreams": [{"prefix": "up", "url": upstream.url}]})
+    mirror, _ = mirror_of_held_blob(start_mirror, servers, data, release)
     with mirror.client() as c, c.stream("GET", f"/v2/up/x/blobs/{digest}") as r:
         next(r.iter_bytes())  # then hang up
     release.set()

@@ -119,6 +119,18 @@ async def test_read_only_directory_as_root_is_a_prompt_unavailable(tmp_path: Pat
     assert time.monotonic() - started < 5
 
 
+async def recovers(db: Database, seconds: float, message: str) -> None:
+    """Wait until ``db`` answers again (the breaker lets a probe through), failing with ``message``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            assert await db.read(db.version) == 1
+            return
+        except DatabaseUnavailable:
+            assert time.monotonic() < deadline, message
+            await asyncio.sleep(0.2)
+
+
 async def test_postgres_refusing_connections_is_a_prompt_unavailable_then_recovers(
         postgres_server: PostgresServer, postgres_url: str) -> None:
     proxy = FaultProxy(f"127.0.0.1:{postgres_server.port}")
@@ -132,14 +144,7 @@ async def test_postgres_refusing_connections_is_a_prompt_unavailable_then_recove
                 await db.read(db.version)
             assert time.monotonic() - started < 10
         proxy.set("pass")
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                assert await db.read(db.version) == 1
-                break
-            except DatabaseUnavailable:
-                assert time.monotonic() < deadline, "did not recover after the database came back"
-                await asyncio.sleep(0.2)
+        await recovers(db, 15, "did not recover after the database came back")
     finally:
         proxy.stop()
         await db.close()
@@ -172,14 +177,7 @@ async def test_postgres_that_hangs_answers_within_the_timeout(postgres_server: P
         assert ticks >= elapsed / 0.05 / 4, "the event loop was blocked while the database hung"
     finally:
         postgres_server.resume()
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            assert await db.read(db.version) == 1
-            break
-        except DatabaseUnavailable:
-            assert time.monotonic() < deadline, "did not recover after the database resumed"
-            await asyncio.sleep(0.2)
+    await recovers(db, 20, "did not recover after the database resumed")
     await db.close()
 
 
