@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +52,7 @@ MAX_NAMESPACE = 255
 MAX_TEAM_MEMBERS = 5000
 MAX_TAG_PATTERNS = 100
 MAX_PAGE = 1000
+Found = TypeVar("Found")
 
 
 class Refused(Exception):
@@ -68,6 +69,13 @@ def invalid(message: str, detail: object = None) -> Refused:
 
 def not_found(kind: str, name: str) -> Refused:
     return Refused(404, "NOT_FOUND", f"no {kind} {name!r}")
+
+
+def existing(record: Found | None, kind: str, name: str) -> Found:
+    """``record``, or a refusal (404) naming what was not found."""
+    if record is None:
+        raise not_found(kind, name)
+    return record
 
 
 def conflict(message: str) -> Refused:
@@ -132,19 +140,15 @@ class Authority:
                            or (user is not None and user.admin and not user.disabled))
         return self._admin
 
+    # The records a change names: a refusal (404) when there is none.
     def user(self, name: str) -> UserRecord:
-        """The database user ``name``; a refusal (404) when there is none."""
-        found = store.find_user(self.conn, name)
-        if found is None:
-            raise not_found("user", name)
-        return found
+        return existing(store.find_user(self.conn, name), "user", name)
 
     def team(self, name: str) -> TeamRecord:
-        """The team ``name``; a refusal (404) when there is none."""
-        found = store.find_team(self.conn, name)
-        if found is None:
-            raise not_found("team", name)
-        return found
+        return existing(store.find_team(self.conn, name), "team", name)
+
+    def namespace(self, path: str) -> NamespaceRecord:
+        return existing(store.find_namespace(self.conn, path), "namespace", path)
 
     def require_admin(self, what: str) -> None:
         if not self.admin:
@@ -503,9 +507,7 @@ class Management:
         path = check_path(path)
 
         def work(a: Authority) -> NamespaceView:
-            ns = store.find_namespace(a.conn, path)
-            if ns is None:
-                raise not_found("namespace", path)
+            ns = a.namespace(path)
             role = a.manages(path)
             if role is None and not ns.public:
                 raise not_found("namespace", path)  # alike for what does not exist and what is not theirs
@@ -599,9 +601,7 @@ class Management:
         path = check_path(path)
 
         def work(a: Authority) -> None:
-            ns = store.find_namespace(a.conn, path)
-            if ns is None:
-                raise not_found("namespace", path)
+            ns = a.namespace(path)
             parent = path.rpartition("/")[0]
             if not a.admin and (ns.personal is not None or not parent or a.manages(parent) != roles.OWNER):
                 if a.manages(path) is None and not ns.public:

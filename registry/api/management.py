@@ -106,6 +106,13 @@ def page(request: Request) -> tuple[str | None, int]:
     return request.query_params.get("last") or None, page_size(request, DEFAULT_PAGE, least=1, most=MAX_PAGE)
 
 
+async def paged(request: Request, key: str, fetch: Callable[[str | None, int], Awaitable[list[Any]]],
+                cursor: Callable[[Any], str], shown: Callable[[Any], dict[str, Any]]) -> Response:
+    """The page the request asks for: ``fetch(last, limit)`` returns up to ``limit`` items after ``last``."""
+    last, n = page(request)
+    return listing(request, key, await fetch(last, n + 1), n, cursor, shown)
+
+
 def listing(request: Request, key: str, items: list[Any], n: int, cursor: Callable[[Any], str],
             shown: Callable[[Any], dict[str, Any]]) -> Response:
     """A page of ``items`` (fetched n + 1 to know whether more follow), ``Link`` to the next one."""

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from auth.manage import UNSET, Caller, Management, NamespaceView
-from registry.api.management import body, listing, page, time
+from registry.api.management import body, listing, page, paged, time
 from registry.errors import RegistryError
 from storage.database.identity import ChangeRecord, MemberRecord
 
@@ -40,9 +40,8 @@ def change(record: ChangeRecord) -> dict[str, Any]:
 
 
 async def list_namespaces(request: Request, caller: Caller, management: Management) -> Response:
-    last, n = page(request)
-    views = await management.list_namespaces(caller, last, n + 1)
-    return listing(request, "namespaces", views, n, lambda v: v.record.path, shown)
+    return await paged(request, "namespaces", lambda last, limit: management.list_namespaces(caller, last, limit),
+                       lambda v: v.record.path, shown)
 
 
 async def create_namespace(request: Request, caller: Caller, management: Management) -> Response:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from auth.manage import Caller, Management
-from registry.api.management import body, listing, page, time
+from registry.api.management import body, paged, time
 from registry.errors import RegistryError
 from storage.database.identity import TeamRecord
 
@@ -20,9 +20,8 @@ def shown(team: TeamRecord) -> dict[str, Any]:
 
 
 async def list_teams(request: Request, caller: Caller, management: Management) -> Response:
-    last, n = page(request)
-    teams = await management.list_teams(caller, last, n + 1)
-    return listing(request, "teams", teams, n, lambda t: t.name, shown)
+    return await paged(request, "teams", lambda last, limit: management.list_teams(caller, last, limit),
+                       lambda t: t.name, shown)
 
 
 async def create_team(request: Request, caller: Caller, management: Management) -> Response:
@@ -45,9 +44,10 @@ async def remove_team(request: Request, caller: Caller, management: Management) 
 
 
 async def list_members(request: Request, caller: Caller, management: Management) -> Response:
-    last, n = page(request)
-    _, members = await management.get_team(caller, request.path_params["name"], last, n + 1)
-    return listing(request, "members", members, n, lambda m: m, lambda m: {"name": m})
+    async def members(last: str | None, limit: int) -> list[str]:
+        return (await management.get_team(caller, request.path_params["name"], last, limit))[1]
+
+    return await paged(request, "members", members, lambda m: m, lambda m: {"name": m})
 
 
 async def add_member(request: Request, caller: Caller, management: Management) -> Response:

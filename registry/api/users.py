@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from auth.manage import UNSET, Caller, Management
 from auth.policy import namespaces_of
-from registry.api.management import body, listing, page, time
+from registry.api.management import body, paged, time
 from storage.database.identity import UserRecord
 
 CREATE = {"name": str, "password": str, "email": str, "admin": bool}
@@ -22,9 +22,8 @@ def shown(user: UserRecord) -> dict[str, Any]:
 
 
 async def list_users(request: Request, caller: Caller, management: Management) -> Response:
-    last, n = page(request)
-    users = await management.list_users(caller, last, n + 1)
-    return listing(request, "users", users, n, lambda u: u.name, shown)
+    return await paged(request, "users", lambda last, limit: management.list_users(caller, last, limit),
+                       lambda u: u.name, shown)
 
 
 async def create_user(request: Request, caller: Caller, management: Management) -> Response:

@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -108,16 +109,21 @@ def start_upload(reg: RegistryProcess, chunks: int, delay: float) -> tuple[threa
     return thread, result
 
 
+def sigterm(reg: RegistryProcess) -> tuple[subprocess.Popen[bytes], float]:
+    """SIGTERM to the server's process group (a prefork master and its workers); the process and when."""
+    assert reg.proc is not None
+    signalled = time.monotonic()
+    os.killpg(reg.proc.pid, signal.SIGTERM)
+    return reg.proc, signalled
+
+
 @pytest.mark.parametrize(("server", "workers"), [("uvicorn", 1), ("granian", 1), ("uvicorn", 2)])
 def test_sigterm_lets_an_upload_in_flight_finish(server: str, workers: int, moorage: Any) -> None:
     """SIGTERM during a slow streamed PATCH: the port closes at once, the PATCH completes (202), the
     process exits (status 0) once it is done; after a restart the upload session is completed by PUT."""
     reg = moorage({"server": server, "workers": workers, "draintimeout": "30s"})
     thread, result = start_upload(reg, chunks=40, delay=0.1)  # ~4 s of upload
-    assert reg.proc is not None
-    proc = reg.proc
-    signalled = time.monotonic()
-    os.killpg(proc.pid, signal.SIGTERM)
+    proc, signalled = sigterm(reg)
     time.sleep(0.5)
     assert port_closed("127.0.0.1", reg.port), "still accepting connections after SIGTERM"
     assert proc.poll() is None, "exited with an upload in flight"
@@ -142,10 +148,7 @@ def test_sigterm_grace_period_is_bounded(server: str, moorage: Any) -> None:
     """An upload slower than http.draintimeout is cut when the grace period ends."""
     reg = moorage({"server": server, "draintimeout": "2s"})
     thread, result = start_upload(reg, chunks=300, delay=0.1)  # ~30 s of upload
-    assert reg.proc is not None
-    proc = reg.proc
-    signalled = time.monotonic()
-    os.killpg(proc.pid, signal.SIGTERM)
+    proc, signalled = sigterm(reg)
     proc.wait(15)
     took = time.monotonic() - signalled
     assert 1.5 < took < 10, took

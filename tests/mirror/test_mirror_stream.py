@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import httpx
 from starlette.applications import Starlette
@@ -18,10 +19,20 @@ from .conftest import Mirror, Server, blob_file, sha256
 HALF = 2 << 20
 
 
-def mirror_of_held_blob(start_mirror: Callable[..., Mirror], servers: Callable[..., Server], data: bytes,
-                        release: threading.Event) -> tuple[Mirror, list[str]]:
-    """A mirror of an upstream whose every blob is ``data``: it sends the first half at once and holds the
-    second until ``release`` is set; with the list of the methods the upstream got."""
+@dataclass
+class HeldBlob:
+    mirror: Mirror
+    data: bytes
+    digest: str
+    release: threading.Event  # set it to let the upstream send the second half
+    requests: list[str]  # the methods the upstream got
+
+
+def mirror_of_held_blob(start_mirror: Callable[..., Mirror], servers: Callable[..., Server]) -> HeldBlob:
+    """A mirror of an upstream whose every blob is the same random 4 MiB: it sends the first half at once and
+    holds the second until ``release`` is set."""
+    data = os.urandom(2 * HALF)
+    release = threading.Event()
     requests: list[str] = []
 
     async def slow_blob(request: Request) -> StreamingResponse:
@@ -36,16 +47,15 @@ def mirror_of_held_blob(start_mirror: Callable[..., Mirror], servers: Callable[.
         return StreamingResponse(body(), headers={"Content-Length": str(len(data))})
 
     upstream = servers(Starlette(routes=[Route("/v2/{name:path}/blobs/{digest}", slow_blob)]))
-    return start_mirror({"upstreams": [{"prefix": "up", "url": upstream.url}]}), requests
+    mirror = start_mirror({"upstreams": [{"prefix": "up", "url": upstream.url}]})
+    return HeldBlob(mirror, data, sha256(data), release, requests)
 
 
 def test_first_client_does_not_wait_for_the_whole_blob(
     start_mirror: Callable[..., Mirror], servers: Callable[..., Server]
 ) -> None:
-    data = os.urandom(2 * HALF)
-    digest = sha256(data)
-    release = threading.Event()
-    mirror, requests = mirror_of_held_blob(start_mirror, servers, data, release)
+    held = mirror_of_held_blob(start_mirror, servers)
+    mirror, data, digest, release = held.mirror, held.data, held.digest, held.release
     got = bytearray()
     early = 0
     with mirror.client() as c, c.stream("GET", f"/v2/up/x/blobs/{digest}") as r:
@@ -60,21 +70,18 @@ def test_first_client_does_not_wait_for_the_whole_blob(
     assert bytes(got) == data
     mirror.settle()
     assert blob_file(mirror.root, digest).read_bytes() == data
-    assert requests == ["GET"]
+    assert held.requests == ["GET"]
 
 
 def test_download_outlives_the_client_that_started_it(
     start_mirror: Callable[..., Mirror], servers: Callable[..., Server]
 ) -> None:
-    data = os.urandom(2 * HALF)
-    digest = sha256(data)
-    release = threading.Event()
-    mirror, _ = mirror_of_held_blob(start_mirror, servers, data, release)
-    with mirror.client() as c, c.stream("GET", f"/v2/up/x/blobs/{digest}") as r:
+    held = mirror_of_held_blob(start_mirror, servers)
+    with held.mirror.client() as c, c.stream("GET", f"/v2/up/x/blobs/{held.digest}") as r:
         next(r.iter_bytes())  # then hang up
-    release.set()
-    mirror.settle()
-    assert blob_file(mirror.root, digest).read_bytes() == data
+    held.release.set()
+    held.mirror.settle()
+    assert blob_file(held.mirror.root, held.digest).read_bytes() == held.data
 
 
 def test_broken_upstream_download_is_discarded_and_retried(
