@@ -8,10 +8,12 @@ from the command line, where they would end up in shell history and ``ps``.
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from auth.policy import policy_cache
 # Reads a config file into the registry's config (``.auth``, ``.log_level``), exiting with a message on
 # errors.  The registry's CLI passes its own: auth does not import the registry.
 ConfigLoader = Callable[[str], Any]
+Command = Callable[[argparse.Namespace], int]
+FileCommand = Callable[[argparse.Namespace, Path], int]
 
 
 def add_commands(sub: Any, load_config: ConfigLoader, management: manage_cli.ManagementFactory) -> None:
@@ -95,6 +99,15 @@ def htpasswd_path(args: argparse.Namespace) -> Path | None:
     raise SystemExit(f"{args.config}: no auth.htpasswd.path or auth.tokenserver.htpasswd, and no auth.database")
 
 
+@contextmanager
+def refusal_exits(command: str) -> Iterator[None]:
+    """A ValueError (a bad name, password or setting) ends ``moorage command`` with its message, no traceback."""
+    try:
+        yield
+    except ValueError as e:
+        raise SystemExit(f"moorage {command}: {e}") from None
+
+
 def read_password(confirm: bool = True) -> str:
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
@@ -104,49 +117,49 @@ def read_password(confirm: bool = True) -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def user_add(args: argparse.Namespace) -> int:
-    path = htpasswd_path(args)
-    if path is None:
-        return manage_cli.user_add(args, read_password())
+def or_database(database_command: Command) -> Callable[[FileCommand], Command]:
+    """A ``user`` command that works on the htpasswd file (given with its path) unless the config has a
+    database, where ``database_command`` runs instead."""
+    def wrap(file_command: FileCommand) -> Command:
+        @functools.wraps(file_command)
+        def run(args: argparse.Namespace) -> int:
+            path = htpasswd_path(args)
+            return database_command(args) if path is None else file_command(args, path)
+        return run
+    return wrap
+
+
+@or_database(lambda args: manage_cli.user_add(args, read_password()))
+def user_add(args: argparse.Namespace, path: Path) -> int:
     if args.admin or args.email:
         raise SystemExit("moorage user add: --admin and --email need the database (auth.database)")
-    try:
+    with refusal_exits("user add"):
         htpasswd.check_user_name(args.name)
         existed = htpasswd.set_password(path, args.name, read_password(), args.cost)
-    except ValueError as e:
-        raise SystemExit(f"moorage user add: {e}") from None
     print(f"{'updated' if existed else 'added'} {args.name} in {path}")
     return 0
 
 
-def user_passwd(args: argparse.Namespace) -> int:
-    path = htpasswd_path(args)
-    if path is None:
-        return manage_cli.user_passwd(args, read_password())
+@or_database(lambda args: manage_cli.user_passwd(args, read_password()))
+def user_passwd(args: argparse.Namespace, path: Path) -> int:
     if args.name not in htpasswd.user_names(path):
         raise SystemExit(f"moorage user passwd: no user {args.name!r} in {path}")
-    try:
+    with refusal_exits("user passwd"):
         htpasswd.set_password(path, args.name, read_password(), args.cost)
-    except ValueError as e:
-        raise SystemExit(f"moorage user passwd: {e}") from None
     print(f"password of {args.name} changed in {path}")
     return 0
 
 
-def user_remove(args: argparse.Namespace) -> int:
-    path = htpasswd_path(args)
-    if path is None:
-        return manage_cli.user_remove(args)
+@or_database(manage_cli.user_remove)
+def user_remove(args: argparse.Namespace, path: Path) -> int:
     if not htpasswd.remove_user(path, args.name):
         raise SystemExit(f"moorage user remove: no user {args.name!r} in {path}")
     print(f"removed {args.name} from {path}")
     return 0
 
 
-def user_list(args: argparse.Namespace) -> int:
-    path = htpasswd_path(args)
-    if path is None:
-        return manage_cli.user_list(args)
+@or_database(manage_cli.user_list)
+def user_list(args: argparse.Namespace, path: Path) -> int:
     for name in htpasswd.user_names(path):
         print(name)
     return 0
@@ -184,8 +197,6 @@ def token_server(args: argparse.Namespace) -> int:
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     policy = policy_cache(args.management(config).db) if config.auth.database is not None else None
-    try:
+    with refusal_exits("token-server"):
         serve(config.auth, args.addr, "warning" if config.log_level == "warn" else config.log_level, policy)
-    except ValueError as e:
-        raise SystemExit(f"moorage token-server: {e}") from None
     return 0

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from registry.events import metrics
@@ -65,16 +65,18 @@ class Sides:
         await self.remote.close()
 
 
+@dataclass(eq=False)
 class Runner:
-    def __init__(self, rule: Rule, sides: Sides, store: ExecutionStore, holder: str, alert: Alert | None = None,
-                 progress: Progress | None = None) -> None:
-        self.rule = rule
-        self.sides = sides
-        self.store = store
-        self.holder = holder
-        self.alert = alert
-        self.progress = progress
-        self.throttle = Throttle(rule.bandwidth)  # one budget for every execution of the rule here
+    rule: Rule
+    sides: Sides
+    store: ExecutionStore
+    holder: str
+    alert: Alert | None = None
+    progress: Progress | None = None
+    throttle: Throttle = field(init=False)  # one budget for every execution of the rule here
+
+    def __post_init__(self) -> None:
+        self.throttle = Throttle(self.rule.bandwidth)
 
     async def run(self, execution: Execution) -> Execution:
         """Run (or resume) ``execution`` to its end; returns it finished.  Cancelled (shutdown, lost
