@@ -64,8 +64,8 @@ class TokensAPI:
             Route("/api/v1/namespaces/{path:path}/robots", h(self.create_robot), methods=["POST"]),
             Route("/api/v1/namespaces/{path:path}/robots", h(self.list_robots), methods=["GET"]),
             Route("/api/v1/robots/{name}", h(self.remove_robot), methods=["DELETE"]),
-            Route("/api/v1/robots/{name}/tokens", h(self.create_robot_token), methods=["POST"]),
-            Route("/api/v1/robots/{name}/tokens", h(self.list_robot_tokens), methods=["GET"]),
+            Route("/api/v1/robots/{name}/tokens", h(self.create), methods=["POST"]),
+            Route("/api/v1/robots/{name}/tokens", h(self.list), methods=["GET"]),
         ]
 
     def handle(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -99,14 +99,19 @@ class TokensAPI:
 
     # --- tokens --------------------------------------------------------------------------------------
 
+    # The caller's tokens at /api/v1/tokens (an admin's ?user=: that user's), a robot's at
+    # /api/v1/robots/{name}/tokens.
+
     async def create(self, request: Request, caller: Caller) -> Response:
         body = await read_json(request)
         made = await self.tokens.create(caller, body.get("name"), body.get("scopes"), body.get("repositories"),
-                                        body.get("expires"))
+                                        body.get("expires"), robot=request.path_params.get("name"))
         return created(made)
 
     async def list(self, request: Request, caller: Caller) -> Response:
-        records = await self.tokens.list(caller, user=request.query_params.get("user"))
+        robot = request.path_params.get("name")
+        user = request.query_params.get("user") if robot is None else None
+        records = await self.tokens.list(caller, user=user, robot=robot)
         return JSONResponse({"tokens": [token_view(r) for r in records]})
 
     async def revoke(self, request: Request, caller: Caller) -> Response:
@@ -129,15 +134,6 @@ class TokensAPI:
         await self.tokens.remove_robot(caller, request.path_params["name"])
         return Response(status_code=204)
 
-    async def create_robot_token(self, request: Request, caller: Caller) -> Response:
-        body = await read_json(request)
-        made = await self.tokens.create(caller, body.get("name"), body.get("scopes"), body.get("repositories"),
-                                        body.get("expires"), robot=request.path_params["name"])
-        return created(made)
-
-    async def list_robot_tokens(self, request: Request, caller: Caller) -> Response:
-        records = await self.tokens.list(caller, robot=request.path_params["name"])
-        return JSONResponse({"tokens": [token_view(r) for r in records]})
 
 
 def created(made: NewToken) -> Response:

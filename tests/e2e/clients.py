@@ -54,6 +54,17 @@ class Docker:
         assert m, f"no digest in docker push output:\n{out}"
         return m.group(1), out
 
+    def push_and_pull_back(self, ref: str, local_tag: str, image_id: str) -> str:
+        """Push `ref` (at least two layers and the config), remove it and `local_tag` here, pull it again: the
+        same image, under the digest the push reported (returned)."""
+        digest, out = self.push(ref)
+        assert out.count("Pushed") >= 3, out
+        self.rmi(ref, local_tag)
+        self.pull(ref)
+        assert self.inspect(ref)["Id"] == image_id
+        assert self.repo_digest(ref) == digest
+        return digest
+
     def pull(self, ref: str, platform: str | None = None, timeout: float = 600) -> str:
         """`docker pull [--platform P]`; returns the output."""
         args = ["pull", *(["--platform", platform] if platform else []), ref]

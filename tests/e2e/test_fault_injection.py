@@ -23,11 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.s3 import S3Backend, ServerUnavailable, start_moto
+from bench.s3 import S3Backend
 from tests.faultproxy import FaultProxy
-from tests.storage.servers import MOTO_PORTS
 
-from .helpers import IN_CI, mounted_tmpfs
+from .helpers import mounted_tmpfs
+from .moto import moto_or_skip
 from .servers import RegistryProcess
 
 pytestmark = pytest.mark.e2e
@@ -62,14 +62,7 @@ def matrix_report() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Backend]:
-    try:
-        server = start_moto(tmp_path_factory.mktemp("moto"), MOTO_PORTS)
-    except ServerUnavailable as e:
-        if IN_CI:
-            pytest.fail(f"moto unavailable in CI: {e}")
-        pytest.skip(f"MOTO UNAVAILABLE, S3 fault injection NOT RUN: {e}")
-    yield server
-    server.stop()
+    yield from moto_or_skip(tmp_path_factory.mktemp("moto"), "S3 fault injection")
 
 
 def start_on(start_moorage, kind: str, moto: S3Backend | None, endpoint: str | None = None) -> RegistryProcess:  # type: ignore[no-untyped-def]

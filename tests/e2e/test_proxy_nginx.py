@@ -200,12 +200,7 @@ def test_docker_push_pull_through_nginx(
     ref = f"{p.host}/proxy/docker:1"
     docker.tag(img.tag, ref)
     with docker_trusts(p.host, certs):
-        digest, out = docker.push(ref)
-        assert out.count("Pushed") >= 3, out
-        docker.rmi(ref, img.tag)
-        docker.pull(ref)
-        assert docker.inspect(ref)["Id"] == img.image_id
-        assert docker.repo_digest(ref) == digest
+        docker.push_and_pull_back(ref, img.tag, img.image_id)
     assert "buffered to a temporary file" not in p.nginx.error_log()
 
 

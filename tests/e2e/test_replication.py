@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 
 from auth.htpasswd import set_password
-from bench.s3 import S3Backend, ServerUnavailable, start_moto
-from tests.storage.servers import MOTO_PORTS
+from bench.s3 import S3Backend
 
 from .clients import Docker, Skopeo
-from .helpers import IN_CI, mounted_tmpfs, unique
+from .helpers import mounted_tmpfs, unique
 from .images import MANIFEST_ACCEPT, OCI_INDEX, ImageFactory
+from .moto import moto_or_skip
 from .servers import RegistryProcess, ServerFactory
 
 pytestmark = pytest.mark.e2e
@@ -110,14 +110,7 @@ def push_images(server: RegistryProcess, repos: list[str], layer_size: int) -> d
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Backend]:
-    try:
-        server = start_moto(tmp_path_factory.mktemp("moto"), MOTO_PORTS)
-    except ServerUnavailable as e:
-        if IN_CI:
-            pytest.fail(f"moto unavailable in CI: {e}")
-        pytest.skip(f"MOTO UNAVAILABLE, replication to S3 NOT TESTED: {e}")
-    yield server
-    server.stop()
+    yield from moto_or_skip(tmp_path_factory.mktemp("moto"), "replication to S3")
 
 
 def moorage_on_s3(start_moorage: ServerFactory, s3: S3Backend) -> RegistryProcess:

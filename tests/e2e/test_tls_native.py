@@ -89,12 +89,7 @@ def test_docker_verifies_the_ca(
     assert wrong.returncode != 0 and "certificate signed by unknown authority" in output(wrong), output(wrong)
 
     with docker_trusts(reg.host, certs):
-        digest, out = docker.push(ref)
-        assert out.count("Pushed") >= 3, out
-        docker.rmi(ref, img.tag)
-        docker.pull(ref)
-        assert docker.inspect(ref)["Id"] == img.image_id
-        assert docker.repo_digest(ref) == digest
+        digest = docker.push_and_pull_back(ref, img.tag, img.image_id)
         docker.rmi(ref)
         docker.pull(reg.ref("tls/app", digest))
     with reg.http() as c:

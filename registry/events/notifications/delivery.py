@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -25,18 +26,20 @@ from registry.events.notifications.queue import EventQueue
 log = logging.getLogger("moorage.notifications")
 
 
+@dataclass(eq=False)
 class Delivery:
-    def __init__(self, endpoint: EndpointConfig, queue: EventQueue, http: httpx.AsyncClient, poll: float) -> None:
-        self.endpoint = endpoint
-        self.queue = queue
-        self.http = http
-        self.poll = poll
-        self.wake = asyncio.Event()
-        self.failures = 0
-        self.headers = [*endpoint.headers, ("Content-Type", EVENTS_MEDIA_TYPE)]
-        self.delivered = metrics.notification_delivered.labels(endpoint.name)
-        self.backlog: list[str] = []  # queued event names as last listed, oldest first
-        self.listed = 0.0  # monotonic time of that listing
+    endpoint: EndpointConfig
+    queue: EventQueue
+    http: httpx.AsyncClient
+    poll: float
+    wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    failures: int = field(init=False, default=0)
+    backlog: list[str] = field(init=False, default_factory=list)  # queued event names as last listed, oldest first
+    listed: float = field(init=False, default=0.0)  # monotonic time of that listing
+
+    def __post_init__(self) -> None:
+        self.headers = [*self.endpoint.headers, ("Content-Type", EVENTS_MEDIA_TYPE)]
+        self.delivered = metrics.notification_delivered.labels(self.endpoint.name)
 
     async def run(self) -> None:
         while True:
