@@ -387,7 +387,10 @@ class FilesystemDriver(BaseDriver):
             if os.path.isdir(full) and not os.path.islink(full):
                 remove_tree(full)
             else:
-                os.unlink(full)
+                try:
+                    os.unlink(full)
+                except IsADirectoryError:  # a concurrent writer made it a directory since the check
+                    remove_tree(full)
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(name) from None
 
