@@ -84,7 +84,7 @@ class Registry:
         quotas = NamespaceQuotas(namespaces, config.storage.quotas) if namespaces is not None else config.storage.quotas
         ledger = UsageLedger(driver) if quotas is not None else None
         # a push marks what it relies on at most once per quarter of GC's grace window (docs/gc.md)
-        blobs = BlobStore(driver, touch_interval=config.storage.gc.grace / 4)
+        blobs = BlobStore(driver)
         manifests = ManifestStore(driver, blobs)
         uploads = UploadStore(driver, blobs)
         tags = TagStore(driver)

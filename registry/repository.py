@@ -69,9 +69,9 @@ class Repository:
         return Manifest(digest, await self.manifests.get(self.name, digest))
 
     async def blob(self, digest: Digest, body: bool) -> Blob:
-        """The blob if the repository links it (raises BlobUnknown); ``body`` false for a HEAD."""
-        info = await self.blobs.stat_in_repository(self.name, digest)
-        return Blob(info.size)
+        """The blob if the repository links it (raises BlobUnknown); ``body`` false for a HEAD, whose 200
+        lets a pushing client skip its upload: then the data is checked in storage, not in a cache."""
+        return Blob(await self.blobs.stat_in_repository(self.name, digest, check=not body))
 
     async def tag_page(self, last: str | None, n: int | None) -> TagPage:
         """Up to ``n`` tags (all when None) after ``last``, in lexical order; raises RepositoryUnknown."""

@@ -2,40 +2,58 @@
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 from storage import paths
 from storage.digests import Digest, InvalidDigest, parse_digest
-from storage.driver import FileInfo, PathNotFound, StorageDriver
+from storage.driver import PathNotFound, StorageDriver
+from storage.gc_watch import GCView, GCWatch
+from storage.sweep import PushGuard
 
 
 class BlobUnknown(Exception):
     """No such blob (in the registry, or linked into the repository)."""
 
 
-TOUCH_CACHE_ENTRIES = 65536
+CACHE_ENTRIES = 65536
 
 
 class BlobStore:
     """Blob data under ``blobs/`` plus the ``_layers`` links that make a blob part of a repository.
 
-    ``touch_interval``: a push that relies on a stored blob (HEAD, mount, manifest PUT) marks the blob
-    and its link as used, so that a GC running meanwhile spares them (docs/gc.md); this process marks
-    each at most once per interval (a quarter of GC's grace window).
+    **Blob-descriptor cache.**  What this process saw stored, a blob's size and a repository's link, is
+    remembered (``CACHE_ENTRIES`` each, least recently used out) together with the view of the GC lease
+    it was seen under (``storage.gc_watch``).  Blob data and links go only through garbage collection or
+    through this store (``unlink`` forgets what it removes), so an entry stays true while the current
+    view shows that no collector ran since: then it answers without a request.  Entries seen while a
+    collector ran are not kept, and after one ran they are read again.  Where a wrong "exists" would make
+    a client skip an upload (HEAD, mount) the blob's data is checked in storage all the same; a blob GET
+    that finds the data gone answers 404.
     """
 
-    def __init__(self, driver: StorageDriver, touch_interval: float = 0.0) -> None:
+    def __init__(self, driver: StorageDriver, watch: GCWatch | None = None) -> None:
         self.driver = driver
-        self.touch_interval = touch_interval
-        self._touched: OrderedDict[str, float] = OrderedDict()
+        self.watch = watch if watch is not None else GCWatch(driver)
+        self.guard = PushGuard(driver, self.watch)
+        self._sizes: OrderedDict[Digest, tuple[int, GCView]] = OrderedDict()
+        self._links: OrderedDict[tuple[str, Digest], tuple[bool, GCView]] = OrderedDict()
 
-    async def stat(self, digest: Digest) -> FileInfo:
+    async def stat(self, digest: Digest, check: bool = False) -> int:
+        """The blob's size (raises BlobUnknown); ``check``: ask storage even when the cache knows it."""
+        view = await self.watch.view()
+        if not check:
+            known = _recall(self._sizes, digest, view)
+            if known is not None:
+                return known[0]
         try:
-            return await self.driver.stat(paths.blob_data(digest))
+            size = (await self.driver.stat_file(paths.blob_data(digest))).size
         except PathNotFound:
+            self._sizes.pop(digest, None)
             raise BlobUnknown(str(digest)) from None
+        self.remember(digest, size, view)
+        return size
 
     async def exists(self, digest: Digest) -> bool:
         try:
@@ -44,54 +62,33 @@ class BlobStore:
             return False
         return True
 
-    async def stat_in_repository(self, name: str, digest: Digest) -> FileInfo:
-        """The blob, if the repository links it (Distribution's linked blob statter)."""
-        if await read_link(self.driver, paths.layer_link(name, digest)) != digest:
-            raise BlobUnknown(str(digest))
-        return await self.stat(digest)
+    async def stat_in_repository(self, name: str, digest: Digest, check: bool = False) -> int:
+        """The blob's size, if the repository links it (Distribution's linked blob statter); ``check``: the
+        data is checked in storage (a HEAD whose 200 lets a client skip its upload)."""
+        view = await self.watch.view()
+        if _recall(self._links, (name, digest), view) is None:
+            if await read_link(self.driver, paths.layer_link(name, digest)) != digest:
+                self._links.pop((name, digest), None)
+                raise BlobUnknown(str(digest))
+            _remember(self._links, (name, digest), True, view)
+        return await self.stat(digest, check)
+
+    def remember(self, digest: Digest, size: int, view: GCView) -> None:
+        """``digest`` was seen stored (or just stored) with ``size``, under ``view`` (read before)."""
+        _remember(self._sizes, digest, (size, view), view)
 
     async def link(self, name: str, digest: Digest) -> None:
+        view = await self.watch.view()
         await self.driver.put_content(paths.layer_link(name, digest), str(digest).encode())
-        self.remember_write(paths.layer_link(name, digest))
+        _remember(self._links, (name, digest), True, view)
 
     async def relied_on(self, name: str, digest: Digest) -> None:
-        """A push in ``name`` relies on this stored blob: mark the blob and its link as used now."""
-        await self.touch(digest)
-        await self._touch(paths.layer_link(name, digest), str(digest).encode())
-
-    async def usable(self, name: str, digest: Digest) -> bool:
-        """The blob is stored and linked into ``name``, and GC is not deleting either (no ``condemned``
-        marker): what a push checks after storing a manifest while a GC runs (docs/gc.md)."""
-        return (await holds(self.driver, paths.blob_dir(digest), paths.BLOB_DATA)
-                and await holds(self.driver, paths.layer_dir(name, digest), paths.LINK))
-
-    async def touch(self, digest: Digest) -> None:
-        """Mark the blob as used now (its ``lastused`` object; the data itself is never rewritten)."""
-        await self._touch(paths.blob_last_used(digest), str(time.time()).encode())
-
-    def fresh(self, digest: Digest) -> None:
-        """The blob was just stored: it counts as used now without writing ``lastused``."""
-        self.remember_write(paths.blob_last_used(digest))
-
-    async def touch_path(self, path: str, content: bytes) -> None:
-        """Rewrite a small object (a link) with the same content: its modification time becomes now."""
-        await self._touch(path, content)
-
-    async def _touch(self, path: str, content: bytes) -> None:
-        last = self._touched.get(path)
-        if last is not None and time.monotonic() - last < self.touch_interval:
-            return
-        await self.driver.put_content(path, content)
-        self.remember_write(path)
-
-    def remember_write(self, path: str) -> None:
-        """``path`` was written just now: it counts as touched."""
-        self._touched[path] = time.monotonic()
-        self._touched.move_to_end(path)
-        if len(self._touched) > TOUCH_CACHE_ENTRIES:
-            self._touched.popitem(last=False)
+        """A push in ``name`` will rely on this stored blob (a HEAD found it, a mount linked it): a
+        collector running now spares it (docs/gc.md)."""
+        await self.guard.relied_on(relied_directories(name, digest))
 
     async def unlink(self, name: str, digest: Digest) -> None:
+        self._links.pop((name, digest), None)
         try:
             await self.driver.delete(paths.layer_dir(name, digest))
         except PathNotFound:
@@ -108,11 +105,17 @@ class BlobStore:
 
     async def put(self, digest: Digest, content: bytes) -> None:
         """Store small content whose digest the caller has computed (manifests)."""
-        if not await self.exists(digest):
-            await self.driver.put_content(paths.blob_data(digest), content)
-            self.fresh(digest)
-        else:
-            await self.touch(digest)  # an old blob, maybe unreferenced: GC must spare it now
+        view = await self.watch.view()
+        await self.driver.put_content(paths.blob_data(digest), content)
+        self.remember(digest, len(content), view)
+
+    async def known(self, digest: Digest) -> bool:
+        """Whether the blob is stored, asking storage only where a stat is cheap (local files): a caller
+        about to write small content writes it again rather than pay a request to find out."""
+        view = await self.watch.view()
+        if _recall(self._sizes, digest, view) is not None:
+            return True
+        return self.driver.local_path(paths.ROOT) is not None and await self.exists(digest)
 
     def local_path(self, digest: Digest) -> str | None:
         return self.driver.local_path(paths.blob_data(digest))
@@ -121,13 +124,35 @@ class BlobStore:
         return await self.driver.redirect_url(paths.blob_data(digest), method)
 
 
-async def holds(driver: StorageDriver, directory: str, name: str) -> bool:
-    """``directory`` holds ``name`` and no ``condemned`` marker (one listing)."""
-    try:
-        found = await driver.list(directory)
-    except PathNotFound:
-        return False
-    return name in found and paths.condemned(directory).rpartition("/")[2] not in found
+def relied_directories(name: str, digest: Digest) -> list[str]:
+    """What a push relying on a blob in ``name`` needs kept: the blob and the repository's link."""
+    return [paths.blob_dir(digest), paths.layer_dir(name, digest)]
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _recall(cache: OrderedDict[K, tuple[V, GCView]], key: K, view: GCView) -> V | None:
+    """The cached value, if no collector ran since it was seen (``view``: the current, fresh view)."""
+    entry = cache.get(key)
+    if entry is None:
+        return None
+    if not view.same_era(entry[1]):
+        del cache[key]
+        return None
+    cache.move_to_end(key)
+    return entry[0]
+
+
+def _remember(cache: OrderedDict[K, tuple[V, GCView]], key: K, value: V, view: GCView) -> None:
+    if view.running:
+        cache.pop(key, None)  # a collector may be deleting it: not trusted later
+        return
+    cache[key] = (value, view)
+    cache.move_to_end(key)
+    if len(cache) > CACHE_ENTRIES:
+        cache.popitem(last=False)
 
 
 async def read_link(driver: StorageDriver, path: str) -> Digest | None:

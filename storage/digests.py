@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,7 +71,7 @@ def parse_digest(text: str) -> Digest:
         raise InvalidDigest(f"unsupported digest algorithm {algorithm!r}")
     if len(hex_) != HEX_LENGTH[algorithm] or not HEX_RE.fullmatch(hex_):
         raise InvalidDigest(f"invalid digest {text!r}")
-    return Digest(algorithm, hex_)
+    return Digest(sys.intern(algorithm), hex_)  # one "sha256" for all (GC holds every digest at once)
 
 
 def new_hasher(algorithm: str) -> ResumableHasher:

@@ -4,9 +4,9 @@ Mark, per repository: the tagged manifests (every manifest unless ``delete_untag
 they reference (config, layers, index children, recursively) and the manifests whose ``subject`` is
 kept (signatures and SBOMs live as long as their image).  Sweep: the untagged manifests nothing kept
 needs (with ``delete_untagged``), the ``_layers`` links nothing kept in the repository references and
-the blobs nothing kept anywhere references.  Nothing used since the cut-off (the start of the run
-minus the grace window) is removed: a push marks what it relies on (``BlobStore.relied_on``), and each
-object's age is read again right before it is deleted.
+the blobs nothing kept anywhere references.  Nothing stored since the cut-off (the start of the run
+minus the grace window) is removed, and deletions go in batches through ``storage.sweep``, which spares
+what pushes running meanwhile rely on.
 """
 
 from __future__ import annotations
@@ -16,25 +16,32 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from storage import metrics, paths
 from storage.digests import Digest, InvalidDigest, parse_digest
-from storage.driver import FileInfo, PathNotFound, StorageDriver, StorageError
+from storage.driver import PathNotFound, StorageDriver, StorageError
+from storage.gc_watch import GC_NOTICE, LEASE_NAME
 from storage.lease import Lease, LeaseLost
+from storage.sweep import Doomed, Sweeper
 from storage.tree import RepositoryTree
 from storage.usage import UsageLedger, namespace_of
 
 log = logging.getLogger("moorage.gc")
 T = TypeVar("T")
 CONCURRENCY = 16
+REFERENCES_CACHED = 8192  # manifests whose references a run keeps
+BATCH = 1000  # objects deleted per handshake (storage.sweep); S3 deletes a batch's keys in 1-3 requests
+# A collector that dies holds up the next one, and pushes that rely on its last batch, this long
+# (storage.sweep.WAIT is longer); renewed every third of it.
+LEASE_TTL = 30.0
 RELEASE_WAIT = 10.0  # seconds a run gives the release of its lease
 # S3 keeps modification times in whole seconds, filesystems in coarse clock ticks: an object used
 # just after the run started may carry a time slightly before it
 CLOCK_SLACK = 1.0
-LEASE_NAME = "gc"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +103,10 @@ async def repository_names(tree: RepositoryTree) -> list[str]:
     return sorted(names)
 
 
-async def read_repository(tree: RepositoryTree, name: str) -> RepositoryFiles:
+async def read_repository(tree: RepositoryTree, name: str, tags: bool = True) -> RepositoryFiles:
+    """``tags``: read them too (needed only to tell untagged manifests, or to expire tags)."""
     repo = RepositoryFiles(name, revisions=set(await tree.revisions(name)), layers=set(await tree.layers(name)))
-    for tag in await tree.tags(name):
+    for tag in await tree.tags(name) if tags else ():
         digest = await tree.tag_current(name, tag)
         if digest is not None:
             repo.tags[tag] = digest
@@ -129,7 +137,7 @@ class GCResult:
     manifests_removed: int = 0
     blobs_kept: int = 0
     blobs_removed: int = 0
-    bytes_kept: int = 0
+    bytes_kept: int | None = 0  # None: not read (blobs GC keeps are not looked at on local disk)
     bytes_freed: int = 0
     links_removed: int = 0
     tags_removed: list[tuple[str, str, Digest]] = field(default_factory=list)  # by ``expire``: repo, tag, target
@@ -151,7 +159,9 @@ class GCResult:
         verb = "would remove" if self.dry_run else "removed"
         return (
             f"{self.repositories} repositories; manifests: {self.manifests_kept} kept, {self.manifests_removed} "
-            f"{verb}; blobs: {self.blobs_kept} kept ({human_size(self.bytes_kept)}), {self.blobs_removed} {verb} "
+            f"{verb}; blobs: {self.blobs_kept} kept"
+            + (f" ({human_size(self.bytes_kept)})" if self.bytes_kept is not None else "")
+            + f", {self.blobs_removed} {verb} "
             f"({human_size(self.bytes_freed)} {'to free' if self.dry_run else 'freed'}); layer links: "
             f"{self.links_removed} {verb}; " + (f"tags: {len(self.tags_removed)} {verb}; " if self.tags_removed else "")
             + f"{self.seconds:.1f}s"
@@ -182,23 +192,28 @@ class GCBusy(Exception):
 class GarbageCollector:
     def __init__(self, driver: StorageDriver, *, delete_untagged: bool = False, dry_run: bool = False,
                  grace: float = 3600.0, progress: Progress | None = None, lease: Lease | None = None,
-                 expire: TagExpiry | None = None, ledger: UsageLedger | None = None) -> None:
+                 expire: TagExpiry | None = None, ledger: UsageLedger | None = None,
+                 notice: float = GC_NOTICE) -> None:
         """``expire`` names tags to remove first (retention); the manifests they named are collected in
-        the same run unless something still needs them."""
+        the same run unless something still needs them.  ``notice``: how long after taking the lease the
+        mark may begin (``storage.gc_watch``: every replica has seen the lease by then)."""
         self.driver = driver
         self.expire = expire
         self.ledger = ledger  # reconciled with what the run leaves linked (quotas)
         self.delete_untagged = delete_untagged
         self.dry_run = dry_run
         self.grace = grace
+        self.notice = notice
         self.progress = progress or NoProgress()
-        self.lease = lease if lease is not None else Lease(driver, LEASE_NAME)
+        self.lease = lease if lease is not None else Lease(driver, LEASE_NAME, ttl=LEASE_TTL)
         self.cutoff = 0.0
         self._lost: LeaseLost | None = None
-        self._refs: dict[Digest, References | None] = {}
+        # what manifests reference, read once per run where it can (a manifest mounted into many
+        # repositories); bounded, as the run's memory must be (docs/gc.md: peak RSS)
+        self._refs: OrderedDict[Digest, References | None] = OrderedDict()
         self._marked: set[Digest] = set()
-        self._local = driver.local_path(paths.ROOT) is not None
         self._tree = RepositoryTree(driver)
+        self._sweeper = Sweeper(driver, self.lease.token, self._check_lease)
 
     async def run(self) -> GCResult:
         """One collection under the lease; raises GCBusy when another process runs one."""
@@ -206,10 +221,11 @@ class GarbageCollector:
         if not await self.lease.acquire():
             holder = await self.lease.current()
             raise GCBusy(f"another garbage collection holds the lease ({(holder or {}).get('holder', '?')})")
+        noticed = time.monotonic() + self.notice
         renewing = asyncio.create_task(self._renew())
         mode = "retention" if self.expire is not None else "gc"
         try:
-            result = await self._collect(started)
+            result = await self._collect(started, noticed)
         except Exception:
             metrics.gc_finished(mode, 0, 0, 0, time.time() - started, error=True)
             raise
@@ -239,24 +255,32 @@ class GarbageCollector:
                 log.warning("renewing the GC lease failed", exc_info=True)
 
     def _check_lease(self) -> None:
+        """Stop before deleting anything more once the lease may not be ours: lost to another process, or
+        not renewed for so long that readers may find it expired (a process that was paused)."""
         if self._lost is not None:
             raise self._lost
+        if self.lease.valid_for() < self.lease.ttl / 4:
+            raise LeaseLost(f"the GC lease was not renewed for {self.lease.ttl - self.lease.valid_for():.0f}s")
 
-    async def _collect(self, started: float) -> GCResult:
+    async def _collect(self, started: float, noticed: float) -> GCResult:
         self.cutoff = started - self.grace - CLOCK_SLACK
         result = GCResult(dry_run=self.dry_run)
+        # every replica sees the lease before the walk begins: a push that did not see it stored its
+        # manifest (and created its repository) before the repositories are listed, so the mark keeps it
+        await asyncio.sleep(noticed - time.monotonic())
+        self._check_lease()
         self.progress.phase("list repositories", None)
         names = await repository_names(self._tree)
         result.repositories = len(names)
         self.progress.advance(len(names))
-        self._check_lease()
 
         self.progress.phase("mark", len(names))
         doomed: list[tuple[RepositoryFiles, Digest]] = []
         stale_links: list[tuple[str, Digest]] = []
 
         async def mark(name: str) -> None:
-            repo = await read_repository(self._tree, name)
+            # without delete_untagged every revision is kept: the tags change nothing
+            repo = await read_repository(self._tree, name, self.delete_untagged or self.expire is not None)
             expired = set()
             if self.expire is not None and self.expire.applies(name):
                 expired = await self._expire_tags(repo, started, result)
@@ -273,80 +297,110 @@ class GarbageCollector:
         self._check_lease()
 
         self.progress.phase("sweep manifests", len(doomed))
+        revisions = {paths.revision_dir(repo.name, digest): (repo.name, digest) for repo, digest in doomed}
+        for removed in await self._sweep(await self._manifest_groups(doomed)):
+            result.manifests_removed += 1
+            name, digest = revisions[removed.directory]
+            result.linked.get(name, set()).discard(digest)
+        result.manifests_kept += len(revisions) - result.manifests_removed
 
-        async def remove_manifest(item: tuple[RepositoryFiles, Digest]) -> None:
-            if await self._remove_manifest(*item):
-                result.manifests_removed += 1
-                result.linked.get(item[0].name, set()).discard(item[1])
-            else:
-                result.manifests_kept += 1
-            self.progress.advance()
+        links: dict[str, tuple[str, Digest]] = {}
 
-        await _bounded(doomed, remove_manifest)
-        self._check_lease()
+        async def old_link(item: tuple[str, Digest]) -> None:
+            if await self._modified(paths.layer_link(*item)) < self.cutoff:  # else: linked by a push in flight
+                links[paths.layer_dir(*item)] = item
 
-        self.progress.phase("sweep layer links", len(stale_links))
-
-        async def remove_link(item: tuple[str, Digest]) -> None:
-            if await self._remove_if_unused(paths.layer_link(*item)):
-                result.links_removed += 1
-                result.linked.get(item[0], set()).discard(item[1])
-            self.progress.advance()
-
-        await _bounded(stale_links, remove_link)
-        self._check_lease()
+        await _bounded(stale_links, old_link)
+        self.progress.phase("sweep layer links", len(links))
+        for removed in await self._sweep({d: _doomed(d, _files(d, paths.LINK)) for d in links}):
+            result.links_removed += 1
+            name, digest = links[removed.directory]
+            result.linked.get(name, set()).discard(digest)
 
         self.progress.phase("scan blobs", None)
-        candidates = []
-        async for digest, size, last_used, files in self._tree.blob_files():
-            if digest is not None and digest in self._marked:
+        candidates: dict[str, Doomed] = {}
+        sizes: dict[str, tuple[Digest | None, int]] = {}
+        legacy: list[str] = []  # "condemned" markers an earlier version's run left beside kept blobs
+        # the sizes of kept blobs only for a ledger (quotas); otherwise they are not even read on local disk
+        skip = self._marked.__contains__ if self.ledger is None else None
+        scanned = 0
+        async for digest, size, last_used, files in self._tree.blob_files(skip=skip):
+            scanned += 1
+            if size < 0:  # marked, and not read (local disk): kept, its size unknown
                 result.blobs_kept += 1
-                result.bytes_kept += size
+                result.bytes_kept = None
+            elif digest is None or (digest not in self._marked and last_used < self.cutoff):
+                directory = files[0].rpartition("/")[0]
+                candidates[directory] = Doomed(directory, ((directory, tuple(files)),))
+                sizes[directory] = (digest, size)
+            else:  # referenced, or unreferenced but stored recently: a push in flight
+                result.blobs_kept += 1
+                if result.bytes_kept is not None:
+                    result.bytes_kept += size
                 self._size(result, digest, size)
-            elif last_used < self.cutoff:
-                candidates.append((digest, size, files))
-            elif digest is not None:
-                result.blobs_kept += 1  # unreferenced but used recently: a push in flight
-                result.bytes_kept += size
-                self._size(result, digest, size)
+                legacy += [f for f in files if f.endswith("/condemned")]
             self.progress.advance()
+            if scanned % 1000 == 0:
+                await asyncio.sleep(0)  # local files do not suspend: let the lease renewal run
         self._check_lease()
+        if not self.dry_run:
+            for marker in legacy:
+                await self.driver.delete_file(marker)
 
         self.progress.phase("sweep blobs", len(candidates))
-
-        async def remove_blob(item: tuple[Digest | None, int, list[str]]) -> None:
-            digest, size, files = item
-            if await self._remove_blob(files):
-                if digest is not None:
-                    result.blobs_removed += 1
-                    result.bytes_freed += size
-            elif digest is not None:
+        gone = {d.directory for d in await self._sweep(candidates)}
+        for directory, (digest, size) in sizes.items():
+            if digest is None:
+                continue  # a directory without data (an earlier run stopped half-way)
+            if directory in gone:
+                result.blobs_removed += 1
+                result.bytes_freed += size
+            else:
                 result.blobs_kept += 1
-                result.bytes_kept += size
+                if result.bytes_kept is not None:
+                    result.bytes_kept += size
                 self._size(result, digest, size)
-            self.progress.advance()
-
-        await _bounded(candidates, remove_blob)
+        if not self.dry_run:
+            await self._sweeper.finish()
         if self.ledger is not None and not self.dry_run:
             self.progress.phase("reconcile usage", None)
             await self.ledger.reconcile(result.namespaces(), started)
         result.seconds = time.time() - started
         return result
 
-    def _size(self, result: GCResult, digest: Digest, size: int) -> None:
-        if self.ledger is not None:
+    async def _sweep(self, items: dict[str, Doomed]) -> list[Doomed]:
+        """Delete ``items`` (keyed by directory) in batches through the handshake; what went (a dry run
+        deletes nothing and reports everything)."""
+        doomed = list(items.values())
+        if self.dry_run:
+            self.progress.advance(len(doomed))
+            return doomed
+        removed: list[Doomed] = []
+        for start in range(0, len(doomed), BATCH):
+            self._check_lease()
+            batch = doomed[start : start + BATCH]
+            removed += await self._sweeper.remove(batch)
+            self.progress.advance(len(batch))
+        return removed
+
+    def _size(self, result: GCResult, digest: Digest | None, size: int) -> None:
+        if self.ledger is not None and digest is not None:
             result.sizes[digest] = size
 
     # --- mark ----------------------------------------------------------------------------------------
 
     async def _references(self, digest: Digest) -> References | None:
-        if digest not in self._refs:
-            try:
-                content = await self.driver.get_content(paths.blob_data(digest))
-            except PathNotFound:
-                content = b""
-            self._refs[digest] = references(content)
-        return self._refs[digest]
+        if digest in self._refs:
+            self._refs.move_to_end(digest)
+            return self._refs[digest]
+        try:
+            content = await self.driver.get_content(paths.blob_data(digest))
+        except PathNotFound:
+            content = b""
+        found = self._refs[digest] = references(content)
+        if len(self._refs) > REFERENCES_CACHED:
+            self._refs.popitem(last=False)
+        return found
 
     async def _expire_tags(self, repo: RepositoryFiles, now: float, result: GCResult) -> set[Digest]:
         """Remove the tags retention expires (unless pushed again since the run started); their targets."""
@@ -416,105 +470,50 @@ class GarbageCollector:
 
     # --- sweep ---------------------------------------------------------------------------------------
 
-    async def _remove_manifest(self, repo: RepositoryFiles, digest: Digest) -> bool:
-        """Remove an untagged revision (and its tag-history entries and referrers entry) unless it was
-        pushed or relied on since the cut-off."""
-        if not await self._remove_if_unused(paths.revision_link(repo.name, digest)):
-            return False
-        if not self.dry_run:
+    async def _manifest_groups(self, doomed: list[tuple[RepositoryFiles, Digest]]) -> dict[str, Doomed]:
+        """Per untagged revision to remove: its directory, its tag-history entries and its referrers
+        entry.  One listing per tag of each repository concerned finds the history entries."""
+        groups: dict[str, Doomed] = {}
+        by_repo: dict[str, tuple[RepositoryFiles, list[Digest]]] = {}
+        for repo, digest in doomed:
+            by_repo.setdefault(repo.name, (repo, []))[1].append(digest)
+        for repo, digests in by_repo.values():
+            history: dict[Digest, list[str]] = {}
             for tag in repo.tags:
-                if digest in await self._tree.tag_index(repo.name, tag):
-                    await self._delete_files([paths.tag_index_link(repo.name, tag, digest)])
-            refs = self._refs.get(digest)
-            if refs is not None and refs.subject is not None:
-                await self._delete_files([paths.referrer_descriptor(repo.name, refs.subject, digest)])
-        return True
+                for entry in await self._tree.tag_index(repo.name, tag):
+                    history.setdefault(entry, []).append(tag)
+            for digest in digests:
+                directory = paths.revision_dir(repo.name, digest)
+                parts = [(directory, _files(directory, paths.LINK))]
+                parts += [(paths.tag_index_link(repo.name, tag, digest).rpartition("/")[0],
+                           (paths.tag_index_link(repo.name, tag, digest),)) for tag in history.get(digest, ())]
+                refs = await self._references(digest)
+                if refs is not None and refs.subject is not None:
+                    descriptor = paths.referrer_descriptor(repo.name, refs.subject, digest)
+                    parts.append((descriptor.rpartition("/")[0], (descriptor,)))
+                groups[directory] = Doomed(directory, tuple(parts))
+        return groups
 
     async def _remove_tag(self, name: str, tag: str) -> bool:
-        """Remove a tag unless it was pushed since the cut-off, as ``_condemn`` does (the pushing side
-        is ``TagStore.confirm``)."""
+        """Remove an expired tag (a batch of one: a push writing it again meanwhile keeps it)."""
         self._check_lease()
-        current = paths.tag_current_link(name, tag)
-        marker = paths.condemned(paths.tag_dir(name, tag))
-        await self._mark(marker)
-        if not 0 < await self._modified(current) < self.cutoff:
-            await self.driver.delete_file(marker)
-            return False
-        await self.driver.delete_file(current)
-        with contextlib.suppress(PathNotFound):
-            await self.driver.delete(paths.tag_dir(name, tag))
-        return True
+        directory = paths.tag_dir(name, tag)
+        return bool(await self._sweeper.remove([Doomed(directory, ((directory, None),))]))
 
     async def _modified(self, path: str) -> float:
         try:
-            return (await self.driver.stat(path)).modified
+            return (await self.driver.stat_file(path)).modified
         except PathNotFound:
             return 0.0
 
-    async def _remove_if_unused(self, link: str) -> bool:
-        """Delete a link (layer, revision) unless it was written or relied on since the cut-off."""
-        return await self._condemn(link.rpartition("/")[0], first=link)
 
-    async def _remove_blob(self, files: list[str]) -> bool:
-        """Delete a blob directory unless the blob was stored or relied on since the cut-off."""
-        directory = files[0].rpartition("/")[0]
-        return await self._condemn(directory, first=f"{directory}/data")
-
-    async def _condemn(self, directory: str, first: str) -> bool:
-        """Delete the objects of ``directory`` unless one was modified since the cut-off; True when gone.
-
-        A ``condemned`` marker is written (1), the objects' age read (2), then ``first`` deleted, the
-        rest, the marker last (3).  A push that relied on the objects and then finds them present and
-        unmarked (``BlobStore.usable``) did so before (1), so (2) sees its touch: they are spared.
-        """
-        self._check_lease()
-        marker = paths.condemned(directory)
-        if self.dry_run:
-            return await self._unused(directory, marker)
-        await self._mark(marker)
-        if not await self._unused(directory, marker):
-            await self.driver.delete_file(marker)
-            return False
-        await self.driver.delete_file(first)
-        if self._local:
-            with contextlib.suppress(PathNotFound):
-                await self.driver.delete(directory)  # the rest and the marker (Distribution removes directories)
-            return True
-        for info in [info async for info in _files(self.driver, directory)]:
-            if info.path != marker:
-                await self.driver.delete_file(info.path)
-        await self.driver.delete_file(marker)
-        return True
-
-    async def _mark(self, marker: str) -> None:
-        """Write a ``condemned`` marker; it needs no fsync (a crash takes the run that wrote it along)."""
-        writer = await self.driver.writer(marker)
-        await writer.write(str(time.time()).encode())
-        await writer.close()
-
-    async def _unused(self, directory: str, marker: str) -> bool:
-        """Whether the directory holds objects, none modified since the cut-off (markers aside)."""
-        ages = [info.modified async for info in _files(self.driver, directory) if info.path != marker]
-        return bool(ages) and max(ages) < self.cutoff
-
-    async def _delete_files(self, files: list[str]) -> None:
-        """Delete objects; on local disk their directory goes too (Distribution removes directories)."""
-        if self._local:
-            with contextlib.suppress(PathNotFound):
-                await self.driver.delete(files[0].rpartition("/")[0])
-            return
-        for path in files:
-            await self.driver.delete_file(path)
+def _files(directory: str, name: str) -> tuple[str, ...]:
+    """The object ``name`` of a link or blob directory, and what earlier versions' GC left beside it."""
+    return (f"{directory}/{name}", *paths.legacy_markers(directory))
 
 
-async def _files(driver: StorageDriver, directory: str) -> AsyncIterator[FileInfo]:
-    """The objects directly in ``directory`` (one listing on S3); none when it is gone."""
-    try:
-        async for info in driver.walk(directory):
-            if not info.is_dir and info.path.rpartition("/")[0] == directory:
-                yield info
-    except PathNotFound:
-        return
+def _doomed(directory: str, files: tuple[str, ...]) -> Doomed:
+    return Doomed(directory, ((directory, files),))
 
 
 async def _bounded(items: list[T], work: Callable[[T], Awaitable[None]], limit: int = CONCURRENCY) -> None:
@@ -524,5 +523,6 @@ async def _bounded(items: list[T], work: Callable[[T], Awaitable[None]], limit: 
     async def worker() -> None:
         for item in iterator:
             await work(item)
+            await asyncio.sleep(0)  # on local files nothing suspends: let the lease renewal run
 
     await asyncio.gather(*(worker() for _ in range(min(limit, len(items)))))

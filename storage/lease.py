@@ -3,7 +3,9 @@
 The lease is a small JSON object (holder, token, expiry).  A process takes it when it is absent or
 expired, then reads it back after ``settle`` seconds: of several processes that wrote at once, the one
 whose write came last finds its own token and holds the lease; the others back off.  The holder renews
-it while it works; a holder that died stops renewing and the lease expires after ``ttl``.
+it while it works; a holder that died stops renewing and the lease expires after ``ttl``.  Released, the
+lease keeps its last holder's token (with no expiry left): readers can tell whether anyone took it since
+they last looked (``storage.gc_watch``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ class Lease:
         self.settle = settle
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.token = uuid.uuid4().hex
-        self.renewed = 0.0  # monotonic time of our last write
+        self.written_at = 0.0  # monotonic time our last write of the lease began
+
+    def valid_for(self) -> float:
+        """How much longer, at least, the lease is ours by our own clock (negative: it may have expired)."""
+        return self.ttl - (time.monotonic() - self.written_at)
 
     async def current(self) -> dict[str, Any] | None:
         """The lease as stored, or None when nobody holds it (absent, garbled or expired)."""
@@ -67,7 +73,7 @@ class Lease:
         lease now, renewed when half spent, or took it."""
         current = await self.current()
         if current is not None and current.get("token") == self.token:
-            if time.monotonic() - self.renewed > self.ttl / 2:
+            if time.monotonic() - self.written_at > self.ttl / 2:
                 await self.renew()
             return True
         if current is not None or not await self.acquire():
@@ -82,11 +88,14 @@ class Lease:
         await self._write()
 
     async def release(self) -> None:
+        """Free the lease; its token stays, expired (see the module's doc)."""
         found = await self.current()
         if found is not None and found.get("token") == self.token:
-            await self.driver.delete_file(self.path)
+            await self._write(expires=0.0)
 
-    async def _write(self) -> None:
-        body = {"holder": self.holder, "token": self.token, "expires": time.time() + self.ttl}
+    async def _write(self, expires: float | None = None) -> None:
+        began = time.monotonic()
+        body = {"holder": self.holder, "token": self.token,
+                "expires": time.time() + self.ttl if expires is None else expires}
         await self.driver.put_content(self.path, json.dumps(body).encode())
-        self.renewed = time.monotonic()
+        self.written_at = began

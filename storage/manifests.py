@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections import OrderedDict
 
 from storage import paths
-from storage.blobs import BlobStore, BlobUnknown, holds, read_link
+from storage.blobs import BlobStore, BlobUnknown, read_link
 from storage.digests import Digest
 from storage.driver import PathNotFound, StorageDriver
 
 CACHE_ENTRIES = 4096
-CONFIRM_WAIT = 30.0
-CONFIRM_POLL = 0.05
 CACHE_MAX_BYTES = 64 << 10
 
 
@@ -53,37 +49,36 @@ class ManifestStore:
         return content
 
     async def put(self, name: str, digest: Digest, content: bytes) -> None:
-        """The content (unless stored already) and then the revision link, durable together in one write."""
+        """The content (unless known to be stored) and then the revision link, durable together in one
+        write.  Rewriting content that is there already costs what asking would (S3: one request)."""
         items = []
-        if await self.blobs.exists(digest):
-            await self.blobs.touch(digest)  # an old blob, maybe unreferenced: GC must spare it now
-        else:
+        view = await self.blobs.watch.view()
+        if not await self.blobs.known(digest):
             items.append((paths.blob_data(digest), content))
         link = paths.revision_link(name, digest)
         items.append((link, str(digest).encode()))
         await self.driver.put_contents(items)
-        if len(items) == 2:
-            self.blobs.fresh(digest)
-        self.blobs.remember_write(link)
+        self.blobs.remember(digest, len(content), view)
         self._remember(digest, content)
 
     async def relied_on(self, name: str, digest: Digest) -> None:
-        """A push in ``name`` relies on this stored manifest (an index lists it): GC must spare it now."""
-        await self.blobs.touch(digest)
-        await self.blobs.touch_path(paths.revision_link(name, digest), str(digest).encode())
+        """A push in ``name`` relies on this stored manifest (an index lists it): a collector running now
+        spares it (docs/gc.md)."""
+        await self.blobs.guard.relied_on(relied_directories(name, digest))
 
-    async def usable(self, name: str, digest: Digest) -> bool:
-        """The revision and its content are stored and GC is not deleting them (see BlobStore.usable)."""
-        return (await holds(self.driver, paths.revision_dir(name, digest), paths.LINK)
-                and await holds(self.driver, paths.blob_dir(digest), paths.BLOB_DATA))
+    async def stored(self, name: str, digest: Digest) -> bool:
+        """The revision link and the content are in storage (asked there, not from a cache)."""
+        try:
+            await self.driver.stat_file(paths.blob_data(digest))
+        except PathNotFound:
+            return False
+        return await read_link(self.driver, paths.revision_link(name, digest)) == digest
 
-    async def confirm(self, name: str, digest: Digest, content: bytes, wait: float = CONFIRM_WAIT) -> None:
-        """While a GC runs: make sure the revision just stored survives it (as ``TagStore.confirm``)."""
-        await wait_unmarked(self.driver, paths.revision_dir(name, digest), wait)
-        await wait_unmarked(self.driver, paths.blob_dir(digest), wait)
-        if not await self.usable(name, digest):
-            await self.blobs.put(digest, content)
-            await self.driver.put_content(paths.revision_link(name, digest), str(digest).encode())
+    async def restore(self, name: str, digest: Digest, content: bytes) -> None:
+        """Store the revision again unless it is there (a collector removed it while it was pushed)."""
+        if not await self.stored(name, digest):
+            await self.driver.put_contents([(paths.blob_data(digest), content),
+                                            (paths.revision_link(name, digest), str(digest).encode())])
 
     async def delete(self, name: str, digest: Digest) -> None:
         try:
@@ -115,12 +110,9 @@ class TagStore:
         await self.driver.put_contents([(paths.tag_index_link(name, tag, digest), link),
                                         (paths.tag_current_link(name, tag), link)])
 
-    async def confirm(self, name: str, tag: str, digest: Digest, wait: float = CONFIRM_WAIT) -> None:
-        """While a GC runs: make sure the tag just written survives it.  GC removes an expired tag by
-        marking its directory ``condemned``, reading its age again and deleting it; a push that wrote
-        the tag meanwhile waits until the marker is gone (at most ``wait`` seconds) and writes the tag
-        again if it went."""
-        await wait_unmarked(self.driver, paths.tag_dir(name, tag), wait)
+    async def restore(self, name: str, tag: str, digest: Digest) -> None:
+        """Point the tag at ``digest`` again if it went (retention removed it while it was pushed); a tag
+        pushed again meanwhile stays as it is."""
         if await read_link(self.driver, paths.tag_current_link(name, tag)) is None:
             await self.tag(name, tag, digest)
 
@@ -164,18 +156,9 @@ class TagStore:
         return found
 
 
-async def wait_unmarked(driver: StorageDriver, directory: str, wait: float) -> None:
-    """Wait until GC has finished deleting in ``directory`` (its ``condemned`` marker is gone); a marker
-    older than ``wait`` was left by a GC that died and is removed."""
-    marker = paths.condemned(directory)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            await driver.stat(marker)
-        except PathNotFound:
-            return
-        await asyncio.sleep(CONFIRM_POLL)
-    await driver.delete_file(marker)
+def relied_directories(name: str, digest: Digest) -> list[str]:
+    """What a push relying on a manifest in ``name`` needs kept: its content and its revision link."""
+    return [paths.blob_dir(digest), paths.revision_dir(name, digest)]
 
 
 async def repository_exists(driver: StorageDriver, name: str) -> bool:

@@ -15,10 +15,11 @@ the repository, a directory Distribution's catalog walk skips like every ``_``-p
         _referrers/<subject alg>/<subject hex>/<alg>/<hex>/descriptor   (Moorage)
         _referrers/_scanned                                              (Moorage)
         _mirror/tags/<tag>/checked                                       (Moorage)
-      blobs/<alg>/<hex[:2]>/<hex>/lastused    when a push last relied on the blob (Moorage, GC)
-      .../condemned                           beside objects GC is about to delete (Moorage)
       _moorage/leases/<name>                  who runs GC now, until when (Moorage)
       _moorage/replication/<rule>/            replication executions, schedule and event queue (Moorage)
+      _moorage/gc/<token>/condemned/<n>       what a running GC is deleting now (Moorage, storage.sweep)
+      _moorage/gc/<token>/relied/<id>         what pushes rely on while it runs (Moorage, storage.sweep)
+      blobs/<alg>/<hex[:2]>/<hex>/lastused    written by earlier versions: GC still reads its age
 
 The walks of this tree (every repository, its tags, revisions, links, uploads; every blob) are in
 ``storage.tree``, built on the names below.
@@ -66,17 +67,12 @@ def blob_of(directory: str) -> Digest | None:
         return None
 
 
-def blob_last_used(digest: Digest) -> str:
-    """Rewritten when a push relies on an existing blob: GC spares blobs used since its cut-off.
-
-    Distribution's blob enumeration reads only ``data`` files and deletes the whole directory."""
-    return f"{blob_dir(digest)}/lastused"
+LEGACY_MARKERS = ("lastused", "condemned")  # what earlier versions wrote beside blobs and links (GC)
 
 
-def condemned(directory: str) -> str:
-    """Written by GC into a directory (blob, link, tag) before it deletes its objects; a push that finds
-    it knows the objects are going (docs/gc.md).  Distribution reads only ``data`` and ``link`` files."""
-    return f"{directory}/condemned"
+def legacy_markers(directory: str) -> tuple[str, ...]:
+    """The objects earlier versions' GC protocol may have left in a blob, link or tag directory."""
+    return tuple(f"{directory}/{name}" for name in LEGACY_MARKERS)
 
 
 MOORAGE = f"{ROOT}/_moorage"  # Moorage's own state: Distribution reads only blobs/ and repositories/
@@ -84,6 +80,29 @@ MOORAGE = f"{ROOT}/_moorage"  # Moorage's own state: Distribution reads only blo
 
 def lease(name: str) -> str:
     return f"{MOORAGE}/leases/{name}"
+
+
+GC_RUNS = f"{MOORAGE}/gc"  # per garbage collection run, see storage.sweep
+
+
+def gc_run(token: str) -> str:
+    return f"{GC_RUNS}/{token}"
+
+
+def gc_condemned_dir(token: str) -> str:
+    return f"{gc_run(token)}/condemned"
+
+
+def gc_condemned(token: str, batch: str) -> str:
+    return f"{gc_condemned_dir(token)}/{batch}"
+
+
+def gc_relied_dir(token: str) -> str:
+    return f"{gc_run(token)}/relied"
+
+
+def gc_relied(token: str, entry: str) -> str:
+    return f"{gc_relied_dir(token)}/{entry}"
 
 
 def notification_events(endpoint: str) -> str:

@@ -1,7 +1,8 @@
 """Blob upload sessions whose whole state lives in storage.
 
 An upload is ``_uploads/<id>/data`` plus ``startedat`` and, after every request, the serialized hash
-state at the data's length (``hashstates/<alg>-moorage/<offset>``).  Any process can continue an
+state at the data's length (``hashstates/<alg>-moorage/<offset>``), together with what the driver needs to
+continue the data (``FileWriter.resume``: S3's open multipart upload).  Any process can continue an
 upload: when no saved hash state matches the data's length (a crash mid-request), the data is hashed
 again from storage.  A blob is moved under its digest only after the digest of the received bytes was
 verified.
@@ -9,13 +10,16 @@ verified.
 Each request reads the session with one listing of its directory (on S3; on local disk two stats and a
 listing of ``hashstates`` cost less): whether it exists, the data's length, the algorithm and the saved
 states.  A new sha256 session saves no state (the state at offset 0 is the empty hash); one of another
-algorithm saves its state at 0, which names the algorithm.  Saving a state deletes the states the
-session was read with by name, instead of listing them again.
+algorithm saves its state at 0, which names the algorithm.  On local disk saving a state deletes the
+states the session was read with by name; in a bucket up to ``STATES_KEPT`` earlier states stay and are
+deleted together (a request less per chunk).  Finishing deletes the session's objects by name, in one
+request on S3.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,12 +28,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from storage import paths
-from storage.blobs import BlobStore
+from storage.blobs import BlobStore, BlobUnknown
 from storage.digests import HASHERS, Digest, Hasher, OneShotHasher, ResumableHasher, new_hasher, restore_hasher
 from storage.driver import FileWriter, PathNotFound, StorageDriver
 
 BATCH_SIZE = 4 << 20
 UPLOAD_ID_LENGTH = 36
+STATE_MAGIC = b"moorage-state-1\n"  # then the hash state's length (4 bytes), the state, the driver's token
+# Blobs up to this size are published again over one that exists: as cheap as asking whether it does
+# (S3: one request either way) and the content is the same, verified.  Larger ones are asked about.
+ASK_ABOVE = 32 << 20
+STATES_KEPT = 8  # earlier hash states a session in a bucket keeps before they are deleted together
 
 
 class UploadUnknown(Exception):
@@ -64,6 +73,8 @@ class UploadInfo:
     algorithm: str
     # the saved hash states as (algorithm, offset) when the session was read; None when unknown
     states: frozenset[tuple[str, int]] | None = None
+    objects: tuple[str, ...] = ()  # the session's objects when it was read (S3), deleted by name at the end
+    data_stored: bool = False  # ``data`` was an object when the session was read
 
 
 class UploadStore:
@@ -101,9 +112,12 @@ class UploadStore:
         data = entries.get(paths.UPLOAD_DATA)
         states = frozenset(state for path, entry in entries.items()
                            if not entry.is_dir and (state := _parse_state(path)) is not None)
+        stored = data is not None and not data.is_dir
         # an open session's bytes are not an object yet (S3 multipart): the newest state tells its length
-        size = max([data.size if data is not None and not data.is_dir else 0, *(o for _, o in states)])
-        return UploadInfo(name, upload_id, size, started.modified, _algorithm(states, size), states)
+        size = max([data.size if stored else 0, *(o for _, o in states)])  # type: ignore[union-attr]
+        objects = tuple(entry.path for entry in entries.values() if not entry.is_dir)
+        return UploadInfo(name, upload_id, size, started.modified, _algorithm(states, size), states, objects,
+                          stored)
 
     async def _info_by_stat(self, name: str, upload_id: str) -> UploadInfo:
         """Local files: two stats and a listing of ``hashstates`` cost less than walking the session."""
@@ -146,15 +160,17 @@ class UploadStore:
         """Append a streamed chunk; returns the new size. ``start`` must equal the current size."""
         if start is not None and start != upload.size:
             raise OffsetMismatch(upload.size)
-        writer = await self.driver.writer(paths.upload_data(upload.name, upload.id), append=True)
-        self._observe(upload, writer.size)
+        hasher, resume = await self._hasher(upload)
+        writer = await self.driver.writer(paths.upload_data(upload.name, upload.id), append=True, resume=resume)
+        if writer.size != upload.size:  # someone else wrote meanwhile: go by what the data holds
+            self._observe(upload, writer.size)
+            hasher, _ = await self._hasher(upload)
         if start is not None and start != writer.size:
             await writer.close()
             raise OffsetMismatch(writer.size)
         if expected_length is not None:
             chunks = _at_most(chunks, expected_length)
         try:
-            hasher = await self._hasher(upload)
             received = await self._pump(chunks, writer, hasher)
             if expected_length is not None and received != expected_length:
                 raise SizeMismatch(f"declared {expected_length} bytes, received {received}")
@@ -166,7 +182,7 @@ class UploadStore:
             raise
         await writer.close()
         upload.size += received
-        await self._save_state(upload, upload.algorithm, hasher)
+        await self._save_state(upload, upload.algorithm, hasher, writer.resume)
         return upload.size
 
     async def commit(self, upload: UploadInfo, digest: Digest, chunks: AsyncIterator[bytes] | None) -> int:
@@ -180,16 +196,20 @@ class UploadStore:
         """``commit`` but for the link: the blob is stored under its digest and the session is gone (the
         write path links it once its quota allows)."""
         data_path = paths.upload_data(upload.name, upload.id)
-        writer = await self.driver.writer(data_path, append=True)
-        self._observe(upload, writer.size)
         # all of the data in this request: no state to save, so hashlib's hasher, which frees the loop
         hasher: Hasher
         resumable: ResumableHasher | None = None
+        if upload.size == 0 and chunks is not None:
+            hasher, resume = OneShotHasher(digest.algorithm), self._fresh(upload)
+        else:
+            resumable, resume = await self._hasher(upload, digest.algorithm)
+            hasher = resumable
+        writer = await self.driver.writer(data_path, append=True, resume=resume)
+        if writer.size != upload.size:  # someone else wrote meanwhile: go by what the data holds
+            self._observe(upload, writer.size)
+            resumable, _ = await self._hasher(upload, digest.algorithm)
+            hasher = resumable
         try:
-            if upload.size == 0 and chunks is not None:
-                hasher = OneShotHasher(digest.algorithm)
-            else:
-                hasher = resumable = await self._hasher(upload, digest.algorithm)
             if chunks is not None:
                 upload.size += await self._pump(chunks, writer, hasher)
             await writer.commit()  # also makes the bytes of earlier requests durable (filesystem)
@@ -204,16 +224,39 @@ class UploadStore:
             # keep the session resumable: the client may retry with the right digest (after a one-shot
             # hash, the retry hashes the stored data again)
             if resumable is not None:
-                await self._save_state(upload, digest.algorithm, resumable)
+                await self._save_state(upload, digest.algorithm, resumable, writer.resume)
             raise DigestMismatch(f"computed {digest.algorithm}:{actual}")
-        if await self.blobs.exists(digest):
-            await self.driver.delete(data_path)
-            await self.blobs.touch(digest)  # an old blob, maybe unreferenced: GC must spare it now
-        else:
-            await self.driver.move(data_path, paths.blob_data(digest))
-            self.blobs.fresh(digest)
-        await self.cancel(upload.name, upload.id)
+        await self._publish(upload, digest)
+        await self.blobs.relied_on(upload.name, digest)  # a GC running now spares it (docs/gc.md)
+        await self._finish(upload)
         return upload.size
+
+    async def _publish(self, upload: UploadInfo, digest: Digest) -> None:
+        """Move the verified data under its digest, unless a large blob is there already."""
+        data_path = paths.upload_data(upload.name, upload.id)
+        view = await self.blobs.watch.view()
+        if self._local or upload.size > ASK_ABOVE:
+            try:
+                await self.blobs.stat(digest, check=True)  # in storage: never skip storing on a cache's word
+                return
+            except BlobUnknown:
+                pass
+        await self.driver.move(data_path, paths.blob_data(digest), upload.size)
+        self.blobs.remember(digest, upload.size, view)
+
+    async def _finish(self, upload: UploadInfo) -> None:
+        """Remove a committed session: by name where its objects are known (S3: one request)."""
+        if self._local or not upload.objects:
+            with contextlib.suppress(UploadUnknown):
+                await self.cancel(upload.name, upload.id)
+            return
+        directory = paths.upload_dir(upload.name, upload.id)
+        await self.driver.delete_objects([(directory, [*upload.objects, paths.upload_data(upload.name, upload.id)])])
+        self.release_lock(upload.name, upload.id)
+
+    def _fresh(self, upload: UploadInfo) -> bytes | None:
+        """The resume token of a session that holds no data yet (b""), when it is known to hold none."""
+        return b"" if upload.size == 0 and not upload.data_stored and not self._local else None
 
     async def cancel(self, name: str, upload_id: str) -> None:
         try:
@@ -268,15 +311,18 @@ class UploadStore:
             upload.size = size
             upload.states = None
 
-    async def _hasher(self, upload: UploadInfo, algorithm: str | None = None) -> ResumableHasher:
-        """The hash of the data so far: the saved state, or a re-hash of the stored data."""
+    async def _hasher(self, upload: UploadInfo, algorithm: str | None = None
+                      ) -> tuple[ResumableHasher, bytes | None]:
+        """The hash of the data so far, from the saved state or hashed again from the stored data, and the
+        driver's token saved with the state (None when there is none)."""
         algorithm = algorithm or upload.algorithm
         if upload.size == 0:
-            return new_hasher(algorithm)
+            return new_hasher(algorithm), self._fresh(upload)
         if upload.states is None or (algorithm, upload.size) in upload.states:
             state_path = paths.upload_hashstate(upload.name, upload.id, algorithm, upload.size)
             try:
-                return restore_hasher(algorithm, await self.driver.get_content(state_path))
+                state, resume = _split_state(await self.driver.get_content(state_path))
+                return restore_hasher(algorithm, state), resume
             except (PathNotFound, ValueError):
                 pass
         hasher = new_hasher(algorithm)
@@ -286,10 +332,12 @@ class UploadStore:
         except PathNotFound:
             # no state and the data not readable (a session still open in S3): the client starts over
             raise UploadUnknown(upload.id) from None
-        return hasher
+        return hasher, None
 
-    async def _save_state(self, upload: UploadInfo, algorithm: str, hasher: ResumableHasher) -> None:
-        """Save the hash state at the upload's size, then delete the other states of ``algorithm``.
+    async def _save_state(self, upload: UploadInfo, algorithm: str, hasher: ResumableHasher,
+                          resume: bytes | None = None) -> None:
+        """Save the hash state at the upload's size (with the driver's ``resume`` token); on local disk
+        then delete the other states of ``algorithm``.
 
         The new state is written first, so that a crash in between leaves at worst a stale state (it
         never matches the data's length, and goes with the session).
@@ -297,18 +345,26 @@ class UploadStore:
         size = upload.size
         saved = {(algorithm, size)} if size or algorithm != DEFAULT_ALGORITHM else set()
         if saved:  # (a sha256 session without a state starts empty)
-            await self.driver.put_content(
-                paths.upload_hashstate(upload.name, upload.id, algorithm, size), hasher.serialize()
-            )
+            state = hasher.serialize()
+            if resume is not None:
+                state = STATE_MAGIC + len(state).to_bytes(4, "big") + state + resume
+            await self.driver.put_content(paths.upload_hashstate(upload.name, upload.id, algorithm, size), state)
         states = upload.states
         if states is None:
             states = await self._list_states(upload, algorithm)
         stale = [offset for alg, offset in states if alg == algorithm and offset != size]
-        await asyncio.gather(*(
-            self.driver.delete_file(paths.upload_hashstate(upload.name, upload.id, algorithm, offset))
-            for offset in stale
-        ))
-        upload.states = frozenset({(alg, offset) for alg, offset in states if alg != algorithm} | saved)
+        if self._local:
+            await asyncio.gather(*(
+                self.driver.delete_file(paths.upload_hashstate(upload.name, upload.id, algorithm, offset))
+                for offset in stale
+            ))
+        elif len(stale) >= STATES_KEPT:
+            directory = paths.upload_hashstates_dir(upload.name, upload.id, algorithm)
+            await self.driver.delete_objects([(directory, [
+                paths.upload_hashstate(upload.name, upload.id, algorithm, offset) for offset in stale])])
+        else:
+            stale = []
+        upload.states = frozenset({(alg, o) for alg, o in states if alg != algorithm or o not in stale} | saved)
 
     async def _list_states(self, upload: UploadInfo, algorithm: str) -> frozenset[tuple[str, int]]:
         directory = paths.upload_hashstates_dir(upload.name, upload.id, algorithm)
@@ -330,6 +386,15 @@ async def _at_most(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[by
         if received > limit:
             raise SizeMismatch(f"declared {limit} bytes, received more")
         yield chunk
+
+
+def _split_state(content: bytes) -> tuple[bytes, bytes | None]:
+    """A saved state object: the hash state, and the driver's resume token if one was saved with it."""
+    if not content.startswith(STATE_MAGIC):
+        return content, None
+    length = int.from_bytes(content[len(STATE_MAGIC) : len(STATE_MAGIC) + 4], "big")
+    start = len(STATE_MAGIC) + 4
+    return content[start : start + length], content[start + length :]
 
 
 def _update_all(hasher: Hasher, parts: list[bytes]) -> None:

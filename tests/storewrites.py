@@ -14,13 +14,14 @@ from storage.uploads import UploadStore
 from storage.usage import UsageLedger
 
 WRITING: dict[str, tuple[type, frozenset[str]]] = {
-    "blobs": (BlobStore, frozenset({"link", "unlink", "relied_on", "touch", "touch_path", "put"})),
-    "manifests": (ManifestStore, frozenset({"put", "delete", "confirm", "relied_on"})),
-    "tags": (TagStore, frozenset({"tag", "untag", "confirm"})),
+    "blobs": (BlobStore, frozenset({"link", "unlink", "relied_on", "put"})),
+    "manifests": (ManifestStore, frozenset({"put", "delete", "restore", "relied_on"})),
+    "tags": (TagStore, frozenset({"tag", "untag", "restore"})),
     "uploads": (UploadStore, frozenset({"create", "append", "commit", "cancel"})),
     "referrers": (ReferrersIndex, frozenset({"add", "remove"})),
     "ledger": (UsageLedger, frozenset({"add", "reserve", "withdraw", "mark", "uncount", "hold", "release", "reconcile"})),
-    "driver": (StorageDriver, frozenset({"put_content", "put_contents", "writer", "delete", "delete_file", "move"})),
+    "driver": (StorageDriver, frozenset({"put_content", "put_contents", "writer", "delete", "delete_file", "move",
+                                         "delete_objects"})),
 }
 STORES = ("blobs", "manifests", "tags", "uploads", "referrers")  # what holds a repository's content
 SELF_REPAIR = ((ReferrersIndex, "catch_up"),)

@@ -32,11 +32,11 @@ from registry.writes.actor import MIRROR, Actor
 from registry.writes.events import EventBus, EventKind, RepositoryEvent
 from registry.writes.policy import Write, WritePolicy, no_current
 from registry.writes.quota import QuotaGuard
+from storage import paths
 from storage.blobs import BlobStore, BlobUnknown
 from storage.digests import Digest, digest_bytes
-from storage.gc import LEASE_NAME
-from storage.lease import held
 from storage.manifests import ManifestStore, ManifestUnknown, TagStore, TagUnknown
+from storage.manifests import relied_directories as manifest_directories
 from storage.purge import purge_uploads
 from storage.referrers import ReferrersIndex
 from storage.uploads import UploadInfo, UploadStore, UploadUnknown
@@ -104,10 +104,6 @@ class RepositoryWriter:
             return contextlib.nullcontext()
         return self.quota.counting(name, blobs, upload, check=self.deciding(actor))
 
-    async def gc_running(self) -> bool:
-        """Whether some process holds the garbage collection lease now."""
-        return await held(self.blobs.driver, LEASE_NAME) is not None
-
     async def tag_target(self, name: str, tag: str) -> Digest | None:
         try:
             return await self.tags.resolve(name, tag)
@@ -143,6 +139,8 @@ class RepositoryWriter:
             await self.admit(RepositoryEvent(EventKind.TAG_SET, name, actor, digest, (tag,)),
                              functools.partial(self.tag_target, name, tag))
         verified = manifest if self.validating(actor) else None  # whose references are checked
+        gc = self.blobs.guard  # the push side of docs/gc.md
+        before = await self.blobs.watch.view()  # taken before the references are checked
         if verified is not None:
             await references.verify(self.blobs, self.manifests, self.config.validation, name, verified)
         # the manifest counts, and what it names that the namespace does not count yet
@@ -150,15 +148,13 @@ class RepositoryWriter:
             if verified is not None else []
         async with self.counting(name, [(digest, len(content)), *named], actor):
             await self.manifests.put(name, digest, content)
-            collecting = await self.gc_running()  # asked after storing: a GC that starts later sees it
-            if collecting:
-                if verified is not None:
-                    await references.recheck(self.blobs, self.manifests, name, digest, verified)
-                await self.manifests.confirm(name, digest, content)
+            await gc.settle(before, references.relied_directories(name, digest, verified),
+                            lambda: references.recheck(self.blobs, self.manifests, name, digest, content, verified))
         for tag in tags:
             await self.tags.tag(name, tag, digest)
-            if collecting:
-                await self.tags.confirm(name, tag, digest)
+        if tags:
+            await gc.settle(before, [paths.tag_dir(name, tag) for tag in tags],
+                            lambda: self.restore_tags(name, tags, digest))
         subject = manifest.subject if manifest is not None else None
         if manifest is not None and subject is not None:
             descriptor = referrer_descriptor(manifest, digest, len(content))
@@ -172,19 +168,23 @@ class RepositoryWriter:
         check_tag(tag)
         await self.admit(RepositoryEvent(EventKind.TAG_SET, name, actor, digest, (tag,)),
                          functools.partial(self.tag_target, name, tag))
+        before = await self.blobs.watch.view()  # taken before the manifest is checked (docs/gc.md)
         try:
             content = await self.manifests.get(name, digest)
         except ManifestUnknown:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": str(digest)}) from None
-        await self.manifests.relied_on(name, digest)  # a GC running now must spare it
         await self.tags.tag(name, tag, digest)
-        if await self.gc_running():
-            if not await self.manifests.usable(name, digest):
+
+        async def still_there() -> None:
+            if not await self.manifests.stored(name, digest):
                 with contextlib.suppress(TagUnknown):
                     await self.tags.untag(name, tag)
                 raise RegistryError("MANIFEST_UNKNOWN", "removed by garbage collection while tagging",
                                     detail={"digest": str(digest)})
-            await self.tags.confirm(name, tag, digest)
+            await self.tags.restore(name, tag, digest)
+
+        await self.blobs.guard.settle(before, [*manifest_directories(name, digest), paths.tag_dir(name, tag)],
+                                      still_there)
         await self.events.publish(RepositoryEvent(EventKind.TAG_SET, name, actor, digest, (tag,),
                                                   detect_media_type(content), len(content)))
 
@@ -226,6 +226,11 @@ class RepositoryWriter:
         if self.quota is not None:
             await self.quota.uncount(name, digest)
         await self.events.publish(RepositoryEvent(EventKind.MANIFEST_DELETED, name, actor, digest, tuple(tags)))
+
+    async def restore_tags(self, name: str, tags: Sequence[str], digest: Digest) -> None:
+        """A GC ran while the tags were written: those that retention removed meanwhile are written again."""
+        for tag in tags:
+            await self.tags.restore(name, tag, digest)
 
     # --- blobs and uploads ---------------------------------------------------------------------------
 
@@ -325,19 +330,19 @@ class RepositoryWriter:
     async def mount(self, name: str, digest: Digest, source: str | None, actor: Actor) -> bool:
         """Link a blob of ``source`` (of any repository when None: the caller decides who may) into
         ``name``; False when there is no such blob there (the client uploads it instead)."""
-        try:
+        try:  # the data is checked in storage: a mount lets the client skip its upload
             if source is not None:
                 check_name(source)
-                info = await self.blobs.stat_in_repository(source, digest)
+                size = await self.blobs.stat_in_repository(source, digest, check=True)
             else:
-                info = await self.blobs.stat(digest)
+                size = await self.blobs.stat(digest, check=True)
         except (BlobUnknown, RegistryError):
             return False
         await self.admit(RepositoryEvent(EventKind.BLOB_MOUNTED, name, actor, digest, from_repository=source))
-        async with self.counting(name, [(digest, info.size)], actor):
+        async with self.counting(name, [(digest, size)], actor):
             await self.blobs.link(name, digest)
-            await self.blobs.touch(digest)  # the push relies on a blob that may be old and unreferenced
-        await self.events.publish(RepositoryEvent(EventKind.BLOB_MOUNTED, name, actor, digest, size=info.size,
+            await self.blobs.relied_on(name, digest)  # a GC running now spares it (docs/gc.md)
+        await self.events.publish(RepositoryEvent(EventKind.BLOB_MOUNTED, name, actor, digest, size=size,
                                                   from_repository=source))
         return True
 

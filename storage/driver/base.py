@@ -72,6 +72,23 @@ class BaseDriver(StorageDriver):
         except PathNotFound:
             pass
 
+    async def stat_file(self, path: str) -> FileInfo:
+        info = await self.stat(path)
+        if info.is_dir:
+            raise PathNotFound(path)
+        return info
+
+    async def delete_objects(self, groups: Sequence[tuple[str, Sequence[str] | None]]) -> None:
+        for directory, files in groups:
+            if files is None:
+                try:
+                    await self.delete(directory)
+                except PathNotFound:
+                    pass
+            else:
+                for path in files:
+                    await self.delete_file(path)
+
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return None
 

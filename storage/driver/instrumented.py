@@ -83,17 +83,20 @@ class InstrumentedDriver(StorageDriver):
             probe.errors.inc()
             raise
 
-    async def writer(self, path: str, append: bool = False) -> FileWriter:
-        return InstrumentedWriter(await self.probe("writer").time(self.inner.writer(path, append)), self)
+    async def writer(self, path: str, append: bool = False, resume: bytes | None = None) -> FileWriter:
+        return InstrumentedWriter(await self.probe("writer").time(self.inner.writer(path, append, resume)), self)
 
     async def stat(self, path: str) -> FileInfo:
         return await self.probe("stat").time(self.inner.stat(path))
 
+    async def stat_file(self, path: str) -> FileInfo:
+        return await self.probe("stat_file").time(self.inner.stat_file(path))
+
     async def list(self, path: str) -> list[str]:
         return await self.probe("list").time(self.inner.list(path))
 
-    async def move(self, source: str, dest: str) -> None:
-        await self.probe("move").time(self.inner.move(source, dest))
+    async def move(self, source: str, dest: str, size: int | None = None) -> None:
+        await self.probe("move").time(self.inner.move(source, dest, size))
 
     async def delete(self, path: str) -> None:
         await self.probe("delete").time(self.inner.delete(path))
@@ -111,6 +114,9 @@ class InstrumentedDriver(StorageDriver):
 
     async def delete_file(self, path: str) -> None:
         await self.probe("delete_file").time(self.inner.delete_file(path))
+
+    async def delete_objects(self, groups: Sequence[tuple[str, Sequence[str] | None]]) -> None:
+        await self.probe("delete_objects").time(self.inner.delete_objects(groups))
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return await self.probe("redirect_url").time(self.inner.redirect_url(path, method))
@@ -130,6 +136,10 @@ class InstrumentedWriter(FileWriter):
     @property
     def size(self) -> int:
         return self.inner.size
+
+    @property
+    def resume(self) -> bytes | None:
+        return self.inner.resume
 
     def _timed(self, operation: str, call: Callable[[], Awaitable[None]]) -> Awaitable[None]:
         return self.driver.probe(operation).time(call())

@@ -105,6 +105,13 @@ class FileWriter(abc.ABC):
         """Undo this writer: the object stays as it was when the writer was opened (a refused request
         must change nothing); the writer may not be used afterwards."""
 
+    @property
+    def resume(self) -> bytes | None:
+        """After ``close`` of an append writer: what ``writer(path, append=True, resume=...)`` needs to go
+        on without looking in storage for it (S3: the open multipart upload, its parts, its tail); the
+        caller keeps it with its own state.  None where the backend needs nothing (the filesystem)."""
+        return None
+
 
 class StorageDriver(abc.ABC):
     """Async blob/key storage; implementations must be safe for concurrent use."""
@@ -131,20 +138,28 @@ class StorageDriver(abc.ABC):
         """Stream ``length`` bytes (all when None) from ``offset``. Raises PathNotFound / InvalidOffset."""
 
     @abc.abstractmethod
-    async def writer(self, path: str, append: bool = False) -> FileWriter:
-        """A writer for a new object, or continuing an existing one when ``append``."""
+    async def writer(self, path: str, append: bool = False, resume: bytes | None = None) -> FileWriter:
+        """A writer for a new object, or continuing an existing one when ``append``: ``resume`` is the
+        previous writer's ``resume`` (b"" for a session that holds nothing yet; None: the driver finds out)."""
 
     @abc.abstractmethod
     async def stat(self, path: str) -> FileInfo:
         """Size and kind of an object or directory prefix. Raises PathNotFound."""
 
     @abc.abstractmethod
+    async def stat_file(self, path: str) -> FileInfo:
+        """Size and age of an object; raises PathNotFound when there is none (a directory is none).
+
+        Cheaper than ``stat`` where that must also look for a directory (S3: one request, not two)."""
+
+    @abc.abstractmethod
     async def list(self, path: str) -> list[str]:
         """Names of the direct children of a directory, sorted. Raises PathNotFound."""
 
     @abc.abstractmethod
-    async def move(self, source: str, dest: str) -> None:
-        """Move an object, replacing ``dest`` atomically. Raises PathNotFound."""
+    async def move(self, source: str, dest: str, size: int | None = None) -> None:
+        """Move an object, replacing ``dest`` atomically. Raises PathNotFound.  ``size``: the object's size
+        when the caller knows it (S3 need not ask)."""
 
     @abc.abstractmethod
     async def delete(self, path: str) -> None:
@@ -182,6 +197,13 @@ class StorageDriver(abc.ABC):
 
         Cheaper than ``delete`` where that must first find out what ``path`` is (S3: one request).
         """
+
+    @abc.abstractmethod
+    async def delete_objects(self, groups: Sequence[tuple[str, Sequence[str] | None]]) -> None:
+        """Delete many objects, missing ones being no error: for each ``(directory, files)`` the files
+        named (everything below ``directory`` when None).  Where objects live in directories (the
+        filesystem) each directory goes with all it holds, as Distribution removes a blob's directory;
+        S3 deletes the files in DeleteObjects requests of up to 1,000 keys."""
 
     @abc.abstractmethod
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:

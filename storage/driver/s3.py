@@ -5,23 +5,27 @@ A path maps to the key ``rootdirectory + path`` (slashes trimmed), exactly like 
 bounded thread pool, never on the event loop, so one slow S3 request stalls nothing else.
 
 An append writer (an upload session) streams into one multipart upload that stays open across
-requests: ``close`` sends the full parts and stages a tail smaller than S3's 5 MiB minimum part as the
-object ``<key>.pending``, whose metadata also records how many parts the session has; ``writer(append=
-True)`` - in any process - finds the open multipart upload, its parts and the tail in the bucket (parts
-beyond the recorded count come from a request that died, and are overwritten), and ``commit`` sends the
-tail as the last part and completes the upload. Client chunks are never held in memory between
-requests, every byte is sent to S3 once, and a replica can die at any time. An object that already
-exists under the key (a committed writer) is continued by copying it server-side into the first parts
-of a new multipart upload.
+requests.  ``close`` sends the full parts and puts a tail shorter than S3's 5 MiB minimum part into the
+object ``<key>.tail-<offset>``; a session that never filled a part is a plain object at the key.  What
+the session holds (upload id, parts, tail) is the writer's ``resume`` token, which the caller keeps with
+its own state and hands to the next ``writer(append=True, resume=...)``, in any process: no request is
+spent finding the session again, and parts beyond those the token names come from a request that died
+and are overwritten.  ``commit`` completes the upload, the tail becoming the last part by a server-side
+copy: bytes go to S3 once, unless a client sends more after a chunk shorter than 5 MiB (that tail is
+read back and sent again with them: S3 has no other way to join it).  Client chunks are never held in
+memory between requests and a replica can die at any time.  A plain object continued past 5 MiB is
+copied server-side into the first part.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
@@ -58,8 +62,7 @@ UNAVAILABLE_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown"
                                "Throttling", "ThrottlingException"})
 UNREACHABLE = (EndpointUnreachable, HTTPClientError)  # refused, timed out, reset, cut mid-body
 CONTENT_TYPE = "application/octet-stream"
-PENDING_SUFFIX = ".pending"  # the staged tail of an append session, next to its key
-PARTS_METADATA = "moorage-parts"  # on the tail: the number of parts the session had when it was staged
+TAIL_SUFFIX = ".tail-"  # + the offset it starts at: an append session's tail shorter than a part
 
 
 class S3Error(StorageError):
@@ -265,6 +268,10 @@ class S3Driver(BaseDriver):
             raise PathNotFound(path)
         return FileInfo(path, 0, contents[0]["LastModified"].timestamp(), True)
 
+    async def stat_file(self, path: str) -> FileInfo:
+        head = await self._run(self._call, path, "head_object", Key=self.key(path))
+        return FileInfo(path, head["ContentLength"], head["LastModified"].timestamp(), False)
+
     async def list(self, path: str) -> list[str]:
         return await self._run(self._list_sync, path)
 
@@ -341,9 +348,10 @@ class S3Driver(BaseDriver):
 
     # --- moving and deleting -------------------------------------------------------------------------
 
-    async def move(self, source: str, dest: str) -> None:
+    async def move(self, source: str, dest: str, size: int | None = None) -> None:
         src, dst = self.key(source), self.key(dest)
-        size = (await self._run(self._call, source, "head_object", Key=src))["ContentLength"]
+        if size is None:
+            size = (await self._run(self._call, source, "head_object", Key=src))["ContentLength"]
         if src == dst:
             return  # S3 refuses to copy an object onto itself, and deleting the source would lose it
         if size <= self.params.multipartcopythresholdsize:
@@ -401,13 +409,7 @@ class S3Driver(BaseDriver):
                         if o["Key"] == key or o["Key"].startswith(below))
         if not keys:
             raise PathNotFound(path)
-        for i in range(0, len(keys), DELETE_BATCH):
-            batch = [{"Key": k} for k in keys[i : i + DELETE_BATCH]]
-            result = self._call(path, "delete_objects", Delete={"Objects": batch, "Quiet": True})
-            if result.get("Errors"):
-                error = result["Errors"][0]
-                message = f"s3 delete_objects {error.get('Key')}: {error.get('Message')}"
-                raise S3Error(message, error.get("Code", ""))
+        self._delete_keys_sync(path, keys)
         if keys != [key]:
             # a directory: abort multipart uploads a crashed writer left below it (abandoned upload sessions)
             for upload in self._call(path, "list_multipart_uploads", Prefix=below).get("Uploads", ()):
@@ -416,53 +418,44 @@ class S3Driver(BaseDriver):
                 except StorageError:
                     pass  # finished or aborted meanwhile
 
+    def _delete_keys_sync(self, path: str, keys: list[str]) -> None:
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch = [{"Key": k} for k in keys[i : i + DELETE_BATCH]]
+            result = self._call(path, "delete_objects", Delete={"Objects": batch, "Quiet": True})
+            if result.get("Errors"):
+                error = result["Errors"][0]
+                message = f"s3 delete_objects {error.get('Key')}: {error.get('Message')}"
+                raise S3Error(message, error.get("Code", ""))
+
     async def delete_file(self, path: str) -> None:
         # DeleteObject succeeds whether or not the key exists: no listing first
         await self._run(self._call, path, "delete_object", Key=self.key(path))
 
+    async def delete_objects(self, groups: Sequence[tuple[str, Sequence[str] | None]]) -> None:
+        keys = [self.key(path) for _, files in groups if files is not None for path in files]
+        if keys:  # missing keys are no error to DeleteObjects
+            await self._run(self._delete_keys_sync, groups[0][0], keys)
+        for directory, files in groups:
+            if files is None:
+                try:
+                    await self.delete(directory)
+                except PathNotFound:
+                    pass
+
     # --- the rest ------------------------------------------------------------------------------------
 
-    async def writer(self, path: str, append: bool = False) -> FileWriter:
+    async def writer(self, path: str, append: bool = False, resume: bytes | None = None) -> FileWriter:
         key = self.key(path)
         if not append:
-            return S3Writer(self, path, key, 0, truncate=True)
-        return await self._run(self._resume_sync, path, key)
-
-    def _resume_sync(self, path: str, key: str) -> S3Writer:
-        """The append session at ``key``: its open multipart upload and parts, its staged tail, and the
-        object a committed writer left (when there is no open upload)."""
-        uploads = [u for u in self._call(path, "list_multipart_uploads", Prefix=key).get("Uploads", ())
-                   if u["Key"] == key]
-        try:
-            response = self._call(path, "get_object", Key=key + PENDING_SUFFIX)
-            with response["Body"] as body:
-                pending = body.read()
-            staged_parts = int(response.get("Metadata", {}).get(PARTS_METADATA, "0"))
-        except PathNotFound:
-            pending, staged_parts = b"", 0  # nothing staged yet: no part belongs to the session
-        upload_id, parts = None, []
-        if uploads:
-            upload_id = max(uploads, key=lambda u: u["Initiated"])["UploadId"]
-            parts = [p for p in self._list_parts_sync(path, key, upload_id) if p["PartNumber"] <= staged_parts]
-        existing = 0
-        if upload_id is None:
+            return S3Writer(self, path, key, Session(), truncate=True)
+        session = Session.parse(resume) if resume is not None else None
+        if session is None:  # not told: the object at the key is all there is to continue
             try:
-                existing = self._call(path, "head_object", Key=key)["ContentLength"]
+                whole = (await self._run(self._call, path, "head_object", Key=key))["ContentLength"]
             except PathNotFound:
-                pass
-        return S3Writer(self, path, key, existing, truncate=False, upload_id=upload_id, parts=parts,
-                        pending=pending)
-
-    def _list_parts_sync(self, path: str, key: str, upload_id: str) -> list[dict[str, Any]]:
-        parts: list[dict[str, Any]] = []
-        marker: dict[str, Any] = {}
-        while True:
-            page = self._call(path, "list_parts", Key=key, UploadId=upload_id, **marker)
-            parts += [{"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]}
-                      for p in page.get("Parts", ())]
-            if not page.get("IsTruncated"):
-                return parts
-            marker = {"PartNumberMarker": page["NextPartNumberMarker"]}
+                whole = 0
+            session = Session(whole=whole)
+        return S3Writer(self, path, key, session, truncate=False)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         operation = {"GET": "get_object", "HEAD": "head_object"}.get(method.upper())
@@ -510,29 +503,59 @@ class _Tree:
                 yield from sub.infos(child)
 
 
+@dataclass
+class Session:
+    """What an append session holds in the bucket: a plain object of ``whole`` bytes at the key, or an open
+    multipart upload with its ``parts`` (number, ETag, size) and a ``tail`` of bytes in its own object."""
+
+    upload_id: str | None = None
+    parts: list[tuple[int, str, int]] = field(default_factory=list)
+    tail: int = 0
+    whole: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.whole + sum(size for _, _, size in self.parts) + self.tail
+
+    @property
+    def tail_start(self) -> int:
+        return sum(size for _, _, size in self.parts)
+
+    def token(self) -> bytes:
+        return json.dumps({"u": self.upload_id, "p": self.parts, "t": self.tail, "w": self.whole}).encode()
+
+    @classmethod
+    def parse(cls, token: bytes) -> Session | None:
+        """The session a token names (b"": a new one); None when it is not a token."""
+        if not token:
+            return cls()
+        try:
+            found = json.loads(token)
+            return cls(found["u"], [(int(n), str(e), int(z)) for n, e, z in found["p"]], int(found["t"]),
+                       int(found["w"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
 class S3Writer(FileWriter):
-    """Streams into one multipart upload; a plain writer completes it on ``close`` or ``commit``, an
-    append session only on ``commit`` (``close`` stages it for the next request, see the module doc).
+    """Streams into one multipart upload (see the module's doc).  A plain writer completes it on ``close``
+    or ``commit``; an append session only on ``commit``, and ``close`` stages it (``resume``).
 
     Up to ``uploadconcurrency`` parts are sent at once while the caller keeps writing: one connection
     rarely saturates an S3 server.  The parts in flight are the only bytes held in memory.
     """
 
-    def __init__(
-        self, driver: S3Driver, path: str, key: str, existing: int, truncate: bool,
-        upload_id: str | None = None, parts: list[dict[str, Any]] | None = None, pending: bytes = b"",
-    ) -> None:
+    def __init__(self, driver: S3Driver, path: str, key: str, session: Session, truncate: bool) -> None:
         self._driver = driver
         self._path = path
         self._key = key
+        self._s = session
         self._session = not truncate  # an append session: stays open until commit
-        self._existing = existing  # bytes of the current object that the new object must start with
-        self._upload_id = upload_id
-        self._resumed_upload = upload_id is not None  # an upload this writer did not start
-        self._parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts or ()]
-        self._next_part = max((p["PartNumber"] for p in self._parts), default=0) + 1
-        self._buffer = bytearray(pending)
-        self._size = existing + sum(p["Size"] for p in parts or ()) + len(pending)
+        self._created_upload = False  # this writer started the multipart upload (discard aborts it)
+        self._continued = False  # the object or tail it continues is in parts or the buffer now
+        self._next_part = max((n for n, _, _ in session.parts), default=0) + 1
+        self._buffer = bytearray()
+        self._size = session.size
         self._inflight: set[asyncio.Future[None]] = set()
         self._changed = truncate  # a truncating writer replaces the object even when nothing is written
         self._done = False
@@ -541,17 +564,20 @@ class S3Writer(FileWriter):
     def size(self) -> int:
         return self._size
 
+    @property
+    def resume(self) -> bytes | None:
+        return self._s.token() if self._session else None
+
+    def _tail_key(self, start: int) -> str:
+        return f"{self._key}{TAIL_SUFFIX}{start}"
+
     async def write(self, data: bytes | memoryview) -> None:
         if self._done:
             raise ValueError("writer is closed")
         if not data:
             return
-        if 0 < self._existing < MIN_PART:
-            # too small to be copied as a part: read it back and send it again with the new bytes
-            self._buffer[:0] = await self._driver._run(
-                self._driver._get_sync, self._path, self._key, f"bytes=0-{self._existing - 1}"
-            )
-            self._existing = 0
+        if not self._continued:
+            await self._continue()
         self._buffer += data
         self._size += len(data)
         self._changed = True
@@ -561,19 +587,38 @@ class S3Writer(FileWriter):
             del self._buffer[:chunk]
             await self._send_part(part)
 
+    async def _continue(self) -> None:
+        """Before new bytes: what the session ends with must become part of what they follow."""
+        self._continued = True
+        d, s = self._driver, self._s
+        if s.upload_id is None and s.whole >= MIN_PART:
+            await self._start_upload()  # the object so far becomes the first part(s), copied inside S3
+            chunk = -(-s.whole // -(-s.whole // MAX_PART))  # as few parts as S3 allows, evenly cut
+            copied = await d._copy_parts(self._path, self._key, self._key, s.upload_id, s.whole,  # type: ignore[arg-type]
+                                         chunk, 1)
+            s.parts = [(p["PartNumber"], p["ETag"], min(chunk, s.whole - start))
+                       for p, start in zip(copied, range(0, s.whole, chunk), strict=True)]
+            self._next_part = len(s.parts) + 1
+            s.whole = 0
+        elif s.upload_id is None and s.whole:  # too small to be a part: read back, sent with the new bytes
+            self._buffer[:0] = await d._run(d._get_sync, self._path, self._key, f"bytes=0-{s.whole - 1}")
+            s.whole = 0
+        elif s.tail:  # likewise the tail: a part before the new bytes could not be smaller than 5 MiB
+            self._buffer[:0] = await d._run(d._get_sync, self._path, self._tail_key(s.tail_start),
+                                            f"bytes=0-{s.tail - 1}")
+            s.tail = 0
+
+    async def _start_upload(self) -> None:
+        d = self._driver
+        self._s.upload_id = (await d._run(d._call, self._path, "create_multipart_upload", Key=self._key,
+                                          ContentType=CONTENT_TYPE, **d._object_args))["UploadId"]
+        self._created_upload = True
+
     async def _send_part(self, data: bytes) -> None:
         """Start uploading a part; waits only while ``uploadconcurrency`` parts are in flight."""
         d = self._driver
-        if self._upload_id is None:
-            self._upload_id = (await d._run(d._call, self._path, "create_multipart_upload", Key=self._key,
-                                            ContentType=CONTENT_TYPE, **d._object_args))["UploadId"]
-            if self._existing:
-                # the object so far becomes the first part(s): copied inside S3, at most 5 GiB a part
-                count = -(-self._existing // MAX_PART)
-                self._parts = await d._copy_parts(self._path, self._key, self._key, self._upload_id,
-                                                  self._existing, -(-self._existing // count), 1)
-                self._next_part = count + 1
-                self._existing = 0
+        if self._s.upload_id is None:
+            await self._start_upload()
         while len(self._inflight) >= d.params.uploadconcurrency:
             await self._wait(asyncio.FIRST_COMPLETED)
         number = self._next_part
@@ -584,9 +629,9 @@ class S3Writer(FileWriter):
 
     async def _upload_part(self, number: int, data: bytes) -> None:
         d = self._driver
-        result = await d._run(d._call, self._path, "upload_part", Key=self._key, UploadId=self._upload_id,
+        result = await d._run(d._call, self._path, "upload_part", Key=self._key, UploadId=self._s.upload_id,
                               PartNumber=number, Body=data)
-        self._parts.append({"PartNumber": number, "ETag": result["ETag"]})
+        self._s.parts.append((number, result["ETag"], len(data)))
 
     async def _wait(self, when: str = asyncio.ALL_COMPLETED) -> None:
         """Wait for part uploads; the first failure is raised (after every part has stopped)."""
@@ -609,69 +654,77 @@ class S3Writer(FileWriter):
             await self._finish()
 
     async def _stage(self) -> None:
-        """End a request of an append session: full parts sent, the short tail kept in ``.pending``."""
+        """End a request of an append session: full parts sent, the rest in a tail or a plain object."""
         if self._done:
             return
         self._done = True
         if not self._changed:
             return  # nothing written: the session stays as it was
-        d = self._driver
+        d, s = self._driver, self._s
         try:
-            if len(self._buffer) >= MIN_PART:
+            if s.upload_id is None:  # never filled a part: the session is a plain object
+                await d._run(d._put_sync, self._path, self._key, self._buffer)
+                s.whole = len(self._buffer)
+            elif len(self._buffer) >= MIN_PART:
                 await self._send_part(bytes(self._buffer))
-                self._buffer.clear()
             await self._wait()
+            if s.upload_id is not None and MIN_PART > len(self._buffer) > 0:
+                await d._run(d._put_sync, self._path, self._tail_key(s.tail_start), self._buffer)
+                s.tail = len(self._buffer)
         except BaseException:
             await asyncio.gather(*self._inflight, return_exceptions=True)
             raise
-        # the tail (maybe empty) and the part count together, in one atomic PutObject
-        await d._run(d._call, self._path, "put_object", Key=self._key + PENDING_SUFFIX, Body=bytes(self._buffer),
-                     ContentType=CONTENT_TYPE, Metadata={PARTS_METADATA: str(self._next_part - 1)},
-                     **d._object_args)
+        self._buffer.clear()
 
     async def _finish(self) -> None:
         if self._done:
             return
         self._done = True
-        d = self._driver
+        d, s = self._driver, self._s
         try:
-            if self._upload_id is None and not self._existing:
-                if self._changed or self._buffer:  # (a session's buffer may hold its staged tail)
+            if s.upload_id is None:
+                if self._changed:
                     await d._run(d._put_sync, self._path, self._key, self._buffer)
-            elif self._upload_id is not None or self._buffer or self._changed:
-                if self._buffer or not self._parts and not self._inflight:
-                    await self._send_part(bytes(self._buffer))  # the last part may be small
-                self._buffer.clear()
-                await self._wait()
-                parts = sorted(self._parts, key=lambda p: p["PartNumber"])
-                await d._run(d._call, self._path, "complete_multipart_upload", Key=self._key,
-                             UploadId=self._upload_id, MultipartUpload={"Parts": parts})
-            # else: a session continuing a complete object without new bytes: nothing to do
+                    s.whole = len(self._buffer)
+                return  # else: the plain object at the key is the session's whole content already
+            if self._buffer or not s.parts and not self._inflight and not s.tail:
+                await self._send_part(bytes(self._buffer))  # the last part may be small
+            self._buffer.clear()
+            await self._wait()
+            if s.tail:  # the staged tail becomes the last part without sending its bytes again
+                result = await d._run(d._call, self._path, "upload_part_copy", Key=self._key, UploadId=s.upload_id,
+                                      PartNumber=self._next_part,
+                                      CopySource={"Bucket": d.bucket, "Key": self._tail_key(s.tail_start)},
+                                      CopySourceRange=f"bytes=0-{s.tail - 1}")
+                s.parts.append((self._next_part, result["CopyPartResult"]["ETag"], s.tail))
+                s.tail = 0
+            parts = [{"PartNumber": n, "ETag": e} for n, e, _ in sorted(s.parts)]
+            await d._run(d._call, self._path, "complete_multipart_upload", Key=self._key,
+                         UploadId=s.upload_id, MultipartUpload={"Parts": parts})
+            s.whole, s.upload_id, s.parts = s.size, None, []
         except BaseException:
             await asyncio.gather(*self._inflight, return_exceptions=True)
-            if self._upload_id is not None and not self._session:
-                await d._abort(self._path, self._key, self._upload_id)
+            if s.upload_id is not None and not self._session:
+                await d._abort(self._path, self._key, s.upload_id)
             raise
-        if self._session:
-            await d._run(d._call, self._path, "delete_object", Key=self._key + PENDING_SUFFIX)
 
     async def discard(self) -> None:
-        """Nothing is staged: the session's recorded part count and tail stay as they were, so parts
-        sent by this writer are ignored and overwritten by the next one."""
+        """Nothing is staged: the session stays as its token says, so parts sent by this writer are
+        ignored and overwritten by the next one (an upload this writer started is aborted)."""
         self._done = True
         self._buffer.clear()
         await asyncio.gather(*self._inflight, return_exceptions=True)
         self._inflight = set()
-        if self._upload_id is not None and not self._resumed_upload:
-            await self._driver._abort(self._path, self._key, self._upload_id)
+        if self._created_upload and self._s.upload_id is not None:
+            await self._driver._abort(self._path, self._key, self._s.upload_id)
 
     async def cancel(self) -> None:
         self._done = True
         self._buffer.clear()
         await asyncio.gather(*self._inflight, return_exceptions=True)
         self._inflight = set()
-        d = self._driver
-        if self._upload_id is not None:
-            await d._abort(self._path, self._key, self._upload_id)
-        for key in (self._key, self._key + PENDING_SUFFIX):
-            await d._run(d._call, self._path, "delete_object", Key=key)
+        d, s = self._driver, self._s
+        if s.upload_id is not None:
+            await d._abort(self._path, self._key, s.upload_id)
+        keys = [self._key] + ([self._tail_key(s.tail_start)] if s.tail else [])
+        await d._run(d._delete_keys_sync, self._path, keys)

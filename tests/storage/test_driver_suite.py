@@ -172,10 +172,13 @@ async def test_writer_without_append_truncates(driver: StorageDriver) -> None:
     ids=["small", "mixed"],
 )
 async def test_close_and_append_from_fresh_instances(make_driver: DriverFactory, chunks: list[int]) -> None:
+    """Each writer is handed the previous one's ``resume`` token, as the upload store keeps it with its
+    hash state: another replica goes on where the last request ended."""
     expected = b""
+    token = None
     for i, length in enumerate(chunks):
         driver = make_driver()  # like the next PATCH arriving at another replica
-        writer = await driver.writer("/resume/data", append=True)
+        writer = await driver.writer("/resume/data", append=True, resume=token)
         assert writer.size == len(expected)
         chunk = data(length, i)
         await writer.write(chunk[: length // 2])
@@ -183,11 +186,13 @@ async def test_close_and_append_from_fresh_instances(make_driver: DriverFactory,
         expected += chunk
         assert writer.size == len(expected)
         await writer.close()
-        resumed = await make_driver().writer("/resume/data", append=True)  # (S3: not an object before commit)
+        token = writer.resume
+        resumed = await make_driver().writer("/resume/data", append=True, resume=token)  # a request with no body
         assert resumed.size == len(expected)
         await resumed.close()
+        assert resumed.resume == token
     final = make_driver()
-    writer = await final.writer("/resume/data", append=True)
+    writer = await final.writer("/resume/data", append=True, resume=token)
     assert writer.size == len(expected)
     await writer.commit()
     assert await digest(final, "/resume/data") == hashlib.sha256(expected).hexdigest()
@@ -233,14 +238,16 @@ async def test_cancel_discards(make_driver: DriverFactory, size: int) -> None:
 async def test_discard_leaves_session_as_it_was(make_driver: DriverFactory, before: int, after: int) -> None:
     """A refused request's bytes vanish: the session continues from where it was before the request."""
     first = data(before, 1)
+    token = None
     if before:
         writer = await make_driver().writer("/discard/data", append=True)
         await writer.write(first)
         await writer.close()
-    writer = await make_driver().writer("/discard/data", append=True)
+        token = writer.resume
+    writer = await make_driver().writer("/discard/data", append=True, resume=token)
     await writer.write(data(after, 2))
     await writer.discard()
-    writer = await make_driver().writer("/discard/data", append=True)
+    writer = await make_driver().writer("/discard/data", append=True, resume=token)
     assert writer.size == before
     await writer.write(b"tail")
     await writer.commit()
@@ -283,6 +290,15 @@ async def test_stat_file_and_directory(driver: StorageDriver) -> None:
         assert info.is_dir and info.path == path
 
 
+async def test_stat_file_is_for_objects_only(driver: StorageDriver) -> None:
+    await driver.put_content("/sf/dir/file", b"12345")
+    info = await driver.stat_file("/sf/dir/file")
+    assert (info.path, info.size, info.is_dir) == ("/sf/dir/file", 5, False)
+    for path in ("/sf/dir", "/sf/missing"):
+        with pytest.raises(PathNotFound):
+            await driver.stat_file(path)
+
+
 async def test_move(make_driver: DriverFactory) -> None:
     driver = make_driver()
     await driver.put_content("/mv/src", b"content")
@@ -322,6 +338,22 @@ async def test_delete_file_and_tree(driver: StorageDriver) -> None:
     assert await driver.get_content("/del/treex/d") == b"x"
 
 
+async def test_delete_objects_in_groups(driver: StorageDriver) -> None:
+    """Named files of many directories at once (missing ones no error), or whole directories; on the
+    filesystem each named directory goes with what else it holds."""
+    for n in range(1200):  # more than one DeleteObjects request
+        await driver.put_content(f"/dm/blobs/{n:04d}/data", b"x")
+    await driver.put_content("/dm/blobs/0000/condemned", b"x")
+    await driver.put_content("/dm/tree/a/b", b"x")
+    await driver.put_content("/dm/kept/data", b"x")
+    groups: list[tuple[str, list[str] | None]] = [
+        (f"/dm/blobs/{n:04d}", [f"/dm/blobs/{n:04d}/data", f"/dm/blobs/{n:04d}/condemned"]) for n in range(1200)]
+    await driver.delete_objects([*groups, ("/dm/tree", None), ("/dm/gone", ["/dm/gone/data"])])
+    left = [i.path async for i in driver.walk("/dm")]
+    assert left in (["/dm/kept", "/dm/kept/data"], ["/dm/blobs", "/dm/kept", "/dm/kept/data"])  # (an empty parent)
+    await driver.delete_objects([])
+
+
 async def test_walk_depth_first_sorted(driver: StorageDriver) -> None:
     for path, size in (("/w/b/e", 2), ("/w/a/x", 1), ("/w/a-b", 3), ("/w/b/c/d", 4)):
         await driver.put_content(path, b"x" * size)
@@ -331,6 +363,17 @@ async def test_walk_depth_first_sorted(driver: StorageDriver) -> None:
         ("/w/a", True, None), ("/w/a/x", False, 1), ("/w/a-b", False, 3), ("/w/b", True, None),
         ("/w/b/c", True, None), ("/w/b/c/d", False, 4), ("/w/b/e", False, 2),
     ]
+    with pytest.raises(PathNotFound):
+        [i async for i in driver.walk("/w/a/x")]  # a file is no directory to walk
+    with pytest.raises(PathNotFound):
+        [i async for i in driver.walk("/w/missing")]
+
+
+async def test_walk_of_many_entries_in_order(driver: StorageDriver) -> None:
+    """More entries than one step of a walk reads (the filesystem's 4,096; S3's 1,000 keys a listing)."""
+    await asyncio.gather(*(driver.put_content(f"/wm/{n // 100:02d}/{n % 100:02d}", b"x") for n in range(5000)))
+    files = [i.path async for i in driver.walk("/wm") if not i.is_dir]
+    assert files == [f"/wm/{n // 100:02d}/{n % 100:02d}" for n in range(5000)]
 
 
 async def test_list_nested(driver: StorageDriver) -> None:

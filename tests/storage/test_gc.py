@@ -13,8 +13,10 @@ from storage.blobs import BlobStore
 from storage.digests import Digest, digest_bytes
 from storage.driver import PathNotFound, StorageDriver
 from storage.gc import CLOCK_SLACK, GarbageCollector, GCBusy, references
-from storage.lease import Lease
+from storage.gc_watch import GCWatch
+from storage.lease import Lease, LeaseLost
 from storage.manifests import ManifestStore, TagStore
+from storage.sweep import Doomed, PushGuard, Sweeper, SweepStuck
 
 pytestmark = pytest.mark.anyio
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -62,7 +64,9 @@ class Registry:
 
 
 def collector(driver: StorageDriver, **options: Any) -> GarbageCollector:
-    return GarbageCollector(driver, grace=options.pop("grace", 0.0), lease=Lease(driver, "gc", settle=0), **options)
+    """No registry serves these trees: nobody needs the notice before the mark."""
+    return GarbageCollector(driver, grace=options.pop("grace", 0.0), lease=Lease(driver, "gc", settle=0),
+                            notice=0, **options)
 
 
 def digest_of(data: bytes) -> Digest:
@@ -135,16 +139,17 @@ async def test_recent_and_touched_objects_survive(driver: StorageDriver) -> None
     spared = digest_of(b"layer")
 
     class PushDuringSweep(GarbageCollector):
-        async def _remove_blob(self, files: list[str]) -> bool:
+        async def _sweep(self, items: dict[str, Doomed]) -> list[Doomed]:
             # a push relies on the old layer ("layer already exists") after the scan, before the sweep
             await BlobStore(driver).relied_on("app", spared)
-            return await super()._remove_blob(files)
+            return await super()._sweep(items)
 
-    result = await PushDuringSweep(driver, grace=0, lease=Lease(driver, "gc", settle=0)).run()
+    result = await PushDuringSweep(driver, grace=0, lease=Lease(driver, "gc", settle=0), notice=0).run()
     assert await r.present(spared) and await r.present(digest_of(b"fresh"))
     assert not await r.present(digest) and not await r.present(digest_of(b"other"))
     assert result.blobs_removed == 2  # the old manifest and "other"
-    await driver.stat(paths.layer_link("app", spared))  # its link was touched too
+    await driver.stat(paths.layer_link("app", spared))  # its link was spared too
+    assert result.links_removed == 1  # that of "other" (the config is the fresh image's too)
 
 
 async def test_one_collection_at_a_time(driver: StorageDriver) -> None:
@@ -203,3 +208,144 @@ async def test_expired_tags_take_their_manifests_unless_still_needed(driver: Sto
     for kept in (two, child, index, untagged, digest_of(b"child"), digest_of(b"untagged")):
         assert await r.present(kept)
     assert await r.tags.list("app") == ["2", "multi"]
+
+
+# --- the handshake with pushes, and collectors that die (issue 24, item 6) ----------------------------------
+
+async def test_push_during_a_batch_waits_for_it_then_finds_what_went(driver: StorageDriver) -> None:
+    """A push relying on blobs that a live collector's batch names waits until the batch is done, then
+    checks storage: one blob went (refused), the other was spared by its journal entry."""
+    r = Registry(driver)
+    await r.image("app", [b"gone", b"kept"])
+    gone, kept = paths.blob_dir(digest_of(b"gone")), paths.blob_dir(digest_of(b"kept"))
+    lease = Lease(driver, "gc", settle=0)
+    assert await lease.acquire()
+    watch = GCWatch(driver)
+    guard = PushGuard(driver, watch)
+    start = await watch.view()
+    assert start.running
+    marker = paths.gc_condemned(lease.token, "00000001")
+    await driver.put_content(marker, f"{gone}\n{kept}".encode())
+    checked: list[bool] = []
+
+    async def verify() -> None:
+        checked.append(await r.present(digest_of(b"gone")))
+
+    async def collector_finishes_its_batch() -> None:
+        await asyncio.sleep(0.3)
+        await driver.delete_objects([(gone, (f"{gone}/data",))])  # "kept" was named by the push's entry
+        await driver.delete_file(marker)
+
+    finishing = asyncio.create_task(collector_finishes_its_batch())
+    await guard.settle(start, [kept], verify)
+    await finishing
+    assert checked == [False]  # the check came after the batch: it sees what went
+    await lease.release()
+
+
+async def test_dead_collectors_batch_poisons_nothing(driver: StorageDriver, backend: str) -> None:
+    """A collector killed mid-sweep leaves its batch marker (and earlier versions left ``condemned``
+    files beside blobs): once its lease is no longer held, pushes relying on what the marker names go
+    on, and the next run removes what the dead one left."""
+    r = Registry(driver)
+    digest = await r.image("app", [b"layer"], tag="1")
+    layer = digest_of(b"layer")
+    dead = Lease(driver, "gc", ttl=1.5, settle=0)
+    assert await dead.acquire()
+    await driver.put_content(paths.gc_condemned(dead.token, "00000001"), paths.blob_dir(layer).encode())
+    await driver.put_content(f"{paths.blob_dir(layer)}/condemned", b"1700000000.0")  # an earlier version's
+    watch = GCWatch(driver)
+    start = await watch.view()
+    verified = []
+
+    async def verify() -> None:
+        verified.append(await r.present(layer))
+
+    await PushGuard(driver, watch).settle(start, [paths.blob_dir(layer)], verify)  # waits out the dead lease
+    assert verified == [True]
+    result = await collector(driver).run()
+    assert result.blobs_removed == 0 and await r.present(layer) and await r.present(digest)
+    with pytest.raises(PathNotFound):
+        await driver.stat(paths.gc_run(dead.token))
+    if backend != "filesystem":  # (on local disk GC does not even read the directories of blobs it keeps)
+        with pytest.raises(PathNotFound):
+            await driver.stat_file(f"{paths.blob_dir(layer)}/condemned")
+
+
+async def test_push_gives_up_on_a_live_batch_that_never_ends(driver: StorageDriver,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    lease = Lease(driver, "gc", settle=0)
+    assert await lease.acquire()
+    directory = paths.blob_dir(digest_of(b"x"))
+    await driver.put_content(paths.gc_condemned(lease.token, "00000001"), directory.encode())
+    monkeypatch.setattr("storage.sweep.WAIT", 0.3)
+    watch = GCWatch(driver)
+
+    async def verify() -> None:
+        raise AssertionError("not reached")
+
+    with pytest.raises(SweepStuck):
+        await PushGuard(driver, watch).settle(await watch.view(), [directory], verify)
+    await lease.release()
+
+
+async def test_a_quiet_push_costs_no_request(driver: StorageDriver) -> None:
+    """No collector ran since the push began: settling reads nothing (the lease view is cached)."""
+    watch = GCWatch(driver)
+    start = await watch.view()
+
+    async def verify() -> None:
+        raise AssertionError("no collector ran: nothing to check")
+
+    class Counting(PushGuard):
+        calls = 0
+
+        async def _journal(self, token: str, directories: Any) -> None:
+            Counting.calls += 1
+
+    await Counting(driver, watch).settle(start, ["/docker/registry/v2/blobs/x"], verify)
+    assert Counting.calls == 0 and await watch.view() is start
+
+
+async def test_a_repository_pushed_while_the_collector_gives_notice_is_marked(driver: StorageDriver) -> None:
+    """A push that has not seen the lease yet skips the handshake: its manifest must be read by the mark,
+    even when it creates its repository after the collector took the lease (the repositories are listed
+    after the notice, not before).  Here it relies on an old blob that nothing referenced."""
+    r = Registry(driver)
+    old = digest_of(b"old layer")
+    await r.blobs.put(old, b"old layer")
+    await age()
+    gc = GarbageCollector(driver, grace=0.0, lease=Lease(driver, "gc", settle=0), notice=3.0)
+    running = asyncio.create_task(gc.run())
+    watch = GCWatch(driver)
+    for _ in range(500):
+        if (await watch.read()).running:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)  # well inside the notice, after anything the collector does at once
+    await r.blobs.link("late/app", old)  # "layer already exists": linked, not uploaded again
+    config = await r.blob("late/app", b'{"os":"linux"}')
+    await r.manifest("late/app", {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [
+        {"mediaType": "application/octet-stream", "digest": str(old), "size": 9}]}, tag="1")
+    result = await running
+    assert await r.present(old) and result.blobs_removed == 0
+    assert result.repositories == 1
+
+
+async def test_a_run_that_lost_its_lease_leaves_the_new_holders_directory(driver: StorageDriver) -> None:
+    """Removing the runs' directories at the end is for a run that still holds the lease: one that lost it
+    (paused past its lease) must not remove the journal of the collector that holds it now."""
+    holder = Lease(driver, "gc", settle=0)
+    assert await holder.acquire()
+    entry = paths.gc_relied(holder.token, "e1")
+    await driver.put_content(entry, paths.blob_dir(digest_of(b"x")).encode())
+
+    def lost() -> None:
+        raise LeaseLost("taken by another process")
+
+    await Sweeper(driver, "old-run", lost).finish()
+    assert await driver.get_content(entry) == paths.blob_dir(digest_of(b"x")).encode()
+    await Sweeper(driver, holder.token, lambda: None).finish()
+    with pytest.raises(PathNotFound):
+        await driver.stat(paths.gc_run(holder.token))
+    await holder.release()

@@ -18,6 +18,7 @@ REVISION = parse_digest(f"sha256:{HEX}")
 SUBJECT = Digest("sha512", "12" * 64)
 REPO = "/docker/registry/v2/repositories/foo/bar"
 BLOBS = "/docker/registry/v2/blobs"
+ROOT = "/docker/registry/v2"
 
 LAYOUT = [
     # Distribution's pathSpec            Moorage's path                                    expected path
@@ -50,7 +51,11 @@ LAYOUT = [
     ("referrer descriptor (Moorage)", paths.referrer_descriptor(NAME, SUBJECT, REVISION),
      f"{REPO}/_referrers/sha512/{SUBJECT.hex}/sha256/{HEX}/descriptor"),
     ("revisions indexed for referrers (Moorage)", paths.referrers_scanned(NAME), f"{REPO}/_referrers/_scanned"),
-    ("blob last used by a push (Moorage, GC)", paths.blob_last_used(REVISION), f"{BLOBS}/sha256/ab/{HEX}/lastused"),
+    ("what earlier versions' GC left beside a blob (Moorage)", paths.legacy_markers(paths.blob_dir(REVISION)),
+     (f"{BLOBS}/sha256/ab/{HEX}/lastused", f"{BLOBS}/sha256/ab/{HEX}/condemned")),
+    ("a GC run's batch marker and journal entry (Moorage)",
+     (paths.gc_condemned("t0k", "00000001"), paths.gc_relied("t0k", "e1")),
+     (f"{ROOT}/_moorage/gc/t0k/condemned/00000001", f"{ROOT}/_moorage/gc/t0k/relied/e1")),
     ("mirror tag check time (Moorage)", paths.mirror_tag_checked(NAME, TAG), f"{REPO}/_mirror/tags/thetag/checked"),
 ]
 
