@@ -83,7 +83,6 @@ class Registry:
         namespaces = rules if isinstance(rules, DatabasePolicy) else None  # the database's namespace settings
         quotas = NamespaceQuotas(namespaces, config.storage.quotas) if namespaces is not None else config.storage.quotas
         ledger = UsageLedger(driver) if quotas is not None else None
-        # a push marks what it relies on at most once per quarter of GC's grace window (docs/gc.md)
         blobs = BlobStore(driver)
         manifests = ManifestStore(driver, blobs)
         uploads = UploadStore(driver, blobs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import TypeVar
@@ -18,6 +19,9 @@ class BlobUnknown(Exception):
 
 
 CACHE_ENTRIES = 65536
+# seconds a cached link answers: another replica may unlink it (a blob DELETE) and tells nobody, so the
+# answer may be that stale, as long as the database layer's caches (a wrong answer there loses no data)
+LINK_TRUST = 2.0
 
 
 class BlobStore:
@@ -25,12 +29,13 @@ class BlobStore:
 
     **Blob-descriptor cache.**  What this process saw stored, a blob's size and a repository's link, is
     remembered (``CACHE_ENTRIES`` each, least recently used out) together with the view of the GC lease
-    it was seen under (``storage.gc_watch``).  Blob data and links go only through garbage collection or
-    through this store (``unlink`` forgets what it removes), so an entry stays true while the current
-    view shows that no collector ran since: then it answers without a request.  Entries seen while a
-    collector ran are not kept, and after one ran they are read again.  Where a wrong "exists" would make
-    a client skip an upload (HEAD, mount) the blob's data is checked in storage all the same; a blob GET
-    that finds the data gone answers 404.
+    it was seen under (``storage.gc_watch``).  Blob data goes only through garbage collection, so a size
+    stays true while the current view shows that no collector ran since: then it answers without a
+    request.  Links also go when another replica unlinks a blob (DELETE), which this process does not
+    hear of: a link answers for ``LINK_TRUST`` seconds only.  Entries seen while a collector ran are not
+    kept, and after one ran they are read again.  Where a wrong "exists" would make a client skip an
+    upload (HEAD, mount, replication) the link and the data are checked in storage all the same; a blob
+    GET that finds the data gone answers 404.
     """
 
     def __init__(self, driver: StorageDriver, watch: GCWatch | None = None) -> None:
@@ -38,7 +43,7 @@ class BlobStore:
         self.watch = watch if watch is not None else GCWatch(driver)
         self.guard = PushGuard(driver, self.watch)
         self._sizes: OrderedDict[Digest, tuple[int, GCView]] = OrderedDict()
-        self._links: OrderedDict[tuple[str, Digest], tuple[bool, GCView]] = OrderedDict()
+        self._links: OrderedDict[tuple[str, Digest], tuple[float, GCView]] = OrderedDict()  # seen at
 
     async def stat(self, digest: Digest, check: bool = False) -> int:
         """The blob's size (raises BlobUnknown); ``check``: ask storage even when the cache knows it."""
@@ -64,13 +69,14 @@ class BlobStore:
 
     async def stat_in_repository(self, name: str, digest: Digest, check: bool = False) -> int:
         """The blob's size, if the repository links it (Distribution's linked blob statter); ``check``: the
-        data is checked in storage (a HEAD whose 200 lets a client skip its upload)."""
+        link and the data are checked in storage (a HEAD whose 200 lets a client skip its upload)."""
         view = await self.watch.view()
-        if _recall(self._links, (name, digest), view) is None:
+        seen = None if check else _recall(self._links, (name, digest), view)
+        if seen is None or time.monotonic() - seen > LINK_TRUST:
             if await read_link(self.driver, paths.layer_link(name, digest)) != digest:
                 self._links.pop((name, digest), None)
                 raise BlobUnknown(str(digest))
-            _remember(self._links, (name, digest), True, view)
+            _remember(self._links, (name, digest), time.monotonic(), view)
         return await self.stat(digest, check)
 
     def remember(self, digest: Digest, size: int, view: GCView) -> None:
@@ -80,7 +86,7 @@ class BlobStore:
     async def link(self, name: str, digest: Digest) -> None:
         view = await self.watch.view()
         await self.driver.put_content(paths.layer_link(name, digest), str(digest).encode())
-        _remember(self._links, (name, digest), True, view)
+        _remember(self._links, (name, digest), time.monotonic(), view)
 
     async def relied_on(self, name: str, digest: Digest) -> None:
         """A push in ``name`` will rely on this stored blob (a HEAD found it, a mount linked it): a

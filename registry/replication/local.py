@@ -92,7 +92,7 @@ class LocalSide:
 
     async def has_blob(self, repository: str, digest: Digest) -> bool:
         try:
-            await self.guard(f"blob {digest}", self.registry.blobs.stat_in_repository(repository, digest))
+            await self.guard(f"blob {digest}", self.registry.blobs.stat_in_repository(repository, digest, check=True))
         except BlobUnknown:
             return False
         return True
@@ -105,7 +105,7 @@ class LocalSide:
         except BlobUnknown:
             raise ItemFailed(f"{what}: not found") from None
         if blob.stored:
-            size = blob.size if blob.size is not None else (await self.registry.blobs.stat(digest)).size
+            size = blob.size if blob.size is not None else await self.registry.blobs.stat(digest)
             yield BlobStream(size, self.registry.blobs.reader(digest))
         else:  # a mirrored blob on its way from the upstream
             assert blob.stream is not None and blob.size is not None

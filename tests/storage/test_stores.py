@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from storage import paths
-from storage.blobs import BlobStore
+from storage import blobs, paths
+from storage.blobs import BlobStore, BlobUnknown
 from storage.catalog import Catalog
 from storage.digests import Digest, digest_bytes, new_hasher, parse_digest
 from storage.driver import PathNotFound, StorageDriver
@@ -184,6 +184,27 @@ async def test_empty_blob_without_body(make_driver: DriverFactory) -> None:
     await store(make_driver()).commit(upload, digest_of(b""), None)
     with pytest.raises(UploadUnknown):
         await store(make_driver()).info("team/app", created.id)
+
+
+async def test_a_link_another_replica_removed_is_not_answered_from_the_cache(
+    make_driver: DriverFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blob-descriptor cache hears nothing of a DELETE of a blob through another replica: a HEAD (whose
+    200 lets a client skip its upload) asks storage at once, anything else after ``LINK_TRUST``."""
+    uploads = store(make_driver())
+    created = await uploads.create("team/app")
+    await uploads.commit(created, digest_of(b"layer"), chunks(b"layer"))
+    here, there = BlobStore(make_driver()), BlobStore(make_driver())
+    await here.link("team/app", digest_of(b"layer"))
+    assert await here.stat_in_repository("team/app", digest_of(b"layer")) == 5
+    await there.unlink("team/app", digest_of(b"layer"))
+    with pytest.raises(BlobUnknown):
+        await here.stat_in_repository("team/app", digest_of(b"layer"), check=True)
+    await here.link("team/app", digest_of(b"layer"))
+    await there.unlink("team/app", digest_of(b"layer"))
+    monkeypatch.setattr(blobs, "LINK_TRUST", -1.0)  # as if LINK_TRUST had passed
+    with pytest.raises(BlobUnknown):
+        await here.stat_in_repository("team/app", digest_of(b"layer"))
 
 
 async def test_unknown_cancelled_and_mismatched_uploads(make_driver: DriverFactory) -> None:
