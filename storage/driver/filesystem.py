@@ -344,12 +344,6 @@ class FilesystemDriver(BaseDriver):
         is_dir = stat.S_ISDIR(st.st_mode)
         return FileInfo(path=path, size=0 if is_dir else st.st_size, modified=st.st_mtime, is_dir=is_dir)
 
-    async def stat_file(self, path: str) -> FileInfo:
-        info = await self.stat(path)
-        if info.is_dir:
-            raise PathNotFound(path)
-        return info
-
     async def list(self, path: str) -> list[str]:
         full = self.full_path(path)
         try:

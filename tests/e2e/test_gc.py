@@ -124,8 +124,8 @@ def test_gc_with_docker_then_distribution_serves_the_root(
     out = moorage_gc(server)  # online: the registry keeps serving
     print(out)
     freed = before - blob_bytes(server.root)
-    m = re.search(r"blobs: \d+ kept \([^)]*\), (\d+) removed", out)
-    assert m and int(m.group(1)) >= 5  # 2 manifests, a config and 2 layers at least
+    m = re.search(r"blobs: \d+ kept( \([^)]*\))?, (\d+) removed", out)  # kept bytes: not read on local disk
+    assert m and int(m.group(2)) >= 5  # 2 manifests, a config and 2 layers at least
     own = sum(size for ref in pushed.deleted for size in pushed.own(ref).values())
     assert freed >= own > 400_000, (freed, own)
     for ref in pushed.deleted:
