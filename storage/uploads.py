@@ -12,8 +12,8 @@ listing of ``hashstates`` cost less): whether it exists, the data's length, the 
 states.  A new sha256 session saves no state (the state at offset 0 is the empty hash); one of another
 algorithm saves its state at 0, which names the algorithm.  On local disk saving a state deletes the
 states the session was read with by name; in a bucket up to ``STATES_KEPT`` earlier states stay and are
-deleted together (a request less per chunk).  Finishing deletes the session's objects by name, in one
-request on S3.
+deleted together (a request less per chunk).  Finishing removes the session's directory, and on S3
+the multipart uploads of requests that died with it.
 """
 
 from __future__ import annotations
@@ -73,7 +73,6 @@ class UploadInfo:
     algorithm: str
     # the saved hash states as (algorithm, offset) when the session was read; None when unknown
     states: frozenset[tuple[str, int]] | None = None
-    objects: tuple[str, ...] = ()  # the session's objects when it was read (S3), deleted by name at the end
     data_stored: bool = False  # ``data`` was an object when the session was read
 
 
@@ -115,9 +114,8 @@ class UploadStore:
         stored = data is not None and not data.is_dir
         # an open session's bytes are not an object yet (S3 multipart): the newest state tells its length
         size = max([data.size if stored else 0, *(o for _, o in states)])  # type: ignore[union-attr]
-        objects = tuple(entry.path for entry in entries.values() if not entry.is_dir)
-        return UploadInfo(name, upload_id, size, started.modified, _algorithm(states, size), states, objects,
-                          stored)
+        return UploadInfo(name, upload_id, size, started.modified, _algorithm(states, size), states,
+                          data_stored=stored)
 
     async def _info_by_stat(self, name: str, upload_id: str) -> UploadInfo:
         """Local files: two stats and a listing of ``hashstates`` cost less than walking the session."""
@@ -228,7 +226,10 @@ class UploadStore:
             raise DigestMismatch(f"computed {digest.algorithm}:{actual}")
         await self._publish(upload, digest)
         await self.blobs.relied_on(upload.name, digest)  # a GC running now spares it (docs/gc.md)
-        await self._finish(upload)
+        # the whole session directory, so that S3 multipart uploads of requests that died go too (a
+        # listing of the objects and one of the open uploads: deleting by name would leave those)
+        with contextlib.suppress(UploadUnknown):
+            await self.cancel(upload.name, upload.id)
         return upload.size
 
     async def _publish(self, upload: UploadInfo, digest: Digest) -> None:
@@ -243,16 +244,6 @@ class UploadStore:
                 pass
         await self.driver.move(data_path, paths.blob_data(digest), upload.size)
         self.blobs.remember(digest, upload.size, view)
-
-    async def _finish(self, upload: UploadInfo) -> None:
-        """Remove a committed session: by name where its objects are known (S3: one request)."""
-        if self._local or not upload.objects:
-            with contextlib.suppress(UploadUnknown):
-                await self.cancel(upload.name, upload.id)
-            return
-        directory = paths.upload_dir(upload.name, upload.id)
-        await self.driver.delete_objects([(directory, [*upload.objects, paths.upload_data(upload.name, upload.id)])])
-        self.release_lock(upload.name, upload.id)
 
     def _fresh(self, upload: UploadInfo) -> bytes | None:
         """The resume token of a session that holds no data yet (b""), when it is known to hold none."""
