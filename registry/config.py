@@ -72,11 +72,24 @@ def to_url_path(value: Any) -> str:
 URLPath = Annotated[str, PlainValidator(to_url_path)]
 
 
+def cpu_count() -> int:
+    """The CPUs this process may use: its affinity mask, bounded by a cgroup v2 CPU quota (containers)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as limits:
+            quota, period = limits.read().split()
+    except (OSError, ValueError):
+        return count
+    if quota == "max":
+        return count
+    return max(1, min(count, -(-int(quota) // int(period))))
+
+
 def to_workers(value: Any) -> int:
-    """A whole number >= 1, or ``auto``: one process per CPU this process may run on (as Distribution uses
-    every core; measured on 2 cores: 1.4-2x the request rates and pull of one process)."""
+    """A whole number >= 1, or ``auto``: one process per CPU this process may use (as Distribution uses
+    every core; the workers share what they imported, see registry.http.workers)."""
     if isinstance(value, str) and value.strip().lower() == "auto":
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return cpu_count()
     return to_integer(value, 1)
 
 
@@ -110,7 +123,7 @@ class HTTPConfig(Section):
     trustedproxies: Strings = []
     tls: TLSConfig = Field(default_factory=TLSConfig)
     debug: DebugConfig = Field(default_factory=DebugConfig)
-    workers: Workers = 1
+    workers: Workers = Field(default_factory=cpu_count)  # auto
     server: choice("uvicorn", "granian") = "uvicorn"
     draintimeout: Duration = 30.0  # seconds requests in flight get to finish after SIGTERM
     headers: Headers = {}  # added to every /v2 response

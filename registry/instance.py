@@ -5,6 +5,7 @@ one ``RepositoryWriter`` every change goes through."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from auth.base import AccessController
 from auth.factory import build_access_controller, build_access_tokens, build_credentials
@@ -17,8 +18,6 @@ from configkit import ConfigError
 from registry.config import Config
 from registry.maintenance.retention import Retention, check_namespace_retention, with_namespaces
 from registry.mediatypes import describe_referrer
-from registry.mirror.repository import MirroredRepository
-from registry.mirror.source import UpstreamSource
 from registry.repository import Repository
 from registry.writes.events import EventBus
 from registry.writes.namespaces import ImmutableTags, NamespaceQuotas
@@ -35,6 +34,9 @@ from storage.manifests import ManifestStore, TagStore
 from storage.referrers import ReferrersIndex
 from storage.uploads import UploadStore
 from storage.usage import UsageLedger
+
+if TYPE_CHECKING:
+    from registry.mirror.source import UpstreamSource
 
 
 @dataclass(slots=True)
@@ -96,7 +98,11 @@ class Registry:
             policies.append(ImmutableTags(namespaces))
         quota = QuotaGuard(ledger, quotas) if ledger is not None and quotas is not None else None
         writer = RepositoryWriter(config, blobs, uploads, manifests, tags, referrers, events, policies, quota)
-        mirror = UpstreamSource.build(config.proxy, writer)
+        mirror = None
+        if config.proxy.mirror() is not None:
+            from registry.mirror.source import UpstreamSource  # httpx only for a mirror
+
+            mirror = UpstreamSource.build(config.proxy, writer)
         if mirror is not None:
             writer.mirrored = mirror.refusal
         return cls(
@@ -126,6 +132,8 @@ class Registry:
         if self.mirror is not None:
             route = self.mirror.route(name, ns)
             if route is not None:
+                from registry.mirror.repository import MirroredRepository
+
                 return MirroredRepository(self.mirror, route)
         return self.stored(name)
 

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,7 +23,9 @@ from registry.http.urls import origin
 from registry.instance import Registry
 from registry.replication.executions import Execution
 from registry.replication.rules import Rule
-from registry.replication.worker import Replication
+
+if TYPE_CHECKING:  # the workers import the HTTP client: only when a rule is configured
+    from registry.replication.worker import Replication
 
 ACCESS = [Access("registry", "replication", "*")]
 BASE = "/api/v1/replication"

@@ -7,6 +7,7 @@ import errno
 import logging
 import math
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from starlette.requests import ClientDisconnect, Request
@@ -27,7 +28,7 @@ from registry.config import Config
 from registry.errors import RegistryError, auth_failure_response, error_response
 from registry.events import logs, metrics
 from registry.events.audit import AuditTrail
-from registry.events.notifications.notifier import Notifier
+from registry.events.notifications import build_notifier
 from registry.events.observe import Observer
 from registry.http import allocator
 from registry.http.routes import WRITE_METHODS, match
@@ -35,13 +36,14 @@ from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.maintenance.schedule import collect_periodically
 from registry.names import check_name
-from registry.replication.worker import Replication
-from registry.ui.app import WebUI
 from registry.ui.content import Inspector
 from storage import paths
 from storage.background import stop
 from storage.database import Cached, DatabaseUnavailable
 from storage.driver import PathNotFound, StorageDriver, StorageUnavailable
+
+if TYPE_CHECKING:
+    from registry.replication.worker import Replication
 
 log = logging.getLogger("moorage")
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
@@ -74,7 +76,7 @@ class RegistryApp:
         if config.http.metrics.enabled:
             routes.append(Route(config.http.metrics.path, self.metrics, methods=["GET"]))
         self.other = Router(routes=routes, default=self.not_found)
-        self.notifier = Notifier.build(config, registry.driver)
+        self.notifier = build_notifier(config, registry.driver)
         if replication is not None:
             for consumer in replication.consumers():
                 registry.events.subscribe(consumer)
@@ -89,6 +91,9 @@ class RegistryApp:
         if config.metrics_enabled:
             registry.events.subscribe(metrics.ContentMetrics())
         self.observer = Observer(config, routes, [audit], registry.events)
+        # the periodic jobs (upload purge, scheduled GC, notifications, replication) run here; with forked
+        # workers only the first one runs them (registry.http.server)
+        self.background = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -106,15 +111,15 @@ class RegistryApp:
             if message["type"] == "lifespan.startup":
                 storage = self.config.storage
                 tasks.append(asyncio.create_task(self.check_storage()))
-                if storage.upload_purge_enabled and not storage.readonly:
+                if self.background and storage.upload_purge_enabled and not storage.readonly:
                     tasks.append(asyncio.create_task(self.purge_periodically()))
-                if storage.gc.enabled and not storage.readonly:
+                if self.background and storage.gc.enabled and not storage.readonly:
                     tasks.append(asyncio.create_task(collect_periodically(self.registry)))
-                if self.notifier is not None:
+                if self.background and self.notifier is not None:
                     self.notifier.start()
                 if self.registry.database is not None:
                     self.registry.database.feed.start()  # only if a cache follows it (auth.database)
-                if self.replication is not None and not storage.readonly:
+                if self.background and self.replication is not None and not storage.readonly:
                     self.replication.start()
                 if self.registry.policy is not None:
                     await prime(self.registry.policy)
@@ -289,19 +294,32 @@ async def drain(request: Request) -> None:
         pass
 
 
+
+def build_replication(registry: Registry) -> Replication | None:
+    """The replication rules' workers; None without rules, and then the HTTP client they use to reach
+    other registries is never imported."""
+    if registry.config.replication.replication() is None:
+        return None
+    from registry.replication.worker import Replication
+
+    return Replication.build(registry)
+
+
 def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
     if registry is None:
         registry = Registry.build(config)
     extra = token_server_routes(config.auth, lambda request: client_address(request, config.http),
                                 registry.login.credentials, registry.policy)
     inspector = Inspector(registry)
-    replication = Replication.build(registry)
+    replication = build_replication(registry)
     extra += V1Search(registry, inspector.description).routes()
     extra += V1Usage(registry).routes()
     extra += TokensAPI(registry, registry.tokens).routes()
     extra += ReplicationAPI(registry, replication).routes()
     extra += v1.routes(registry)
     if config.ui.enabled:
+        from registry.ui.app import WebUI  # Jinja2 and the templates only when the UI is on
+
         extra += WebUI(registry, inspector, replication).routes()
     return RegistryApp(config, registry, extra, replication)
 

@@ -1,12 +1,14 @@
 """Runs the app under an ASGI server, uvicorn (default) or granian, with Distribution's http.* keys.
 
+* ``http.workers`` (default ``auto``: one per CPU): under uvicorn, one process serves when there is one;
+  with more, a supervisor builds the app and forks that many workers (``registry.http.workers``).
+  granian always runs the app in worker processes of its own.
 * ``http.tls``: served TLS; ``clientcas`` makes it mutual TLS (a client certificate signed by one
   of them is required); ``minimumtls`` is the lowest protocol version accepted.
-* ``http.debug.addr``: a second listener (plain HTTP, keep it private) with Distribution's
-  ``/debug/health`` and, with ``http.debug.prometheus.enabled``, the metrics (``path``, default
-  ``/metrics``), served from a thread of the main process whatever the server.  When the app runs in
-  other processes (``http.workers`` > 1, or granian) the workers share their metrics through
-  ``PROMETHEUS_MULTIPROC_DIR`` (see ``registry.events.metrics``).
+* ``http.debug.addr``: a second listener (``registry.http.debug``), in the serving process or the first
+  worker. When the app runs in several processes they share their metrics through prometheus-client's
+  multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, see ``registry.events.metrics``), which must be chosen
+  before prometheus-client is imported: the app is imported here only after that choice.
 * Logs: the app's per-request event is the access log; the servers' own access logs are off.
 * ``http.draintimeout``: on SIGTERM the listener closes at once, requests in flight (uploads) get
   this long to finish, then they are cut and the process exits.
@@ -14,12 +16,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import ipaddress
 import logging
 import math
-import multiprocessing
 import os
 import secrets
 import shutil
@@ -27,26 +29,20 @@ import signal
 import ssl
 import sys
 import tempfile
-import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from uvicorn.supervisors import Multiprocess
 
 from configkit import ENV_PREFIX
 from registry.config import Config, ConfigError, TLSConfig
-from registry.events import metrics
 from registry.http import allocator
-from registry.http.app import create_app, storage_error
 from registry.http.head_limits import HeadLimits, LimitedHttpToolsProtocol
-from storage.driver.factory import build_driver
+from registry.http.workers import STARTUP_FAILURE, Supervisor, check_free, listening_socket
+
+if TYPE_CHECKING:
+    from registry.http.app import RegistryApp
 
 log = logging.getLogger("moorage")
 
@@ -59,7 +55,7 @@ TLS_VERSIONS = {
 APP_FACTORY = "registry.http.app:app_from_environment"
 LOOPBACK_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
 HYPER_MIN_BUFFER = 8192  # hyper refuses a smaller HTTP/1 read buffer
-STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -71,16 +67,10 @@ def split_addr(addr: str) -> tuple[str, int]:
 def serve(config: Config, source: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain; blocks. ``source``: the config file, for the start-up line."""
     host, port = split_addr(config.http.addr)
-    allocator.tune()  # this process serves when there is one worker; workers tune themselves
+    allocator.tune()  # before the app is built: forked workers inherit the settings
     log.info("%s", startup_line(config, source))
     warn_plain_http_credentials(config, host)
-    if config.http.workers > 1 and config.ui.secret is None:
-        # workers load the config themselves: one random session key for all, or a login works on one only
-        os.environ["REGISTRY_UI_SECRET"] = secrets.token_urlsafe(32)
     scratch = multiprocess_metrics(config)
-    debug = DebugServer(config) if config.http.debug_addr else None
-    if debug:
-        debug.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, exit_quietly)
     try:
@@ -89,28 +79,49 @@ def serve(config: Config, source: str | None = None) -> None:
         else:
             serve_uvicorn(config, host, port)
     finally:
-        if debug:
-            debug.stop()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def multiprocess_metrics(config: Config) -> str | None:
-    """Point the workers at a clean ``PROMETHEUS_MULTIPROC_DIR`` when the app runs in worker processes.
+def in_processes(config: Config) -> bool:
+    """Whether the app runs in several processes (or, under granian, in processes of its own)."""
+    return config.http.server == "granian" or config.http.workers > 1
 
-    Returns the directory when it was created here (removed at exit). Workers must import
-    prometheus-client afresh to see it: uvicorn spawns them; granian is told to spawn, not fork.
+
+def multiprocess_metrics(config: Config) -> str | None:
+    """Point every process at a clean ``PROMETHEUS_MULTIPROC_DIR`` when the app runs in worker processes.
+
+    Returns the directory when it was created here (removed at exit). prometheus-client reads the
+    variable when it is imported, which the app does: so this runs first, and refuses to run late.
     """
-    if not config.metrics_enabled or (config.http.workers == 1 and config.http.server == "uvicorn"):
+    if not config.metrics_enabled or not in_processes(config):
         return None
-    given = os.environ.get(metrics.MULTIPROC_ENV)
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before the metrics of several workers were set up")
+    given = os.environ.get(MULTIPROC_ENV)
     if given:
         for stale in Path(given).glob("*.db"):  # samples of an earlier run would be added up
             stale.unlink()
         return None
     scratch = tempfile.mkdtemp(prefix="moorage-metrics-")
-    os.environ[metrics.MULTIPROC_ENV] = scratch
+    os.environ[MULTIPROC_ENV] = scratch
     return scratch
+
+
+@contextlib.contextmanager
+def debug_listener(config: Config) -> Iterator[None]:
+    """``http.debug.addr``, served from a thread of this process while the block runs."""
+    if not config.http.debug_addr:
+        yield
+        return
+    from registry.http.debug import DebugServer
+
+    debug = DebugServer(config)
+    debug.start()
+    try:
+        yield
+    finally:
+        debug.stop()
 
 
 def startup_line(config: Config, source: str | None) -> str:
@@ -156,15 +167,36 @@ def exit_quietly(_signum: int, _frame: object) -> None:
 
 
 def serve_uvicorn(config: Config, host: str, port: int) -> None:
+    from registry.http.app import create_app  # after multiprocess_metrics (see the module's docstring)
+
     http = config.http
-    options: dict[str, object] = {}
-    if http.tls.certificate:
-        options.update(
-            ssl_certfile=http.tls.certificate,
-            ssl_keyfile=http.tls.key,
-            ssl_context_factory=functools.partial(uvicorn_ssl_context, http.tls),
-        )
-    common: dict[str, Any] = dict(
+    if http.workers > 1:
+        try:
+            check_free(host, port)
+        except OSError as e:
+            log.error("cannot listen on %s: %s", http.addr, e)
+            sys.exit(STARTUP_FAILURE)
+    app = create_app(config)
+    server_config = uvicorn.Config(app, **uvicorn_options(config, host, port))
+    server_config.moorage_head_limits = HeadLimits(  # type: ignore[attr-defined]
+        http.maxheadersize, http.maxheaders, http.headertimeout)
+    if http.workers == 1:
+        with debug_listener(config):
+            server = uvicorn.Server(server_config)
+            server.run()
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)  # as uvicorn.run does: the port was taken, the app did not start
+        return
+    server_config.load()  # protocol classes and the TLS context: imported and built once, shared
+    worker = functools.partial(uvicorn_worker, config, server_config, app, host, port)
+    status = Supervisor(http.workers, worker, http.draintimeout, on_exit=metrics_of_dead_worker(config)).run()
+    if status:
+        sys.exit(status)
+
+
+def uvicorn_options(config: Config, host: str, port: int) -> dict[str, Any]:
+    http = config.http
+    options: dict[str, Any] = dict(
         host=host,
         port=port,
         access_log=False,  # the app logs each request itself (registry.events.observe)
@@ -175,30 +207,49 @@ def serve_uvicorn(config: Config, host: str, port: int) -> None:
         timeout_keep_alive=75,
         timeout_graceful_shutdown=math.ceil(http.draintimeout),
         http=LimitedHttpToolsProtocol,
-        **options,
+        ws="none",
     )
-    limits = HeadLimits(http.maxheadersize, http.maxheaders, http.headertimeout)
-    if http.workers > 1:
-        workers = uvicorn.Config(APP_FACTORY, factory=True, workers=http.workers, **common)
-        workers.moorage_head_limits = limits  # type: ignore[attr-defined]  # pickled into each worker
-        DrainingMultiprocess(workers, sockets=[workers.bind_socket()]).run()
-    else:
-        single = uvicorn.Config(create_app(config), **common)
-        single.moorage_head_limits = limits  # type: ignore[attr-defined]
-        server = uvicorn.Server(single)
-        server.run()
-        if not server.started:
-            sys.exit(STARTUP_FAILURE)  # as uvicorn.run does: the port was taken, the app did not start
+    if http.tls.certificate:
+        options.update(
+            ssl_certfile=http.tls.certificate,
+            ssl_keyfile=http.tls.key,
+            ssl_context_factory=functools.partial(uvicorn_ssl_context, http.tls),
+        )
+    return options
 
 
-class DrainingMultiprocess(Multiprocess):
-    """uvicorn's worker supervisor, closing its own copy of the listening socket before it stops the
-    workers: while they drain, new connections are refused instead of queueing unanswered."""
+class ListeningServer(uvicorn.Server):
+    """uvicorn's server, calling ``ready`` once it listens (the supervisor then knows the worker started)."""
 
-    def terminate_all(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-        super().terminate_all()
+    def __init__(self, config: uvicorn.Config, ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.ready()
+
+
+def uvicorn_worker(config: Config, server_config: uvicorn.Config, app: RegistryApp, host: str, port: int,
+                   index: int, ready: Callable[[], None]) -> int:
+    """One forked worker: its own listening socket; the first one also runs the background jobs and
+    the debug listener."""
+    sock = listening_socket(host, port)
+    app.background = index == 0
+    with debug_listener(config) if index == 0 else contextlib.nullcontext():
+        server = ListeningServer(server_config, ready)
+        server.run(sockets=[sock])
+    return 0 if server.started else STARTUP_FAILURE
+
+
+def metrics_of_dead_worker(config: Config) -> Callable[[int], None]:
+    """What to do when a worker is gone: its live gauges (requests in flight) no longer count."""
+    if not config.metrics_enabled:
+        return lambda pid: None
+    from prometheus_client import multiprocess
+
+    return lambda pid: multiprocess.mark_process_dead(pid)
 
 
 def uvicorn_ssl_context(tls: TLSConfig, _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
@@ -229,7 +280,9 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
 
 
 def serve_granian(config: Config, host: str, port: int) -> None:
-    """granian runs the app factory in worker processes."""
+    """granian runs the app factory in worker processes, which it forks from this one: the app's modules
+    are imported here first, so that the workers share them. Every worker runs the background jobs (the
+    leases in storage let one collect garbage or deliver to an endpoint at a time)."""
     try:
         from granian import Granian
         from granian.constants import Interfaces, SSLProtocols
@@ -237,11 +290,14 @@ def serve_granian(config: Config, host: str, port: int) -> None:
         from granian.log import LogLevels
     except ImportError as e:
         raise ConfigError("http.server: granian is not installed (pip install 'moorage[granian]')") from e
+    import registry.http.app  # noqa: F401 - after multiprocess_metrics; shared by the forked workers
+
     http = config.http
     options: dict[str, object] = {}
-    if config.metrics_enabled:
-        multiprocessing.set_start_method("spawn", force=True)  # workers import prometheus-client afresh
-    with tempfile.TemporaryDirectory(prefix="moorage-granian-") as scratch:
+    if config.ui.secret is None:
+        # each worker builds its own app: one random session key for all, or a login works on one only
+        os.environ["REGISTRY_UI_SECRET"] = secrets.token_urlsafe(32)
+    with tempfile.TemporaryDirectory(prefix="moorage-granian-") as scratch, debug_listener(config):
         if http.tls.certificate:
             ssl_context(http.tls)  # the same errors as under uvicorn, before granian forks
             minimum = http.tls.minimumtls
@@ -281,76 +337,6 @@ def ca_bundle(cafiles: list[str], scratch: Path) -> Path:
     bundle = scratch / "clientcas.pem"
     bundle.write_text("\n".join(Path(ca).read_text() for ca in cafiles))
     return bundle
-
-
-# ------------------------------------------------------------------------------------- debug server
-
-
-class DebugServer:
-    """``http.debug.addr``: Distribution's ``/debug/health`` (200 ``{}``, or 503 with the failing
-    checks), plus ``/livez``, ``/healthz``, ``/readyz`` and the metrics when enabled, served by uvicorn in a
-    thread with its own loop."""
-
-    def __init__(self, config: Config) -> None:
-        assert config.http.debug_addr
-        host, port = split_addr(config.http.debug_addr)
-        self.config = config
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app(), host=host, port=port, log_config=None, access_log=False,
-                           lifespan="on", server_header=False)
-        )
-        self.thread = threading.Thread(target=self.server.run, name="moorage-debug", daemon=True)
-
-    def app(self) -> Starlette:
-        storage = self.config.storage
-        check_name = f"storagedriver_{storage.driver}"
-        drivers = []
-
-        @asynccontextmanager
-        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-            drivers.append(build_driver(storage.driver, storage.parameters,
-                                        redirect=not storage.redirect_disabled))
-            yield
-            await drivers[0].close()
-
-        async def health(_request: Request) -> Response:
-            error = await storage_error(drivers[0])
-            return JSONResponse({check_name: error} if error else {}, status_code=503 if error else 200)
-
-        async def readiness(_request: Request) -> Response:
-            error = await storage_error(drivers[0])
-            body = {"status": "unavailable", "storage": error} if error else {"status": "ok"}
-            return JSONResponse(body, status_code=503 if error else 200)
-
-        async def liveness(_request: Request) -> Response:
-            return JSONResponse({"status": "ok"})
-
-        async def prometheus(_request: Request) -> Response:
-            body, content_type = metrics.exposition()
-            return Response(body, headers={"Content-Type": content_type})
-
-        routes = [
-            Route("/debug/health", health, methods=["GET", "HEAD"]),
-            Route("/livez", liveness, methods=["GET", "HEAD"]),
-            Route("/healthz", readiness, methods=["GET", "HEAD"]),
-            Route("/readyz", readiness, methods=["GET", "HEAD"]),
-        ]
-        if self.config.http.debug_prometheus:
-            routes.append(Route(self.config.http.debug_prometheus_path, prometheus, methods=["GET"]))
-        return Starlette(routes=routes, lifespan=lifespan)
-
-    def start(self) -> None:
-        self.thread.start()
-        while not self.server.started and self.thread.is_alive():
-            threading.Event().wait(0.02)
-        if not self.server.started:
-            raise ConfigError(f"http.debug.addr: cannot listen on {self.config.http.debug_addr}")
-        extra = f", {self.config.http.debug_prometheus_path}" if self.config.http.debug_prometheus else ""
-        log.info("debug server on http://%s (/debug/health%s)", self.config.http.debug_addr, extra)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
 
 
 # ------------------------------------------------------------------------------------------ warnings

@@ -8,17 +8,16 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auth.rules import glob_regex
 from auth.settings import PATTERN_RE
 from configkit import Duration, convert
 from registry.config import Config, ConfigError
-from registry.instance import Registry
 from registry.maintenance.progress import TerminalProgress
-from storage.accounting import UsageReport, usage_report
-from storage.driver import StorageUnavailable
-from storage.gc import GarbageCollector, GCBusy, human_size
+
+if TYPE_CHECKING:
+    from storage.accounting import UsageReport
 
 
 def add_commands(commands: Any, load_config: Callable[[str | None], Config],
@@ -47,6 +46,12 @@ def add_commands(commands: Any, load_config: Callable[[str | None], Config],
 
 
 def run_du(args: argparse.Namespace) -> int:
+    # the registry's machinery only when a command runs: `moorage serve` imports this module too, and
+    # must choose the metrics' multiprocess mode before prometheus-client is imported (registry.http.server)
+    from registry.instance import Registry
+    from storage.accounting import usage_report
+    from storage.gc import human_size
+
     config = args.load_config(args.config)
     pattern = glob_regex(args.glob, "")
     if not PATTERN_RE.fullmatch(args.glob) or pattern is None:
@@ -86,6 +91,10 @@ def run_retention(args: argparse.Namespace) -> int:
 
 
 def run_gc(args: argparse.Namespace, config: Config | None = None, retention: bool = False) -> int:
+    from registry.instance import Registry
+    from storage.driver import StorageUnavailable
+    from storage.gc import GarbageCollector, GCBusy
+
     config = config or args.load_config(args.config)
     try:
         grace = convert(Duration, args.grace, "--grace") if args.grace is not None else config.storage.gc.grace

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 
 from registry.config import Config
-from registry.events.notifications.notifier import Notifier
+from registry.events.notifications import build_notifier
 from registry.instance import Registry
 from registry.maintenance.progress import TerminalProgress
 from registry.replication.copier import Copier
@@ -57,7 +57,7 @@ async def execute(config: Config, rule: Rule, lease_ttl: float) -> int:
     registry = Registry.build(config)
     sides = Sides.of(rule, registry)
     lease = RuleLease(registry.driver, rule.name, lease_ttl)
-    notifier = Notifier.build(config, registry.driver)
+    notifier = build_notifier(config, registry.driver)
     progress = TerminalProgress(prefix=f"replicate {rule.name}")
     store = ExecutionStore(registry.driver)
     execution: Execution | None = None

@@ -197,5 +197,6 @@ class Replication:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for worker in self.workers.values():
+        # only the process that ran the rules may release their leases (forked workers share the tokens)
+        for worker in self.workers.values() if self.tasks else ():
             await worker.close()

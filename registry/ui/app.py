@@ -48,7 +48,6 @@ from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.names import NAME_RE, TAG_RE
 from registry.replication.rules import Rule
-from registry.replication.worker import Replication
 from registry.ui.account import AccountPages
 from registry.ui.admin import AdminPages
 from registry.ui.changes import ChangePages
@@ -62,6 +61,7 @@ from storage.driver import StorageUnavailable
 from storage.manifests import repository_exists
 
 if TYPE_CHECKING:
+    from registry.replication.worker import Replication
     from registry.ui.machines import MachinePages
     from registry.ui.oidc import SingleSignOn
     from registry.ui.tokens import TokenPages

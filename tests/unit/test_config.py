@@ -77,7 +77,7 @@ def test_bad_yaml_file(tmp_path) -> None:
 
 
 def test_http_workers_auto_is_one_per_usable_cpu() -> None:
-    assert config.parse({}).http.workers == 1
+    assert config.parse({}).http.workers == len(os.sched_getaffinity(0))  # auto by default
     assert config.parse({"http": {"workers": 3}}).http.workers == 3
     assert config.parse({"http": {"workers": "auto"}}).http.workers == len(os.sched_getaffinity(0))
     assert config.load(None, environ={"REGISTRY_HTTP_WORKERS": "auto"}).http.workers >= 1

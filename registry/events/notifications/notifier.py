@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
-from registry.config import Config, ConfigError
+from registry.config import Config
 from registry.events import metrics
-from registry.events.notifications.config import NotificationsConfig, parse_notifications
+from registry.events.notifications.config import NotificationsConfig
 from registry.events.notifications.delivery import Delivery
 from registry.events.notifications.events import EventFactory, media_type
 from registry.events.notifications.queue import EventQueue
@@ -47,14 +47,6 @@ class Notifier:
             for endpoint in settings.endpoints
         ]
         self.tasks: list[asyncio.Task[None]] = []
-
-    @classmethod
-    def build(cls, config: Config, driver: StorageDriver) -> Notifier | None:
-        try:
-            settings = parse_notifications(config.notifications)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        return None if settings is None else cls(config, settings, driver)
 
     async def on_event(self, event: RepositoryEvent) -> None:
         if event.actor.kind == MIRROR:
@@ -92,7 +84,8 @@ class Notifier:
             task.cancel()
         for task in self.tasks:
             await stop(task)
-        for delivery in self.deliveries:
+        # only a process that delivered may hold the leases (forked workers share the lease tokens)
+        for delivery in self.deliveries if self.tasks else ():
             with contextlib.suppress(Exception):
                 await delivery.queue.release()
         await self.http.aclose()

@@ -1,0 +1,77 @@
+"""`moorage serve` imports what its config uses, and chooses the metrics' mode before prometheus-client.
+
+Each case runs in a fresh interpreter: the modules a process holds are memory that every worker shares
+or copies (boto3 alone is ~9 MiB, httpx with its command-line extras ~6 MiB).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROBE = """
+import json, sys
+import registry.cli, registry.http.server
+from registry import config
+cfg = config.load(sys.argv[1])
+before_app = sorted(m for m in sys.modules if m.split(".")[0] in {targets})
+from registry.http.app import create_app
+create_app(cfg)
+with_app = sorted(m for m in sys.modules if m.split(".")[0] in {targets})
+print(json.dumps({{"before_app": before_app, "with_app": with_app}}))
+"""
+TARGETS = {"prometheus_client", "httpx", "boto3", "botocore", "jinja2"}
+
+
+def imported(tmp_path: Path, settings: dict) -> tuple[set[str], set[str]]:
+    """Top-level packages of TARGETS imported once the config is read, and once the app is built."""
+    cfg = tmp_path / "config.yml"
+    cfg.write_text(yaml.safe_dump({"storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+                                   **settings}))
+    out = subprocess.run([sys.executable, "-c", PROBE.format(targets=sorted(TARGETS)), str(cfg)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    return ({m.split(".")[0] for m in found["before_app"]}, {m.split(".")[0] for m in found["with_app"]})
+
+
+def test_defaults_import_neither_s3_nor_http_clients(tmp_path: Path) -> None:
+    before, with_app = imported(tmp_path, {})
+    assert before == set(), "imported while reading the config, before the metrics' mode is chosen"
+    assert with_app == {"prometheus_client", "jinja2"}  # the UI is on by default
+
+
+def test_without_the_ui_no_jinja2(tmp_path: Path) -> None:
+    _, with_app = imported(tmp_path, {"ui": {"enabled": False}})
+    assert "jinja2" not in with_app
+
+
+@pytest.mark.parametrize("settings", [
+    {"notifications": {"endpoints": [{"name": "hook", "url": "http://127.0.0.1:9/events"}]}},
+    {"proxy": {"remoteurl": "http://127.0.0.1:9"}},
+])
+def test_notifications_and_a_mirror_bring_their_http_client(tmp_path: Path, settings: dict) -> None:
+    before, with_app = imported(tmp_path, settings)
+    assert "httpx" not in before
+    assert "httpx" in with_app
+
+
+def test_metrics_with_several_workers_refuse_a_late_prometheus_import() -> None:
+    """The guard behind the first test: multiprocess mode chosen after prometheus-client was imported would
+    leave every worker counting alone."""
+    probe = """
+import prometheus_client
+from registry import config
+from registry.http.server import multiprocess_metrics
+cfg = config.parse({"http": {"workers": 2, "debug": {"addr": "127.0.0.1:0", "prometheus": {"enabled": True}}}})
+try:
+    multiprocess_metrics(cfg)
+except RuntimeError as e:
+    print("refused:", e)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.startswith("refused: prometheus_client was imported"), out.stdout + out.stderr
