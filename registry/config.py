@@ -130,6 +130,7 @@ class HTTPConfig(Section):
     maxheadersize: integer(8192) = 65536  # bytes of a request's head (request line and headers)
     maxheaders: integer(10) = 100  # header fields of a request
     headertimeout: PositiveDuration = 10.0  # seconds for a connection to send a complete request head
+    bodytimeout: PositiveDuration = 60.0  # seconds a request body may send nothing (nginx's client_body_timeout)
     metrics: MetricsEndpoint = Field(default_factory=MetricsEndpoint)  # /metrics here too, behind auth
 
     @field_validator("host")

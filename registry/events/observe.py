@@ -33,6 +33,13 @@ MAX_REQUEST_ID = 128
 KEPT_HEADERS = frozenset({b"docker-content-digest", b"content-type", b"content-length", b"location"})
 NO_ANSWER = 499  # the client went away before an answer (nginx's convention)
 UNMATCHED = "unmatched"
+# query parameters the registry reads that carry no secret: logged with their values; any other value (a
+# ``?password=``, an OAuth ``code``) is logged as REDACTED. ``ns`` is containerd's: which upstream a mirror served
+LOGGED_PARAMETERS = frozenset({
+    "n", "last", "digest", "mount", "from", "ns", "artifactType",  # /v2
+    "service", "scope", "account", "client_id", "offline_token",  # the token server
+    "q", "page", "sort", "order", "tag", "next",  # the web UI and /v1/search
+})
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -197,8 +204,8 @@ class Observer:
     @staticmethod
     def _log(exchange: Exchange) -> None:
         """The access event, made by hand: ``Logger.info`` would walk the stack for a caller nobody prints."""
-        query = exchange.scope.get("query_string", b"").decode("latin-1")
-        target = f"{exchange.path}?{query}" if query else exchange.path  # as sent: containerd's ?ns= routes mirrors
+        query = exchange.scope.get("query_string", b"")
+        target = f"{exchange.path}?{loggable_query(query)}" if query else exchange.path
         record = access_log.makeRecord(
             access_log.name, logging.INFO, __file__, 0, '%s "%s %s HTTP/%s" %d',
             (exchange.remote_addr, exchange.method, target, exchange.scope.get("http_version", "1.1"),
@@ -252,4 +259,13 @@ class Observer:
             if found is Match.FULL:
                 return str(getattr(route, "path", UNMATCHED)) or UNMATCHED
         return UNMATCHED
+
+
+def loggable_query(query: bytes) -> str:
+    """The query string as sent, with the values of parameters outside ``LOGGED_PARAMETERS`` redacted."""
+    parts = []
+    for pair in query.decode("latin-1").split("&"):
+        name, sep, _ = pair.partition("=")
+        parts.append(pair if name in LOGGED_PARAMETERS or not sep else f"{name}=REDACTED")
+    return "&".join(parts)
 

@@ -31,6 +31,7 @@ from registry.events.audit import AuditTrail
 from registry.events.notifications import build_notifier
 from registry.events.observe import Observer
 from registry.http import allocator
+from registry.http.framing import IdleBody, malformed, refuse_body
 from registry.http.routes import WRITE_METHODS, match
 from registry.http.urls import client_address, origin
 from registry.instance import Registry
@@ -94,11 +95,19 @@ class RegistryApp:
         # the periodic jobs (upload purge, scheduled GC, notifications, replication) run here; with forked
         # workers only the first one runs them (registry.http.server)
         self.background = True
+        # uvicorn's protocol bounds the wait for a request body's pieces itself (registry.http.protocol)
+        self.body_timeout = config.http.bodytimeout if config.http.server == "granian" else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif scope["type"] == "http":
+            error = malformed(scope)
+            if error is not None:
+                await self.observer(scope, receive, send, error_response(error))
+                return
+            if self.body_timeout is not None:
+                receive = IdleBody(receive, self.body_timeout)
             app = self.api if scope["path"].startswith(self.api_prefix) else self.other
             await self.observer(scope, receive, send, app)
         else:
@@ -163,8 +172,8 @@ class RegistryApp:
         except RegistryError as e:
             response = error_response(e)
         except AuthFailure as e:
-            await drain(request)
             response = auth_failure_response(e)
+            await refuse_body(request, response)
         except ClientDisconnect:
             return
         except DatabaseUnavailable as e:
@@ -189,7 +198,8 @@ class RegistryApp:
         if found is None:
             raise RegistryError("UNSUPPORTED", "no such endpoint", status=404)
         endpoint, raw_params = found
-        params = {key: unquote(value) for key, value in raw_params.items()}
+        # a name is taken as sent: none of its characters needs an escape, and t%2Fa must not be t/a
+        params = {key: value if key == "name" else unquote(value) for key, value in raw_params.items()}
         scope["moorage.route"] = endpoint.route
         method = scope["method"]
         entry = endpoint.methods.get(method)
@@ -283,16 +293,6 @@ def unavailable(retry_after: float, reason: str | None = None, what: str = "stor
     seconds = str(max(1, math.ceil(retry_after)))
     message = f"the registry's {what} is unavailable, retry later" + (f": {reason}" if reason else "")
     return RegistryError("UNAVAILABLE", message, headers={"Retry-After": seconds})
-
-
-async def drain(request: Request) -> None:
-    """Read and discard a refused request's body so the client sees a clean answer, not a reset."""
-    try:
-        async for _ in request.stream():
-            pass
-    except (ClientDisconnect, RuntimeError):
-        pass
-
 
 
 def build_replication(registry: Registry) -> Replication | None:

@@ -38,7 +38,7 @@ import uvicorn
 from configkit import ENV_PREFIX
 from registry.config import Config, ConfigError, TLSConfig
 from registry.http import allocator
-from registry.http.head_limits import HeadLimits, LimitedHttpToolsProtocol
+from registry.http.protocol import Limits, RegistryHttpProtocol
 from registry.http.workers import STARTUP_FAILURE, Supervisor, check_free, listening_socket
 
 if TYPE_CHECKING:
@@ -178,8 +178,8 @@ def serve_uvicorn(config: Config, host: str, port: int) -> None:
             sys.exit(STARTUP_FAILURE)
     app = create_app(config)
     server_config = uvicorn.Config(app, **uvicorn_options(config, host, port))
-    server_config.moorage_head_limits = HeadLimits(  # type: ignore[attr-defined]
-        http.maxheadersize, http.maxheaders, http.headertimeout)
+    server_config.moorage_limits = Limits(  # type: ignore[attr-defined]
+        http.maxheadersize, http.maxheaders, http.headertimeout, http.bodytimeout)
     if http.workers == 1:
         with debug_listener(config):
             server = uvicorn.Server(server_config)
@@ -206,7 +206,7 @@ def uvicorn_options(config: Config, host: str, port: int) -> dict[str, Any]:
         server_header=False,
         timeout_keep_alive=75,
         timeout_graceful_shutdown=math.ceil(http.draintimeout),
-        http=LimitedHttpToolsProtocol,
+        http=RegistryHttpProtocol,
         ws="none",
     )
     if http.tls.certificate:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tests.api.conftest import OCI_MANIFEST, image_manifest, make_client, put_manifest, sha256
+from registry.config import parse
+from registry.http.app import create_app
+from tests.api.conftest import OCI_MANIFEST, image_manifest, make_client, push_blob, put_manifest, sha256
 
 
 def error_code(response) -> str:  # type: ignore[no-untyped-def]
@@ -144,3 +147,44 @@ def test_monolithic_upload_with_wrong_digest_leaves_nothing(client: TestClient, 
     uploads = root / "docker/registry/v2/repositories/team/app/_uploads"
     assert not uploads.exists() or os.listdir(uploads) == []
     assert client.head(f"/v2/team/app/blobs/{wrong}").status_code == 404
+
+
+def test_an_encoded_slash_does_not_make_another_repository(client: TestClient) -> None:
+    """``t%2Fa`` is not ``t/a``: names are matched as sent, and none of their characters needs an escape."""
+    push_blob(client, "t/a", b"layer")
+    for path in ("/v2/t%2Fa/tags/list", "/v2/t%2fa/blobs/uploads/", "/v2/t%2Fa/manifests/latest"):
+        r = client.request("POST" if path.endswith("uploads/") else "GET", path)
+        assert r.status_code == 400, (path, r.status_code, r.text)
+        assert r.json()["errors"][0]["code"] == "NAME_INVALID"
+
+
+def test_http_1_1_without_host_and_unknown_versions_are_refused(tmp_path: Path) -> None:
+    """RFC 9112: a server answers 400 to an HTTP/1.1 request without Host; an HTTP/2.0 request line on an
+    HTTP/1 connection is not HTTP/2 (505). Both in the registry's JSON error format."""
+    app = create_app(parse({"storage": {"filesystem": {"rootdirectory": str(tmp_path)}}}))
+
+    async def call(scope_extra: dict) -> tuple[int, dict, bytes]:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": "/v2/", "raw_path": b"/v2/", "query_string": b"", "root_path": "",
+                 "headers": [(b"host", b"registry.test")], "client": ("127.0.0.1", 1), "server": ("x", 80),
+                 **scope_extra}
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        head = sent[0]
+        return head["status"], dict(head["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
+
+    assert (asyncio.run(call({})))[0] == 200
+    assert (asyncio.run(call({"http_version": "1.0", "headers": []})))[0] == 200  # Host is HTTP/1.1's
+    status, headers, body = asyncio.run(call({"headers": [(b"user-agent", b"x")]}))
+    assert status == 400 and headers[b"content-type"] == b"application/json"
+    assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED" and b"Host" in body
+    status, headers, body = asyncio.run(call({"http_version": "2.0"}))
+    assert status == 505 and json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+    assert headers[b"connection"] == b"close"

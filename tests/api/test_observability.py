@@ -271,3 +271,18 @@ def test_gc_runs_and_quota_usage_are_measured(tmp_path: Path) -> None:
     assert sample("moorage_gc_objects_deleted_total", mode="gc", kind="blob") == before[2] + result.blobs_removed
     assert sample("moorage_gc_duration_seconds_count", mode="gc") >= 1
 
+
+
+def test_query_values_are_not_logged_but_the_apis_own_parameters_are(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A secret in the query (``?password=``) never reaches the access log; the parameters the registry
+    API defines keep their values (containerd's ``?ns=`` says which upstream a mirror served)."""
+    caplog.set_level(logging.INFO, logger="moorage.access")
+    with make_client(tmp_path) as client:
+        client.get("/v2/", params={"password": "query-secret-1", "token": "query-secret-2"})
+        client.get("/v2/team/app/tags/list", params={"n": "10", "last": "a", "ns": "docker.io"})
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "moorage.access"]
+    assert len(lines) == 2
+    assert "query-secret" not in caplog.text
+    assert '"GET /v2/?password=REDACTED&token=REDACTED HTTP/1.1"' in lines[0], lines[0]
+    assert '"GET /v2/team/app/tags/list?n=10&last=a&ns=docker.io HTTP/1.1"' in lines[1], lines[1]
