@@ -17,7 +17,7 @@ def build_driver(kind: str, parameters: Parameters, redirect: bool = True) -> St
     """Raise ConfigError naming the key when a parameter is wrong."""
     if kind == "filesystem":
         fs = FilesystemParameters.parse(parameters, "storage.filesystem")
-        return FilesystemDriver(fs.rootdirectory, fsync=fs.fsync)
+        return FilesystemDriver(fs.rootdirectory, fsync=fs.fsync, directwrites=fs.directwrites)
     if kind == "s3":
         from storage.driver.s3 import S3Driver  # boto3 (~9 MiB of a process) only for S3
 

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from configkit import Bool, Section, Str
 from storage.driver.base import BaseDriver, check_path
+from storage.driver.direct import DirectAppender, StagePool
 from storage.driver.interface import FileInfo, FileWriter, InvalidOffset, PathNotFound
 
 T = TypeVar("T")
@@ -194,9 +195,10 @@ def remove_stale_temp_files(directory: str, older_than: float) -> int:
 class FilesystemDriver(BaseDriver):
     name = "filesystem"
 
-    def __init__(self, rootdirectory: str, fsync: bool = True, threads: int = 16) -> None:
+    def __init__(self, rootdirectory: str, fsync: bool = True, threads: int = 16, directwrites: bool = True) -> None:
         self.root = os.path.abspath(rootdirectory)
         self.fsync = fsync
+        self.stages = StagePool() if directwrites else None  # large upload writes bypass the page cache
         os.makedirs(self.root, exist_ok=True)
         self.temp_dir = os.path.join(self.root, TEMP_DIR)
         try:
@@ -509,6 +511,7 @@ class FilesystemWriter(FileWriter):
         self._fd: int | None = fd
         self._size = size
         self._opened_size = size
+        self._direct = DirectAppender(driver.stages, full, fd) if driver.stages is not None else None
 
     @classmethod
     def open(cls, driver: FilesystemDriver, full: str, append: bool) -> FilesystemWriter:
@@ -530,6 +533,9 @@ class FilesystemWriter(FileWriter):
     def _write_sync(self, parts: Sequence[bytes | memoryview]) -> None:
         if self._fd is None:
             raise ValueError("writer is closed")
+        if self._direct is not None and self._direct.wanted(parts):
+            self._size += self._direct.append(parts, self._size)
+            return
         start = self._size
         views = [memoryview(p) for p in parts if len(p)]
         while views:
@@ -556,6 +562,8 @@ class FilesystemWriter(FileWriter):
             if sync:
                 os.fdatasync(self._fd)
         finally:
+            if self._direct is not None:
+                self._direct.close()
             os.close(self._fd)
             self._fd = None
 
@@ -587,3 +595,4 @@ class FilesystemParameters(Section):
 
     rootdirectory: Str = "./data"
     fsync: Bool = True  # fsync data and metadata before acknowledging
+    directwrites: Bool = True  # large upload writes bypass the page cache (O_DIRECT) where supported
