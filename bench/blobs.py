@@ -8,6 +8,7 @@ import random
 import time
 from pathlib import Path
 
+from bench import procstat
 from bench.core import Bench, run_threads, thread_measure
 from bench.payload import Payloads
 from bench.report import Measure
@@ -109,18 +110,22 @@ def section_push(b: Bench) -> None:
         b.notes.append(line)
         print("  " + line, flush=True)
     if s.rss_push:
-        _rss_push_case(b, s.rss_push)
+        _memory_case(b, s.rss_push)
     if on_disk:
         disk_reference(b, max(s.push_sizes), "after push")
 
 
-def _rss_push_case(b: Bench, size: int) -> None:
-    """One monolithic push of ``size`` bytes per server, with each server's peak RSS during it.
+def _memory_case(b: Bench, size: int) -> None:
+    """Each server's memory at idle, then during one monolithic push of ``size`` bytes.
 
-    Each server is restarted first: the figure is what a push costs a server, not what the earlier
-    sections left in it (Moorage keeps bounded caches, e.g. ~30 MiB of directory listings after the
-    10 000-repository catalog); the run's overall peak is the summary's "peak RSS whole run"."""
+    Each server is restarted first: the figures are what a server holds when it starts and what a push
+    costs it, not what the earlier sections left in it (Moorage keeps bounded caches, e.g. ~30 MiB of
+    directory listings after the 10 000-repository catalog); the run's overall peak RSS is the summary's
+    "peak RSS whole run". Memory is PSS summed over the server's processes (procstat), sampled every 0.1 s
+    during the push; the sum of each process's peak RSS is printed beside it."""
+    idle: dict[str, Measure] = {}
     peaks: dict[str, Measure] = {}
+    pss_peaks: dict[str, Measure] = {}
 
     def fn(srv: Server) -> Measure:
         conn = Conn(HOST, srv.port)
@@ -128,18 +133,28 @@ def _rss_push_case(b: Bench, size: int) -> None:
         srv.reset_peak()
         t0 = time.perf_counter()
         try:
-            push(conn, "bench/rss", b.payloads, size, tail, digest)
+            with procstat.PeakPss(srv.pid) as sampled:
+                push(conn, "bench/rss", b.payloads, size, tail, digest)
         finally:
             conn.close()
         wall = time.perf_counter() - t0
         peaks[srv.name] = Measure(srv.peak_rss())
+        pss_peaks[srv.name] = Measure(sampled.peak, note=f"{srv.processes()} processes")
         srv.drop_blob(digest)
         return Measure(size / wall / 1e6, work=float(size), wall=wall)
 
     for srv in b.servers.values():  # before the case: its CPU figures are read from the running process
         srv.stop()
         srv.start()
+    time.sleep(1.0)  # start-up work (imports, first requests' allocations) settles
+    for srv in b.servers.values():
+        once = procstat.resident_once_mib(srv.pid)
+        note = f"{srv.processes()} processes, RSS {procstat.rss_mib(srv.pid):.0f} MiB"
+        note += f", resident pages counted once {once:.0f} MiB" if once is not None else ""
+        idle[srv.name] = Measure(srv.pss(), note=note)
+    b.info_row("push", "idle PSS (fresh start)", "MiB", idle)
     b.case("push", f"mono {label(size)} c1", "MB/s", fn, cpu_unit="s/GB", reps=1)
+    b.info_row("push", f"peak PSS mono {label(size)} c1", "MiB", pss_peaks)
     b.info_row("push", f"peak RSS mono {label(size)} c1", "MiB", peaks)
 
 

@@ -163,6 +163,12 @@ class Server:
     def peak_rss(self) -> float:
         return procstat.peak_rss_mib(self.pid) if self.alive() else 0.0
 
+    def pss(self) -> float:
+        return procstat.pss_mib(self.pid) if self.alive() else 0.0
+
+    def processes(self) -> int:
+        return len(procstat.descendants(self.pid)) if self.alive() else 0
+
     def reset_peak(self) -> None:
         if self.alive():
             procstat.reset_peak(self.pid)
