@@ -9,15 +9,17 @@ connections evenly over the workers by their addresses; with one shared socket t
 wake accepts every connection waiting (uvloop accepts until the queue is empty), and keep-alive
 clients stay on whichever worker took them.
 
-The supervisor runs no event loop and no thread: it waits for signals. SIGTERM or SIGINT is passed on
-to every worker as SIGTERM (each drains as a single process does, ``http.draintimeout``); a worker that
-has not exited ``KILL_GRACE`` seconds after that is killed. A worker that dies on its own is replaced;
-one that dies before it listens (the port is taken, the app did not start) stops the whole server with
-its exit status.
+The supervisor runs no event loop and no thread: it waits for signals. SIGTERM, SIGINT or SIGHUP is
+passed on to every worker as SIGTERM (each drains as a single process does, ``http.draintimeout``); a
+worker that has not exited ``KILL_GRACE`` seconds after that is killed. A worker that dies on its own is
+replaced; one that dies before it listens (the port is taken, the app did not start) stops the whole
+server with its exit status. Should the supervisor itself be killed, the kernel sends its workers SIGTERM
+(``PR_SET_PDEATHSIG``): none is left serving on its own.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
@@ -30,7 +32,9 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("moorage")
 
-SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
+SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOP = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+PR_SET_PDEATHSIG = 1  # prctl(2)
 KILL_GRACE = 10.0  # after the drain time: lifespan shutdown (closing storage clients) gets this long
 RESTART_DELAY = 1.0  # a worker that keeps dying is not forked in a tight loop
 STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
@@ -61,6 +65,16 @@ def check_free(host: str, port: int) -> None:
     """Raise OSError when something listens on the address already: another Moorage would otherwise
     join our ``SO_REUSEPORT`` group and take half of the connections."""
     listening_socket(host, port, reuse_port=False).close()
+
+
+def die_with(supervisor: int) -> None:
+    """SIGTERM for this process when the supervisor dies (Linux); exit now if it is gone already."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the supervisor's SIGTERM is the only way
+        return
+    if os.getppid() != supervisor:
+        raise SystemExit(0)
 
 
 @dataclass
@@ -103,15 +117,17 @@ class Supervisor:
     def _fork(self, index: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._child(index)  # never returns
+            self._child(index, supervisor)  # never returns
         self.workers[pid] = Worker(index, pid)
 
-    def _child(self, index: int) -> None:
+    def _child(self, index: int, supervisor: int) -> None:
         status = 1
         try:
             os.close(self._ready_r)
+            die_with(supervisor)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             ready_w = self._ready_w
 
@@ -134,7 +150,7 @@ class Supervisor:
         while self.workers or stopping_since is None:
             received = signal.sigtimedwait(SIGNALS, 0.5)
             self._read_ready()
-            if received is not None and received.si_signo in (signal.SIGTERM, signal.SIGINT):
+            if received is not None and received.si_signo in STOP:
                 if stopping_since is None:
                     stopping_since = time.monotonic()
                     self._signal_all(signal.SIGTERM)

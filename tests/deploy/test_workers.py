@@ -156,3 +156,19 @@ def test_a_taken_port_stops_the_start(moorage: Any, tmp_path: Path) -> None:
     assert second.returncode == 3, second.stdout + second.stderr
     assert "cannot listen on" in second.stdout + second.stderr
     assert len(children(reg.proc.pid)) == 2  # the first server is untouched
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(moorage: Any) -> None:
+    """kill -9 of the supervisor: its workers get SIGTERM from the kernel and exit, so nothing keeps
+    serving the port unsupervised."""
+    reg = moorage({"workers": 2})
+    assert reg.proc is not None
+    workers = children(reg.proc.pid)
+    reg.proc.kill()
+    reg.proc.wait(10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.1)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+             and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
+    assert not alive, f"workers {alive} outlived their supervisor"

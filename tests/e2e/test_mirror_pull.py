@@ -33,6 +33,11 @@ MIRROR_PORTS = range(15500, 15600)
 ACCESS_RE = re.compile(r'"(GET|HEAD|POST|PUT|PATCH|DELETE) (/v2/\S*) HTTP')
 
 
+# single-flight downloads and upstream tokens are per process (docs/mirror.md): the tests that count
+# upstream requests run one worker, as one process per replica would
+ONE_PROCESS = {"http": {"workers": 1}}
+
+
 def start_server(
     factory: ServerFactory, config: Mapping[str, Any] | Callable[[int], Mapping[str, Any]] | None = None
 ) -> RegistryProcess:
@@ -87,8 +92,9 @@ def test_docker_pull_through_mirror_of_distribution_with_htpasswd(
     repo = f"e2e/{unique('app')}"
     img = images.docker_archive(f"{repo}:v1")
     skopeo.copy(f"docker-archive:{img.path}", f"docker://{up.ref(repo, 'v1')}", "--dest-creds", "alice:s3cret")
-    mirror = start_server(
-        start_moorage, {"proxy": {"remoteurl": up.url, "username": "alice", "password": "s3cret", "ttl": "1h"}}
+    mirror = start_server(  # one worker: downloads are shared between the requests of one process
+        start_moorage, {"proxy": {"remoteurl": up.url, "username": "alice", "password": "s3cret", "ttl": "1h"},
+                        **ONE_PROCESS}
     )
     ref = mirror.ref(repo, "v1")
     docker.pull(ref)
@@ -176,7 +182,7 @@ def test_ten_concurrent_cold_pulls_fetch_each_blob_once(
     repo = f"e2e/{unique('cold')}"
     img = images.docker_archive(f"{repo}:v1", layers=[images.random_layer(20 << 20), images.layer()])
     skopeo.copy(f"docker-archive:{img.path}", f"docker://{up.ref(repo, 'v1')}")
-    mirror = start_server(start_moorage, {"proxy": {"upstreams": [{"prefix": "d", "url": up.url}]}})
+    mirror = start_server(start_moorage, {"proxy": {"upstreams": [{"prefix": "d", "url": up.url}]}, **ONE_PROCESS})
     before = upstream_requests(up)
 
     def pull(i: int) -> str:
@@ -326,8 +332,8 @@ def test_pull_through_mirror_of_distribution_behind_moorage_token_server(
     repo = f"alice/{unique('tok')}"
     img = images.docker_archive(f"{repo}:v1")
     skopeo.copy(f"docker-archive:{img.path}", f"docker://{up.ref(repo, 'v1')}", "--dest-creds", ALICE)
-    mirror = start_server(
-        start_moorage, {"proxy": {"remoteurl": up.url, "username": "alice", "password": USERS["alice"]}}
+    mirror = start_server(  # one worker: tokens are cached per process
+        start_moorage, {"proxy": {"remoteurl": up.url, "username": "alice", "password": USERS["alice"]}, **ONE_PROCESS}
     )
     docker.pull(mirror.ref(repo, "v1"))
     assert docker.inspect(mirror.ref(repo, "v1"))["Id"] == img.image_id
