@@ -18,7 +18,6 @@ from starlette.routing import Route
 from registry.config import Config, ConfigError
 from registry.events import metrics
 from registry.http.app import storage_error
-from registry.http.server import split_addr
 from storage.driver.factory import build_driver
 
 log = logging.getLogger("moorage")
@@ -27,9 +26,7 @@ log = logging.getLogger("moorage")
 class DebugServer:
     """The debug listener of ``config`` (see the module's docstring)."""
 
-    def __init__(self, config: Config) -> None:
-        assert config.http.debug_addr
-        host, port = split_addr(config.http.debug_addr)
+    def __init__(self, config: Config, host: str, port: int) -> None:
         self.config = config
         self.server = uvicorn.Server(
             uvicorn.Config(self.app(), host=host, port=port, log_config=None, access_log=False,

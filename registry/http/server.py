@@ -8,7 +8,7 @@
 * ``http.debug.addr``: a second listener (``registry.http.debug``), in the serving process or the first
   worker. When the app runs in several processes they share their metrics through prometheus-client's
   multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, see ``registry.events.metrics``), which must be chosen
-  before prometheus-client is imported: the app is imported here only after that choice.
+  before any metric holds a value: the app is imported here only after that choice.
 * Logs: the app's per-request event is the access log; the servers' own access logs are off.
 * ``http.draintimeout``: on SIGTERM the listener closes at once, requests in flight (uploads) get
   this long to finish, then they are cut and the process exits.
@@ -91,20 +91,28 @@ def in_processes(config: Config) -> bool:
 def multiprocess_metrics(config: Config) -> str | None:
     """Point every process at a clean ``PROMETHEUS_MULTIPROC_DIR`` when the app runs in worker processes.
 
-    Returns the directory when it was created here (removed at exit). prometheus-client reads the
-    variable when it is imported, which the app does: so this runs first, and refuses to run late.
+    Returns the directory when it was created here (removed at exit). prometheus-client chooses how to
+    keep a value when the value is made: from its import on, by the variable, or by ``values.ValueClass``
+    (its own hook for this), which is set here when the config's modules imported it already. Their
+    metrics all have labels, so they hold no value until their first ``labels()``; the HTTP layer's
+    (``registry.events.metrics``, with gauges of their own) must not be imported yet.
     """
     if not config.metrics_enabled or not in_processes(config):
         return None
-    if "prometheus_client" in sys.modules:
-        raise RuntimeError("prometheus_client was imported before the metrics of several workers were set up")
+    if "registry.events.metrics" in sys.modules:
+        raise RuntimeError("registry.events.metrics was imported before the metrics of several workers were set up")
     given = os.environ.get(MULTIPROC_ENV)
+    scratch = None
     if given:
         for stale in Path(given).glob("*.db"):  # samples of an earlier run would be added up
             stale.unlink()
-        return None
-    scratch = tempfile.mkdtemp(prefix="moorage-metrics-")
-    os.environ[MULTIPROC_ENV] = scratch
+    else:
+        scratch = tempfile.mkdtemp(prefix="moorage-metrics-")
+        os.environ[MULTIPROC_ENV] = scratch
+    if "prometheus_client" in sys.modules:
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()
     return scratch
 
 
@@ -116,7 +124,7 @@ def debug_listener(config: Config) -> Iterator[None]:
         return
     from registry.http.debug import DebugServer
 
-    debug = DebugServer(config)
+    debug = DebugServer(config, *split_addr(config.http.debug_addr))
     debug.start()
     try:
         yield

@@ -1,4 +1,4 @@
-"""`moorage serve` imports what its config uses, and chooses the metrics' mode before prometheus-client.
+"""`moorage serve` imports what its config uses, and chooses the metrics' mode before any metric holds a value.
 
 Each case runs in a fresh interpreter: the modules a process holds are memory that every worker shares
 or copies (boto3 alone is ~9 MiB, httpx with its command-line extras ~6 MiB).
@@ -41,7 +41,7 @@ def imported(tmp_path: Path, settings: dict) -> tuple[set[str], set[str]]:
 
 def test_defaults_import_neither_s3_nor_http_clients(tmp_path: Path) -> None:
     before, with_app = imported(tmp_path, {})
-    assert before == set(), "imported while reading the config, before the metrics' mode is chosen"
+    assert not before & {"httpx", "boto3", "botocore", "jinja2"}
     assert with_app == {"prometheus_client", "jinja2"}  # the UI is on by default
 
 
@@ -60,11 +60,29 @@ def test_notifications_and_a_mirror_bring_their_http_client(tmp_path: Path, sett
     assert "httpx" in with_app
 
 
-def test_metrics_with_several_workers_refuse_a_late_prometheus_import() -> None:
-    """The guard behind the first test: multiprocess mode chosen after prometheus-client was imported would
-    leave every worker counting alone."""
+def test_metrics_imported_with_the_config_hold_no_value_yet() -> None:
+    """prometheus-client may be imported with the config's modules (auth's, storage's metrics): the
+    multiprocess mode chosen afterwards holds for them because every one of them has labels, so none
+    holds a value before its first ``labels()`` (an unlabelled one would keep counting alone in each worker)."""
     probe = """
-import prometheus_client
+import sys
+import registry.cli
+from registry import config
+config.load(None)
+from prometheus_client import REGISTRY
+names = [m for m in sys.modules if m.endswith(".metrics") and m.split(".")[0] in ("auth", "storage", "registry")]
+assert "registry.events.metrics" not in names, names
+holding = [s.name for family in REGISTRY.collect() for s in family.samples
+           if family.name.startswith("moorage_")]
+print("holding:", holding, names)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.startswith("holding: []"), out.stdout + out.stderr
+
+
+def test_a_late_http_metrics_import_is_refused() -> None:
+    probe = """
+import registry.events.metrics
 from registry import config
 from registry.http.server import multiprocess_metrics
 cfg = config.parse({"http": {"workers": 2, "debug": {"addr": "127.0.0.1:0", "prometheus": {"enabled": True}}}})
@@ -74,4 +92,4 @@ except RuntimeError as e:
     print("refused:", e)
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.startswith("refused: prometheus_client was imported"), out.stdout + out.stderr
+    assert out.stdout.startswith("refused: registry.events.metrics was imported"), out.stdout + out.stderr
