@@ -5,5 +5,5 @@ repositories here (pull), on events, on a schedule or by hand (docs/replication.
 copy reads from and writes to; ``copier`` copies one item (a tag with its manifests, blobs and
 referrers) between two sides; ``plan`` lists the items of an execution; ``executions`` keeps the state
 of executions in storage; ``runner`` runs one execution under the rule's lease; ``worker`` triggers
-executions inside ``moorage serve``; ``cli`` is ``moorage replicate``.
+executions inside ``moorage serve``; ``cli`` is ``moorage replicate`` and ``manual`` its run.
 """

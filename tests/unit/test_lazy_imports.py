@@ -53,8 +53,10 @@ def test_without_the_ui_no_jinja2(tmp_path: Path) -> None:
 @pytest.mark.parametrize("settings", [
     {"notifications": {"endpoints": [{"name": "hook", "url": "http://127.0.0.1:9/events"}]}},
     {"proxy": {"remoteurl": "http://127.0.0.1:9"}},
+    {"replication": {"remotes": [{"name": "there", "url": "http://127.0.0.1:9"}],
+                     "rules": [{"name": "to-there", "remote": "there", "repositories": ["team/**"]}]}},
 ])
-def test_notifications_and_a_mirror_bring_their_http_client(tmp_path: Path, settings: dict) -> None:
+def test_notifications_a_mirror_and_replication_bring_their_http_client(tmp_path: Path, settings: dict) -> None:
     before, with_app = imported(tmp_path, settings)
     assert "httpx" not in before
     assert "httpx" in with_app
