@@ -28,7 +28,7 @@ from registry.config import Config
 from registry.errors import RegistryError, auth_failure_response, error_response
 from registry.events import logs, metrics
 from registry.events.audit import AuditTrail
-from registry.events.notifications import build_notifier
+from registry.events.notifications.factory import build_notifier
 from registry.events.observe import Observer
 from registry.http import allocator
 from registry.http.framing import IdleBody, malformed, refuse_body

@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from registry.config import Config
-from registry.events.notifications import build_notifier
+from registry.events.notifications.factory import build_notifier
 from registry.instance import Registry
 from registry.maintenance.progress import TerminalProgress
 from registry.replication.copier import Copier

@@ -1,31 +1,6 @@
 """Webhook notifications compatible with Distribution's ``notifications.endpoints``, delivered from a
 durable queue in storage: ``notifier`` turns the registry's events into queued notification events,
 ``config`` reads the section, ``events`` shapes Distribution's envelope, ``queue`` keeps it in storage,
-``delivery`` sends and retries.  Importing the package loads only ``config``: ``build_notifier`` imports
-the rest (and the HTTP client) when endpoints are configured."""
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-from configkit import ConfigError
-from registry.events.notifications.config import parse_notifications
-
-if TYPE_CHECKING:
-    from registry.config import Config
-    from registry.events.notifications.notifier import Notifier
-    from storage.driver import StorageDriver
-
-
-def build_notifier(config: Config, driver: StorageDriver) -> Notifier | None:
-    """The notifier of ``notifications.endpoints``; None without endpoints, and then its machinery (httpx,
-    the queue, the deliveries) is never imported."""
-    try:
-        settings = parse_notifications(config.notifications)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if settings is None:
-        return None
-    from registry.events.notifications.notifier import Notifier
-
-    return Notifier(config, settings, driver)
+``delivery`` sends and retries.  Importing the package loads none of them (the config imports only
+``config``, without the HTTP client); ``factory`` builds the notifier, importing the rest only when
+endpoints are configured."""
