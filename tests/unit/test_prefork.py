@@ -43,3 +43,19 @@ def test_building_the_app_starts_no_thread_and_opens_no_socket(tmp_path: Path, s
     assert threading.active_count() == threads, [t.name for t in threading.enumerate()]
     assert sockets() == socks
     assert app.background  # until the supervisor says which worker runs the periodic jobs
+
+
+def test_building_the_app_on_a_database_opens_no_connection(tmp_path: Path) -> None:
+    """auth.database: the engine, its pool and threads are made on first use, in each worker; a
+    connection opened before the fork would be shared by every worker (SQLite's file locks are per
+    process, PostgreSQL's protocol per socket)."""
+    config = parse({"storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+                    "auth": {"database": {}}})
+    threads, files = threading.active_count(), set(os.listdir("/proc/self/fd"))
+    app = create_app(config)
+    assert threading.active_count() == threads, [t.name for t in threading.enumerate()]
+    opened = {os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - files
+              if os.path.exists(f"/proc/self/fd/{fd}")}
+    assert not [path for path in opened if "moorage.db" in path], opened
+    assert app.registry.database is not None and app.registry.database._engine is None
+    assert not (tmp_path / "data" / "moorage.db").exists()
