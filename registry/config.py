@@ -85,11 +85,20 @@ def cpu_count() -> int:
     return max(1, min(count, -(-int(quota) // int(period))))
 
 
+class AutoWorkers(int):
+    """``http.workers: auto``'s count: unlike a number given, the registry may lower it when its config
+    keeps state that worker processes cannot share (``Config._one_process``)."""
+
+
+def auto_workers() -> AutoWorkers:
+    return AutoWorkers(cpu_count())
+
+
 def to_workers(value: Any) -> int:
     """A whole number >= 1, or ``auto``: one process per CPU this process may use (as Distribution uses
     every core; the workers share what they imported, see registry.http.workers)."""
     if isinstance(value, str) and value.strip().lower() == "auto":
-        return cpu_count()
+        return auto_workers()
     return to_integer(value, 1)
 
 
@@ -123,7 +132,7 @@ class HTTPConfig(Section):
     trustedproxies: Strings = []
     tls: TLSConfig = Field(default_factory=TLSConfig)
     debug: DebugConfig = Field(default_factory=DebugConfig)
-    workers: Workers = Field(default_factory=cpu_count)  # auto
+    workers: Workers = Field(default_factory=auto_workers)  # auto
     server: choice("uvicorn", "granian") = "uvicorn"
     draintimeout: Duration = 30.0  # seconds requests in flight get to finish after SIGTERM
     headers: Headers = {}  # added to every /v2 response
@@ -351,6 +360,22 @@ class Config(Section):
         if self.loglevel is not None and "level" not in self.log.model_fields_set:
             self.log.level = self.loglevel
         return self
+
+    @model_validator(mode="after")
+    def _one_process(self) -> Config:
+        """``auto`` serves from one process when a UI login would not survive a change of worker: auth.oidc
+        without auth.database keeps who logged in through the provider in the memory of the process that
+        saw the callback, and another worker would log that session out."""
+        if isinstance(self.http.workers, AutoWorkers) and self.one_process_reason:
+            self.http.workers = AutoWorkers(1)
+        return self
+
+    @property
+    def one_process_reason(self) -> str | None:
+        """Why ``http.workers: auto`` means one process with this config; None when it need not."""
+        if self.auth.oidc is not None and self.auth.database is None:
+            return "auth.oidc without auth.database keeps its single sign-ons in one process's memory"
+        return None
 
     @property
     def log_level(self) -> str:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from configkit import ENV_PREFIX
-from registry.config import Config, ConfigError, TLSConfig
+from registry.config import AutoWorkers, Config, ConfigError, TLSConfig
 from registry.http import allocator
 from registry.http.protocol import Limits, RegistryHttpProtocol
 from registry.http.workers import STARTUP_FAILURE, Supervisor, check_free, listening_socket
@@ -69,6 +69,9 @@ def serve(config: Config, source: str | None = None) -> None:
     host, port = split_addr(config.http.addr)
     allocator.tune()  # before the app is built: forked workers inherit the settings
     log.info("%s", startup_line(config, source))
+    if isinstance(config.http.workers, AutoWorkers) and config.one_process_reason:
+        log.info("http.workers auto: one process, as %s (set http.workers to override)",
+                 config.one_process_reason)
     warn_plain_http_credentials(config, host)
     scratch = multiprocess_metrics(config)
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,22 @@ def test_http_workers_auto_is_one_per_usable_cpu() -> None:
     assert config.load(None, environ={"REGISTRY_HTTP_WORKERS": "auto"}).http.workers >= 1
     with pytest.raises(config.ConfigError, match="http.workers"):
         config.parse({"http": {"workers": "many"}})
+
+
+@pytest.mark.parametrize("workers", [None, "auto"])
+def test_http_workers_auto_is_one_process_for_single_sign_on_kept_in_memory(tmp_path: Path,
+                                                                            workers: str | None) -> None:
+    """auth.oidc without auth.database: the provider's logins live in the process that saw the callback,
+    so a second worker would log the UI session out; auto serves from one process, a number is obeyed."""
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("")
+    oidc = {"issuer": "https://sso.example.test", "clientid": "moorage", "clientsecret": "s"}
+    http = {} if workers is None else {"workers": workers}
+    settings = {"http": http, "auth": {"htpasswd": {"path": str(htpasswd)}, "oidc": oidc}}
+    parsed = config.parse(settings)
+    assert parsed.http.workers == 1 and parsed.one_process_reason
+    assert config.parse({**settings, "http": {"workers": 2}}).http.workers == 2
+    database = {**settings["auth"], "database": {}}
+    with_database = config.parse({"http": http, "auth": database,
+                                  "storage": {"filesystem": {"rootdirectory": str(tmp_path)}}})
+    assert with_database.http.workers == len(os.sched_getaffinity(0)) and not with_database.one_process_reason
