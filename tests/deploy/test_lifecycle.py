@@ -13,37 +13,17 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.deploy.support import free_port, port_closed
-from tests.e2e.servers import MOORAGE, RegistryProcess, make_server, moorage_executable
+from tests.e2e.servers import RegistryProcess
 
 KB = 1024
 SERVERS = ["uvicorn", "granian"]
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def moorage(tmp_path: Path) -> Iterator[Any]:
-    exe = moorage_executable()
-    if exe is None:
-        pytest.fail("the `moorage` console script is not installed (pip install -e '.[test]')")
-    started: list[RegistryProcess] = []
-
-    def factory(http: dict[str, Any]) -> RegistryProcess:
-        port = free_port()
-        server = make_server(MOORAGE, exe, tmp_path / f"moorage-{len(started)}", port=port,
-                             config={"http": {"addr": f"127.0.0.1:{port}", **http}})
-        started.append(server)
-        return server.start()
-
-    yield factory
-    for server in started:
-        server.stop()
 
 
 @pytest.mark.parametrize("server", SERVERS)
