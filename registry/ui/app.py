@@ -147,7 +147,8 @@ class WebUI:
         self.config = registry.config
         self.base = f"{self.config.http.prefix}ui"
         self.inspector = inspector
-        self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, registry.login, self.base)
+        self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, registry.login, self.base,
+                                 registry.policy.refresh if registry.policy is not None else None)
         self.env = environment(self.base)
         self.token_pages: TokenPages | None = None
         self.machine_pages: MachinePages | None = None
@@ -201,7 +202,7 @@ class WebUI:
 
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
-            session = self.sessions.load(request)
+            session = await self.sessions.load(request)
             try:
                 await self.registry.login.refresh()
                 if session.user is not None and await self.registry.login.current(session.user) is None:

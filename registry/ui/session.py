@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -20,6 +21,7 @@ from starlette.responses import Response
 
 from auth.login import Login
 from auth.tokenserver import read_form
+from storage.driver import StorageUnavailable
 
 COOKIE = "moorage_session"
 
@@ -33,14 +35,19 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, secret: str | None, ttl: float, login: Login, path: str) -> None:
+    def __init__(self, secret: str | None, ttl: float, login: Login, path: str,
+                 confirm: Callable[[], Awaitable[None]] | None = None) -> None:
+        """``confirm``: one read of the change feed that makes this process's view of the users current
+        (auth.database): a session stamped by another process or replica a moment ago, at a user's first
+        single sign-on or a password change, is checked against it before it is refused."""
         self.secret = secret or secrets.token_urlsafe(32)  # also signs the single sign-on cookie
         self.serializer = URLSafeTimedSerializer(self.secret, salt="moorage-ui-session")
         self.ttl = ttl
         self.login = login
         self.path = path
+        self.confirm = confirm
 
-    def load(self, request: Request) -> Session:
+    async def load(self, request: Request) -> Session:
         raw = request.cookies.get(COOKIE)
         if raw:
             try:
@@ -49,9 +56,21 @@ class Sessions:
                 data = None
             if isinstance(data, dict) and isinstance(data.get("c"), str):
                 user = data.get("u")
-                if user is None or (isinstance(user, str) and self.login.stamp(user) == data.get("s")):
+                if user is None or (isinstance(user, str) and await self._stamped(user, data.get("s"))):
                     return Session(user, data["c"], data.get("s"))
         return Session(None, secrets.token_urlsafe(24), changed=True)
+
+    async def _stamped(self, user: str, stamp: object) -> bool:
+        """Whether the session's stamp is the user's current one, confirmed once when it differs."""
+        if self.login.stamp(user) == stamp:
+            return True
+        if self.confirm is None:
+            return False
+        try:
+            await self.confirm()
+        except StorageUnavailable:  # the database's faults included: the stamp this process knows decides
+            return False
+        return self.login.stamp(user) == stamp
 
     def log_in(self, session: Session, user: str) -> None:
         """A fresh CSRF token with every login (a token seen before login is not reused)."""
