@@ -15,6 +15,7 @@ never rests on a poll that stopped, and a decision that may (a pull) costs no qu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -47,6 +48,7 @@ class Cached(Generic[T]):
         self.confirmed = -math.inf  # monotonic time from which the value is known current
         self.loads = 0  # reloads so far (tests and metrics)
         self._refresh: asyncio.Task[None] | None = None
+        self._refresh_began = -math.inf  # when the running refresh was asked for (its counter read follows)
 
     def peek(self) -> T | None:
         """The latest value, however old (None before the first load)."""
@@ -67,11 +69,20 @@ class Cached(Generic[T]):
 
     async def refresh(self, observed: tuple[int, float] | None = None) -> None:
         """Confirm or reload; ``observed`` is a (version, poll start) the feed read already.  Concurrent
-        callers share one refresh."""
-        running = self._refresh
-        if running is None or running.done():
-            running = self._refresh = asyncio.ensure_future(self._check(observed))
-        await asyncio.shield(running)
+        callers share one refresh, but only one that began after they asked: a check that read the
+        counter before a write this caller just made would confirm the state before it."""
+        asked = observed[1] if observed is not None else time.monotonic()
+        while True:
+            running = self._refresh
+            if running is None or running.done():
+                self._refresh_began = asked
+                running = self._refresh = asyncio.ensure_future(self._check(observed))
+            elif self._refresh_began < asked:
+                with contextlib.suppress(Exception):  # its outcome is not this caller's answer
+                    await asyncio.shield(running)
+                continue
+            await asyncio.shield(running)
+            return
 
     async def _check(self, observed: tuple[int, float] | None) -> None:
         if observed is None:

@@ -202,6 +202,35 @@ async def test_a_change_on_one_replica_reaches_the_other_within_the_poll(url: st
         await b.close()
 
 
+async def test_a_refresh_asked_after_a_write_does_not_join_an_older_check(url: str) -> None:
+    """A check that read the counter before the write is in flight when the writer asks for a refresh:
+    the writer gets a check of its own, so it sees what it wrote (read-your-writes)."""
+    a, b = Database(url), Database(url)
+    cache = Cached(b, team_names, "teams")
+    read, gate = b.read, asyncio.Event()
+
+    async def stalling_read(work):  # type: ignore[no-untyped-def]
+        result = await read(work)
+        if work == b.version:
+            await gate.wait()  # the older check holds its counter until the write is done
+        return result
+
+    try:
+        assert await cache.fresh(60) == []
+        b.read = stalling_read  # type: ignore[method-assign]
+        older = asyncio.ensure_future(cache.refresh())
+        await asyncio.sleep(0.1)
+        await a.write(add_team("payments"))
+        mine = asyncio.ensure_future(cache.refresh())
+        await asyncio.sleep(0.1)
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(older, mine), 10)
+        assert cache.peek() == ["payments"]
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_a_stale_cache_checks_before_answering(url: str) -> None:
     """Without the poller, ``fresh`` itself confirms: a value older than max_age is never returned."""
     a, b = Database(url), Database(url)
