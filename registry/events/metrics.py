@@ -79,6 +79,13 @@ replication_lag = Histogram("moorage_replication_lag_seconds", "Time from a push
                                                                  300.0, 900.0, 3600.0))
 replication_running = Gauge("moorage_replication_executions_running", "Replication executions this process runs "
                             "now, by rule", ("rule",), multiprocess_mode="livesum")
+# from "on time" to "the server answered nobody for half a minute"
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+event_loop_lag = Histogram("moorage_event_loop_lag_seconds", "How late the event loop ran a timer due now "
+                           "(sampled every 0.25 s per process): while it is late, no request is answered",
+                           buckets=LAG_BUCKETS)
+event_loop_lag_last = Gauge("moorage_event_loop_lag_last_seconds", "The latest event loop lag sample (the "
+                            "largest over the live worker processes)", multiprocess_mode="livemax")
 audit_events = Counter("moorage_audit_events_total", "Audit events written, by action (push, delete, mount, "
                        "refused)", ("action",))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from registry.config import Config, parse
+from registry.events.lag import watch_lag
 from registry.events.logs import JSONFormatter, TextFormatter
 from registry.http.app import create_app
 from tests.api.conftest import image_manifest, make_client, push_blob, sha256
@@ -286,3 +289,28 @@ def test_query_values_are_not_logged_but_the_apis_own_parameters_are(tmp_path: P
     assert "query-secret" not in caplog.text
     assert '"GET /v2/?password=REDACTED&token=REDACTED HTTP/1.1"' in lines[0], lines[0]
     assert '"GET /v2/team/app/tags/list?n=10&last=a&ns=docker.io HTTP/1.1"' in lines[1], lines[1]
+
+
+def test_a_held_event_loop_is_measured_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 24: the lag of the event loop is a metric (and a warning when a request held it a second)."""
+    held_before = sample("moorage_event_loop_lag_seconds_count") - sample("moorage_event_loop_lag_seconds_bucket",
+                                                                          le="0.5")
+
+    async def hold_the_loop() -> None:
+        watcher = asyncio.create_task(watch_lag(interval=0.05))
+        await asyncio.sleep(0.2)
+        time.sleep(1.2)  # what a CPU-heavy step run inline does to every other request
+        await asyncio.sleep(0.2)
+        watcher.cancel()
+
+    with caplog.at_level(logging.WARNING, logger="moorage"):
+        asyncio.run(hold_the_loop())
+    held = sample("moorage_event_loop_lag_seconds_count") - sample("moorage_event_loop_lag_seconds_bucket", le="0.5")
+    assert held - held_before == 1
+    assert sample("moorage_event_loop_lag_last_seconds") < 0.5  # back to normal after
+    assert any("event loop was held for 1." in r.getMessage() for r in caplog.records)
+    samples = sample("moorage_event_loop_lag_seconds_count")
+    with metrics_client(tmp_path / "root") as client:  # the app runs the watcher
+        time.sleep(0.6)
+        assert "moorage_event_loop_lag_seconds" in scrape(client)
+    assert sample("moorage_event_loop_lag_seconds_count") > samples

@@ -258,11 +258,30 @@ def test_nesting_check_agrees_with_the_depth(depth: int, opening: str, noise: st
     closing = "]" if opening == "[" else "}"
     doc = opening * depth + json.dumps(noise) + closing * depth
     assert json.loads(doc) is not None
-    within = nesting_within(doc.encode(), MAX_DEPTH)
-    if depth <= MAX_DEPTH:
-        assert within
-    if depth > 2 * MAX_DEPTH:
-        assert not within
+    assert nesting_within(doc.encode(), MAX_DEPTH) == (depth <= MAX_DEPTH)
+
+
+tricky_text = st.text(alphabet='[]{}"\\ab,:', max_size=8)  # brackets, quotes and escapes inside strings
+nested_json = st.recursive(
+    st.none() | st.integers() | tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+def json_depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(json_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(json_depth, value.values()), default=0)
+    return 0
+
+
+@FAST
+@given(nested_json, st.integers(0, 6), st.booleans())
+def test_nesting_check_is_exact_on_any_json(doc: Any, limit: int, spaced: bool) -> None:
+    text = json.dumps(doc, indent=1 if spaced else None, ensure_ascii=False)
+    assert nesting_within(text.encode(), limit) == (json_depth(doc) <= limit)
 
 
 # --- token scopes and Basic credentials ---------------------------------------------------------------
