@@ -76,13 +76,12 @@ class Repository:
     async def tag_page(self, last: str | None, n: int | None) -> TagPage:
         """Up to ``n`` tags (all when None) after ``last``, in lexical order; raises RepositoryUnknown."""
         try:
-            tags = await self.tags.list(self.name)
+            if n is None:
+                tags = await self.tags.list(self.name)
+                return TagPage(tags[bisect_right(tags, last) :] if last else tags, more=False)
+            tags, more = await self.tags.page(self.name, last, n)
+            return TagPage(tags, more)
         except PathNotFound:
             if not await repository_exists(self.driver, self.name):
                 raise RepositoryUnknown(self.name) from None
-            tags = []
-        if last:
-            tags = tags[bisect_right(tags, last) :]
-        if n is None:
-            return TagPage(tags, more=False)
-        return TagPage(tags[:n], more=len(tags) > n)
+            return TagPage([], more=False)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
+from bisect import bisect_right
 from collections import OrderedDict
 
 from storage import paths
@@ -12,6 +15,8 @@ from storage.driver import PathNotFound, StorageDriver
 
 CACHE_ENTRIES = 4096
 CACHE_MAX_BYTES = 64 << 10
+KEYS_PER_REQUEST = 1000  # S3's most per listing
+INLINE_CHECKS = 256  # tags checked for a current link on the event loop; more go to a thread
 
 
 class ManifestUnknown(Exception):
@@ -129,12 +134,71 @@ class TagStore:
         ``current`` directory made but no link in it yet) leaves a tag that was never acknowledged.
         """
         directory = paths.tags_dir(name)
-        local = self.driver.local_path
-        if local(directory) is not None:
+        local = self.driver.local_path(directory)
+        if local is not None:
             names = await self.driver.list(directory)
-            return [tag for tag in names if os.path.isfile(str(local(paths.tag_current_link(name, tag))))]
+            return await _acknowledged(local, names, 0, len(names))
         nested = await self.driver.list_nested(directory, 3)  # one listing per 1,000 keys on S3
         return [entry.split("/", 1)[0] for entry in nested if entry.endswith(f"/{paths.TAG_CURRENT_LINK}")]
+
+    async def page(self, name: str, last: str | None, limit: int) -> tuple[list[str], bool]:
+        """Up to ``limit`` tags after ``last`` in lexical order, and whether more follow; raises
+        PathNotFound when the repository has no tags directory.  Costs O(page), not O(tags): 10,009
+        tags paged by 7 took 340 s when every page read them all.
+
+        On disk the directory's sorted listing is cached until the directory changes (its mtime, so a
+        tag written through another replica sharing the disk is seen at once): a page starts with a
+        binary search and checks the current links of its own tags only.  In an ordered key space (S3)
+        a page is one listing that starts after ``last``.
+        """
+        directory = paths.tags_dir(name)
+        local = self.driver.local_path(directory)
+        if local is not None:
+            names = await self.driver.list(directory)
+            tags = await _acknowledged(local, names, bisect_right(names, last) if last else 0, limit + 1)
+            return tags[:limit], len(tags) > limit
+        found = await self._page_by_keys(name, last or "", limit + 1)
+        if found is None:  # a backend without key order: every tag, then the page
+            every = await self.list(name)
+            found = every[bisect_right(every, last) if last else 0 :][: limit + 1]
+        return found[:limit], len(found) > limit
+
+    async def _page_by_keys(self, name: str, last: str, want: int) -> list[str] | None:
+        """The first ``want`` tags after ``last`` from an ordered key listing; None without key order.
+
+        Keys sort as ``tag + "/current/link"``, unlike the tags themselves only where one tag continues
+        another with ``-`` or ``.`` (both sort before ``/``): "a-b/..." comes before "a/...".  So once
+        ``want`` tags are found, the few prefixes of the last of them that the listing may not have
+        reached yet are checked one by one (as ``storage.tree`` does for repository names).
+        """
+        directory = paths.tags_dir(name)
+        current = f"/{paths.TAG_CURRENT_LINK}"
+        found: set[str] = set()
+        start = last
+        while True:
+            page = await self.driver.list_keys(directory, start, "", KEYS_PER_REQUEST)
+            if page is None:
+                return None
+            if not page.names and start == last:
+                await self.driver.stat(directory)  # raises PathNotFound when there are no tags at all
+            found.update(key[: -len(current)] for key in page.names
+                         if key.endswith(current) and key.count("/") == 2 and key[: -len(current)] > last)
+            if not page.truncated:
+                return sorted(found)[:want]
+            start = page.next_start
+            if len(found) >= want:
+                break
+        ordered = sorted(found)
+        cutoff = ordered[want - 1]
+        for end in range(1, len(cutoff)):
+            tag = cutoff[:end]
+            if cutoff[end] in "-." and tag > last and tag not in found:
+                try:
+                    await self.driver.stat(paths.tag_current_link(name, tag))
+                except PathNotFound:
+                    continue
+                found.add(tag)
+        return sorted(found)[:want]
 
     async def pushed_at(self, name: str, tag: str) -> float | None:
         """When ``tag`` was last pointed at a manifest (its link's modification time); None if untagged."""
@@ -159,6 +223,22 @@ class TagStore:
 def relied_directories(name: str, digest: Digest) -> list[str]:
     """What a push relying on a manifest in ``name`` needs kept: its content and its revision link."""
     return [paths.blob_dir(digest), paths.revision_dir(name, digest)]
+
+
+async def _acknowledged(directory: str, names: list[str], start: int, want: int) -> list[str]:
+    """The first ``want`` of ``names[start:]`` (the entries of the tags directory ``directory`` on disk)
+    that have a current link; checked in a thread when there are many (10,000 stats hold a CPU for a
+    second)."""
+    def check() -> list[str]:
+        found = []
+        for tag in itertools.islice(names, start, None):
+            if os.path.isfile(os.path.join(directory, tag, paths.TAG_CURRENT_LINK)):
+                found.append(tag)
+                if len(found) >= want:
+                    break
+        return found
+
+    return check() if want <= INLINE_CHECKS else await asyncio.to_thread(check)
 
 
 async def repository_exists(driver: StorageDriver, name: str) -> bool:

@@ -41,6 +41,7 @@ Usage (every method is a coroutine or an async iterator; missing directories rea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from bisect import bisect_right
@@ -53,6 +54,7 @@ from storage.digests import Digest, InvalidDigest, parse_digest
 from storage.driver import FileInfo, PathNotFound, StorageDriver
 
 KEY_CACHE_ENTRIES = 65536
+YIELD_EVERY = 64  # directory listings between two turns of the event loop
 BATCH = 1000  # repositories per step of ``repositories()``
 MAX_START = 512  # S3 keys are at most 1,024 bytes; any prefix of a start point still starts early enough
 COMPONENT = re.compile(r"[A-Za-z0-9.-][A-Za-z0-9._-]*")  # what a storage path allows, minus "_" first
@@ -265,12 +267,18 @@ class RepositoryTree:
                 found.append(key)
 
     async def _listing(self, directory: str, listings: Listings) -> list[str] | None:
-        """The directory's children (None when it does not exist), listed at most once per batch."""
+        """The directory's children (None when it does not exist), listed at most once per batch.
+
+        The filesystem answers a cached listing without suspending: every ``YIELD_EVERY`` listings the
+        event loop gets a turn, or a page of 10,000 repositories would hold it for half a second.
+        """
         if directory not in listings:
             try:
                 listings[directory] = await self.driver.list(directory)
             except PathNotFound:
                 listings[directory] = None
+            if len(listings) % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         return listings[directory]
 
     async def _sorted_keys(self, directory: str, prefix: str, listings: Listings) -> list[str]:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from registry.api.context import actor_of, publish_pull, registry_of, repository_of
 from registry.api.etags import digest_headers, not_modified
 from registry.errors import RegistryError
+from registry.http import offload
 from registry.http.urls import location
 from registry.mediatypes import INDEX_TYPES, MAX_MANIFEST_SIZE, detect_media_type
 from registry.names import digest_param, is_tag
@@ -34,7 +35,7 @@ async def get_manifest(request: Request) -> Response:
         else:
             manifest = await repo.manifest_by_digest(digest_param(reference))
         digest, content = manifest.digest, manifest.content
-        media_type = detect_media_type(content)
+        media_type = await offload.sized(len(content), detect_media_type, content)
         if is_tag(reference) and media_type in INDEX_TYPES and not accepts(request, media_type):
             # a client that cannot read manifest lists gets the default platform's image, as from Distribution
             fallback = await default_platform(repo, content, request)
@@ -66,11 +67,11 @@ def accepts(request: Request, media_type: str) -> bool:
 
 async def default_platform(repo: Repository, content: bytes, request: Request) -> tuple[Digest, bytes, str] | None:
     """The index's linux/amd64 image, if the client reads its type (raises ManifestUnknown)."""
-    for child in json.loads(content).get("manifests", []):
+    for child in (await offload.sized(len(content), json.loads, content)).get("manifests", []):
         platform = child.get("platform") or {}
         if (platform.get("os"), platform.get("architecture")) == DEFAULT_PLATFORM:
             image = await repo.manifest_by_digest(digest_param(child.get("digest", "")))
-            image_type = detect_media_type(image.content)
+            image_type = await offload.sized(len(image.content), detect_media_type, image.content)
             if accepts(request, image_type):
                 return image.digest, image.content, image_type
     return None

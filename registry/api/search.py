@@ -1,15 +1,16 @@
 """Repository search: ``GET /v1/search`` as the Docker daemon calls it (``docker search HOST/term``),
 and the catalog scan the web UI's lists and search share.
 
-The catalog is read a page at a time in lexical order and each name is kept only when the caller may
-pull it (the access controller's rules for the caller, as on /v2), so a request never loads more than
-it scans.
+The names come from the catalog's last walk (``storage.catalog.Catalog.names``, at most seconds old),
+in lexical order, and each is kept only when the caller may pull it (the access controller's rules for
+the caller, as on /v2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -21,35 +22,39 @@ from registry.http.urls import client_address
 from registry.instance import Registry
 from storage.database import DatabaseUnavailable
 
-CHUNK = 500
+PACE = 64  # names examined between two turns of the event loop (the web UI's search reads each one's tags)
 V1_DEFAULT_PAGE = 25
 V1_MAX_PAGE = 100
 
-Match = Callable[[str], Awaitable[bool]]
+Match = Callable[[str], Awaitable[bool | None]]  # None: out of budget, stop before this name
 
 
 async def scan(registry: Registry, caller: Grant, match: Match, last: str | None, want: int | None,
                budget: int | None = None) -> tuple[list[str], str | None]:
     """Up to ``want`` (all when None) names after ``last`` that ``caller`` may pull and ``match``
-    accepts, looking at no more than ``budget`` names (all when None); and the name to continue after
-    (None at the end of the catalog)."""
+    accepts, looking at no more than ``budget`` names (all when None) and stopping where ``match`` says
+    its own budget is spent (None); and the name to continue after
+    (None at the end of the catalog).  The names come from the catalog's last walk (``Catalog.names``),
+    so a search costs what it examines, not a walk of the tree."""
+    names = await registry.catalog.names()
+    start = bisect_right(names, last) if last else 0
+    end = len(names) if budget is None else min(len(names), start + budget)
     found: list[str] = []
-    cursor = last
-    examined = 0
-    while True:
-        chunk = CHUNK if budget is None else max(1, min(CHUNK, budget - examined))
-        names, more = await registry.catalog.page(cursor, chunk)
-        for i, name in enumerate(names):
-            examined += 1
-            cursor = name
-            if registry.login.may_pull(caller, name) and await match(name):
+    for i in range(start, end):
+        name = names[i]
+        if registry.login.may_pull(caller, name):
+            verdict = await match(name)
+            if verdict is None:
+                return found, names[i - 1] if i > start else last
+            if verdict:
                 found.append(name)
                 if want is not None and len(found) >= want:
-                    return found, cursor if (more or i + 1 < len(names)) else None
-        if not more or not names:
-            return found, None
-        if budget is not None and examined >= budget:
-            return found, cursor
+                    return found, name if i + 1 < len(names) else None
+        if (i - start) % PACE == PACE - 1:
+            await asyncio.sleep(0)  # the rules are checked on the loop: let other requests in now and then
+    if end == len(names):
+        return found, None
+    return found, names[end - 1] if end > start else last
 
 
 def name_contains(term: str) -> Match:

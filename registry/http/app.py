@@ -28,9 +28,10 @@ from registry.config import Config
 from registry.errors import RegistryError, auth_failure_response, error_response
 from registry.events import logs, metrics
 from registry.events.audit import AuditTrail
+from registry.events.lag import watch_lag
 from registry.events.notifications.factory import build_notifier
 from registry.events.observe import Observer
-from registry.http import allocator
+from registry.http import allocator, offload
 from registry.http.framing import IdleBody, malformed, refuse_body
 from registry.http.routes import WRITE_METHODS, match
 from registry.http.urls import client_address, origin
@@ -39,6 +40,7 @@ from registry.maintenance.schedule import collect_periodically
 from registry.names import check_name
 from registry.ui.content import Inspector
 from storage import paths
+from storage.accounting import UsageIndex
 from storage.background import stop
 from storage.database import Cached, DatabaseUnavailable
 from storage.driver import PathNotFound, StorageDriver, StorageUnavailable
@@ -130,6 +132,7 @@ class RegistryApp:
                     self.registry.database.feed.start()  # only if a cache follows it (auth.database)
                 if self.background and self.replication is not None and not storage.readonly:
                     self.replication.start()
+                tasks.append(asyncio.create_task(watch_lag(record=self.config.metrics_enabled)))
                 if self.registry.policy is not None:
                     await prime(self.registry.policy)
                 await send({"type": "lifespan.startup.complete"})
@@ -312,15 +315,16 @@ def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
                                 registry.login.credentials, registry.policy)
     inspector = Inspector(registry)
     replication = build_replication(registry)
+    usage = UsageIndex(registry.driver, offload.run)
     extra += V1Search(registry, inspector.description).routes()
-    extra += V1Usage(registry).routes()
+    extra += V1Usage(registry, usage).routes()
     extra += TokensAPI(registry, registry.tokens).routes()
     extra += ReplicationAPI(registry, replication).routes()
     extra += v1.routes(registry)
     if config.ui.enabled:
         from registry.ui.app import WebUI  # Jinja2 and the templates only when the UI is on
 
-        extra += WebUI(registry, inspector, replication).routes()
+        extra += WebUI(registry, inspector, usage, replication).routes()
     return RegistryApp(config, registry, extra, replication)
 
 

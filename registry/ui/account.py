@@ -55,7 +55,7 @@ class AccountPages(Pages):
         if record is not None and caller.name not in snapshot.namespaces:
             held.insert(0, (caller.name, roles.OWNER))  # created on first use: theirs already
         teams = sorted(snapshot.teams_of(caller.name, caller.teams))
-        return self.render(request, session, "account.html", status=status, title="Your account", record=record,
+        return await self.render(request, session, "account.html", status=status, title="Your account", record=record,
                            admin=self.is_admin(caller.name), teams=teams, namespaces=held, error=error,
                            done=DONE.get(request.query_params.get("done", "")))
 

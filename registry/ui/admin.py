@@ -58,7 +58,7 @@ class AdminPages(Pages):
         last = page_after(request)
         found = await self.management.list_users(caller, last, PAGE + 1, term or None)
         following = found[PAGE - 1].name if len(found) > PAGE else None
-        return self.render(request, session, "users.html", status=status, title="Users", users=found[:PAGE],
+        return await self.render(request, session, "users.html", status=status, title="Users", users=found[:PAGE],
                            term=term, following=following, first=bool(last), error=error,
                            entered={k: v for k, v in entered.items() if k != "password"},
                            removed=request.query_params.get("removed"))
@@ -94,7 +94,7 @@ class AdminPages(Pages):
         last_admin = record.admin and not record.disabled and snapshot.admins == frozenset({name})
         may_manage = self.is_admin(caller.name)
         done = USER_DONE.get(request.query_params.get("done", ""))
-        return self.render(request, session, "user.html", status=status, title=f"User {name}", user=record,
+        return await self.render(request, session, "user.html", status=status, title=f"User {name}", user=record,
                            teams=teams, last_admin=last_admin, may_manage=may_manage, error=error, done=done,
                            confirm=may_manage and not last_admin and confirming(request))
 
@@ -113,7 +113,7 @@ class AdminPages(Pages):
         last = page_after(request)
         found = await self.management.list_teams(caller, last, PAGE + 1)
         following = found[PAGE - 1].name if len(found) > PAGE else None
-        return self.render(request, session, "teams.html", status=status, title="Teams", teams=found[:PAGE],
+        return await self.render(request, session, "teams.html", status=status, title="Teams", teams=found[:PAGE],
                            following=following, first=bool(last), error=error, entered=entered,
                            may_manage=self.is_admin(caller.name), removed=request.query_params.get("removed"))
 
@@ -142,7 +142,7 @@ class AdminPages(Pages):
         team, members = await self.management.get_team(caller, name, last, PAGE + 1)
         following = members[PAGE - 1] if len(members) > PAGE else None
         may_manage = self.is_admin(caller.name)
-        return self.render(request, session, "team.html", status=status, title=f"Team {name}", team=team,
+        return await self.render(request, session, "team.html", status=status, title=f"Team {name}", team=team,
                            members=members[:PAGE], following=following, first=bool(last), error=error,
                            done=TEAM_DONE.get(request.query_params.get("done", "")), entered=entered,
                            confirm=may_manage and confirming(request), may_manage=may_manage)

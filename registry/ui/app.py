@@ -26,7 +26,7 @@ import datetime
 import functools
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -44,6 +44,7 @@ from registry.api.replication import safe_id
 from registry.api.search import scan
 from registry.errors import RegistryError
 from registry.events.observe import request_info
+from registry.http import offload
 from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.names import NAME_RE, TAG_RE
@@ -56,7 +57,7 @@ from registry.ui.forms import Pages
 from registry.ui.namespaces import NamespacePages
 from registry.ui.session import Forbidden, Session, Sessions, csrf_ok, read_fields, safe_next
 from registry.writes.actor import Actor, from_grant
-from storage.accounting import UsageReport, usage_report
+from storage.accounting import UsageIndex
 from storage.driver import StorageUnavailable
 from storage.manifests import repository_exists
 
@@ -71,6 +72,7 @@ PAGE = 50
 MAX_PAGE = 200
 SCAN_BUDGET = 5000  # catalog names one list request looks at (a filter matching little continues on a link)
 SEARCH_BUDGET = 500  # repositories one search request reads tags and labels of
+SEARCH_TAGS = 5000  # tags one search request reads (a repository's first, in lexical order, if it has more)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
                                "form-action 'self'; base-uri 'none'",
@@ -80,7 +82,6 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 SORTS = ("tag", "pushed", "size")
-USAGE_TTL = 60.0  # a usage report walks all repositories and blobs: one per visitor identity a minute
 
 View = Callable[["WebUI", Request, Session], Awaitable[Response]]
 
@@ -141,7 +142,8 @@ def environment(base: str) -> jinja2.Environment:
 
 
 class WebUI:
-    def __init__(self, registry: Registry, inspector: Inspector, replication: Replication | None = None) -> None:
+    def __init__(self, registry: Registry, inspector: Inspector, usage: UsageIndex,
+                 replication: Replication | None = None) -> None:
         self.registry = registry
         self.replication = replication
         self.config = registry.config
@@ -163,7 +165,7 @@ class WebUI:
             from registry.ui.oidc import SingleSignOn  # Authlib and joserfc load only with auth.oidc
 
             self.sso = SingleSignOn(self, registry.login.oidc)
-        self._usage: dict[str | None, tuple[float, UsageReport]] = {}
+        self.usage_index = usage
         management = registry.management
         self.pages: list[Pages] = [] if management is None else [
             pages(self, management) for pages in (NamespacePages, AdminPages, ChangePages, AccountPages)]
@@ -209,14 +211,14 @@ class WebUI:
                     self.sessions.log_out(session)  # removed from their directory (or file) since login
                 response = await handler(self, request, session)
             except RegistryError as e:
-                response = self.render(request, session, "error.html", status=e.status,
+                response = await self.render(request, session, "error.html", status=e.status,
                                        title="Not found" if e.status == 404 else "Error",
                                        message=e.message or e.code)
             except Forbidden as e:
-                response = self.render(request, session, "error.html", status=403, title="Not allowed",
+                response = await self.render(request, session, "error.html", status=403, title="Not allowed",
                                        message=str(e))
             except (SourceUnavailable, StorageUnavailable) as e:
-                response = self.render(request, session, "error.html", status=503, title="Unavailable",
+                response = await self.render(request, session, "error.html", status=503, title="Unavailable",
                                        message=f"{e}: try again shortly.")
             self.sessions.save(session, response, self.origin(request).startswith("https:"))
             response.headers.update(SECURITY_HEADERS)
@@ -231,15 +233,17 @@ class WebUI:
     def origin(self, request: Request) -> str:
         return origin(request, self.config.http)
 
-    def render(self, request: Request, session: Session, template: str, status: int = 200,
-               **context: Any) -> Response:
+    async def render(self, request: Request, session: Session, template: str, status: int = 200,
+                     **context: Any) -> Response:
+        """The page, rendered off the event loop (a repository with thousands of tags, a 4 MiB manifest)."""
         host = self.origin(request).partition("://")[2]
         context.setdefault("search_term", "")
-        page = self.env.get_template(template).render(
+        page = await offload.run(functools.partial(
+            self.env.get_template(template).render,
             session=session, login_enabled=self.registry.login.enabled, host=host,
             sso_label=self.sso.oidc.settings.label if self.sso else None,
             tokens_enabled=self.token_pages is not None, path=request.url.path, query=request.url.query,
-            replication_nav=self.replication is not None and self.may_administer(session), **context)
+            replication_nav=self.replication is not None and self.may_administer(session), **context))
         return HTMLResponse(page, status_code=status)
 
     def may(self, session: Session, name: str, action: str) -> bool:
@@ -272,7 +276,7 @@ class WebUI:
         names, cursor = await scan(self.registry, Grant(subject=session.user), match, last, size, SCAN_BUDGET)
         rows = await self.inspector.repository_rows(names)
         following = f"?{urlencode({'q': term, 'last': cursor, 'n': size})}" if cursor else None
-        return self.render(request, session, "repositories.html", title="Repositories", rows=rows, term=term,
+        return await self.render(request, session, "repositories.html", title="Repositories", rows=rows, term=term,
                            following=following, first=bool(last), size=size, partial=len(names) < size and cursor)
 
     async def search(self, request: Request, session: Session) -> Response:
@@ -282,10 +286,16 @@ class WebUI:
         cursor = None
         if term:
             lowered = term.lower()
+            tags_left = SEARCH_TAGS
 
-            async def match(name: str) -> bool:
+            async def match(name: str) -> bool | None:
+                nonlocal tags_left
+                if tags_left <= 0:
+                    return None  # the following page goes on from here
+                rows = await self.inspector.tag_rows(name, tags_left)
+                tags_left -= max(1, len(rows))
                 reasons = ["name"] if lowered in name else []
-                for row in await self.inspector.tag_rows(name):
+                for row in rows:
                     if lowered in row.tag.lower():
                         reasons.append(f"tag {row.tag}")
                     reasons += [f"label {k}={v} ({row.tag})" for k, v in row.summary.labels.items()
@@ -296,23 +306,18 @@ class WebUI:
 
             _, cursor = await scan(self.registry, Grant(subject=session.user), match, last, PAGE, SEARCH_BUDGET)
         following = f"?{urlencode({'q': term, 'last': cursor})}" if cursor else None
-        return self.render(request, session, "search.html", title=f"Search: {term}" if term else "Search",
+        return await self.render(request, session, "search.html", title=f"Search: {term}" if term else "Search",
                            term=term, search_term=term, hits=hits, following=following)
 
     async def usage(self, request: Request, session: Session) -> Response:
-        """Bytes per namespace and repository over what this visitor may pull, shared blobs counted once."""
-        now = time.monotonic()
-        cached = self._usage.get(session.user)
-        if cached is None or now - cached[0] > USAGE_TTL:
-            async def visible(name: str) -> bool:
-                return self.may(session, name, "pull")
+        """Bytes per namespace and repository over what this visitor may pull, shared blobs counted once
+        (from the server's last walk of the tree: ``storage.accounting.UsageIndex``)."""
+        async def visible(names: Collection[str]) -> list[str]:
+            return [name async for name in offload.paced(names) if self.may(session, name, "pull")]
 
-            cached = (now, await usage_report(self.registry.driver, visible))
-            if len(self._usage) > 256:
-                self._usage.clear()
-            self._usage[session.user] = cached
-        return self.render(request, session, "usage.html", title="Storage usage", report=cached[1],
-                           age=int(now - cached[0]))
+        report = await self.usage_index.report(("ui", session.user), visible)
+        return await self.render(request, session, "usage.html", title="Storage usage", report=report,
+                                 age=int(max(0.0, time.time() - report.taken_at)))
 
     async def reference(self, request: Request, session: Session) -> Response:
         name, tag, digest_text = split_reference(request.path_params["reference"])
@@ -323,7 +328,7 @@ class WebUI:
         if digest is None:
             raise RegistryError("MANIFEST_UNKNOWN", "no such manifest", status=404)
         detail = await self.inspector.detail(name, digest)
-        return self.render(request, session, "manifest.html", title=f"{name}{':' + tag if tag else ''}",
+        return await self.render(request, session, "manifest.html", title=f"{name}{':' + tag if tag else ''}",
                            name=name, tag=tag, detail=detail, may_delete=self.may_delete(session, name))
 
     async def repository(self, request: Request, session: Session, name: str) -> Response:
@@ -343,7 +348,7 @@ class WebUI:
         rows.sort(key=keys[sort], reverse=descending)
         images = [r.tag for r in rows if r.summary.artifact_type is None]
         pull_tag = "latest" if "latest" in images else (images or [r.tag for r in rows] or ["TAG"])[0]
-        return self.render(request, session, "repository.html", title=name, name=name, rows=rows, term=term,
+        return await self.render(request, session, "repository.html", title=name, name=name, rows=rows, term=term,
                            pull_tag=pull_tag,
                            sort=sort, descending=descending, may_delete=self.may_delete(session, name),
                            deleted=params.get("deleted"), holders=self.registry.login.holders(name, "push"))
@@ -369,7 +374,7 @@ class WebUI:
         if digest is None:
             raise RegistryError("MANIFEST_UNKNOWN", "no such manifest", status=404)
         detail = await self.inspector.detail(name, digest)
-        return self.render(request, session, "delete.html", title=f"Delete {shown}", name=name, tag=tag,
+        return await self.render(request, session, "delete.html", title=f"Delete {shown}", name=name, tag=tag,
                            shown=shown, detail=detail)
 
     # --- replication ---------------------------------------------------------------------------------
@@ -391,14 +396,14 @@ class WebUI:
         for rule in self.replication.rules.values():
             latest = await self.replication.store.recent(rule.name, 1)
             rows.append((rule, latest[0] if latest else None))
-        return self.render(request, session, "replication.html", title="Replication", rows=rows,
+        return await self.render(request, session, "replication.html", title="Replication", rows=rows,
                            started=request.query_params.get("started"))
 
     async def replication_rule(self, request: Request, session: Session) -> Response:
         rule = self.replication_rule_of(request, session)
         assert self.replication is not None
         executions = await self.replication.store.recent(rule.name, PAGE)
-        return self.render(request, session, "replication_rule.html", title=f"Replication {rule.name}", rule=rule,
+        return await self.render(request, session, "replication_rule.html", title=f"Replication {rule.name}", rule=rule,
                            executions=executions, started=request.query_params.get("started"))
 
     async def replication_run(self, request: Request, session: Session) -> Response:
@@ -421,7 +426,7 @@ class WebUI:
         if execution is None:
             raise RegistryError("NAME_UNKNOWN", f"no execution {execution_id!r}", status=404)
         failed = await self.replication.store.failed_items(execution)
-        return self.render(request, session, "replication_execution.html", title=f"Execution {execution.id}",
+        return await self.render(request, session, "replication_execution.html", title=f"Execution {execution.id}",
                            rule=rule, execution=execution, failed=failed[:MAX_PAGE], more=len(failed) > MAX_PAGE)
 
     async def login(self, request: Request, session: Session) -> Response:
@@ -453,7 +458,7 @@ class WebUI:
                     error, status = f"Logging in is unavailable right now ({e}): try again shortly.", 503
                 except CredentialRefused as e:
                     error, status = f"{str(e).capitalize()}.", 401
-        return self.render(request, session, "login.html", title="Log in", error=error, target=target,
+        return await self.render(request, session, "login.html", title="Log in", error=error, target=target,
                            status=status)
 
     async def logout(self, request: Request, session: Session) -> Response:

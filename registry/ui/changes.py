@@ -54,7 +54,7 @@ class ChangePages(Pages):
         following = found[PAGE - 1].id if len(found) > PAGE else None
         rows = [(change, differences(change)) for change in found[:PAGE]]
         title = f"Changes in {namespace}" if namespace else "Changes"
-        return self.render(request, session, "changes.html", title=title, rows=rows, namespace=namespace,
+        return await self.render(request, session, "changes.html", title=title, rows=rows, namespace=namespace,
                            following=following, first=before is not None)
 
 

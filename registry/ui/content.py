@@ -13,8 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from registry.errors import RegistryError
+from registry.http import offload
 from registry.instance import Registry
-from registry.mediatypes import INDEX_TYPES, InvalidManifest, ParsedManifest, detect_media_type, parse
+from registry.mediatypes import (
+    INDEX_TYPES,
+    InvalidManifest,
+    ParsedManifest,
+    detect_media_type,
+    parse,
+    parse_stored,
+)
 from registry.names import digest_param, is_tag
 from storage.blobs import BlobUnknown
 from storage.digests import Digest, parse_digest
@@ -24,6 +32,9 @@ from storage.manifests import ManifestUnknown, TagUnknown
 CACHE_ENTRIES = 8192
 MAX_CONFIG_BYTES = 4 << 20
 CONCURRENCY = 16  # storage reads in flight for one page
+# tag rows read at once: cached reads answer without suspending, so one gather over 10,000 tags would
+# hold the event loop for a second
+ROWS_AT_ONCE = 64
 DESCRIPTION_LABEL = "org.opencontainers.image.description"
 
 
@@ -129,13 +140,19 @@ class Inspector:
 
     # --- lists -----------------------------------------------------------------------------------------
 
-    async def tag_rows(self, name: str) -> list[TagRow]:
-        """Every tag of the repository with what it points at; [] for a repository without tags."""
+    async def tag_rows(self, name: str, limit: int | None = None) -> list[TagRow]:
+        """Every tag of the repository (the first ``limit`` in lexical order) with what it points at; []
+        for a repository without tags."""
         try:
-            tags = await self.registry.tags.list(name)
+            if limit is None:
+                tags = await self.registry.tags.list(name)
+            else:
+                tags, _ = await self.registry.tags.page(name, None, limit)
         except PathNotFound:
             return []
-        rows = await asyncio.gather(*(self._tag_row(name, tag) for tag in tags))
+        rows: list[TagRow | None] = []
+        for start in range(0, len(tags), ROWS_AT_ONCE):  # between two batches the event loop gets a turn
+            rows += await asyncio.gather(*(self._tag_row(name, tag) for tag in tags[start : start + ROWS_AT_ONCE]))
         return [row for row in rows if row is not None]
 
     async def _tag_row(self, name: str, tag: str) -> TagRow | None:
@@ -184,7 +201,7 @@ class Inspector:
         try:
             async with self._gate:
                 content = await load(self.registry, name, digest)
-            manifest = parse(content, detect_media_type(content))
+            manifest = await offload.sized(len(content), parse_stored, content)
         except RegistryError as e:
             return Summary("", 0, frozenset(), (), problem=e.message or e.code)
         except InvalidManifest as e:
@@ -223,7 +240,8 @@ class Inspector:
             return None
         try:
             async with self._gate:
-                doc = json.loads(await self.registry.blobs.get(descriptor.digest))
+                raw = await self.registry.blobs.get(descriptor.digest)
+            doc = await offload.sized(len(raw), json.loads, raw)
         except (BlobUnknown, ValueError, UnicodeDecodeError):
             return None
         return doc if isinstance(doc, dict) else None
@@ -231,11 +249,12 @@ class Inspector:
     async def detail(self, name: str, digest: Digest) -> Detail:
         """Raises RegistryError (MANIFEST_UNKNOWN) when the repository has no such manifest."""
         content = await load(self.registry, name, digest)
-        media_type = detect_media_type(content)
+        media_type = await offload.sized(len(content), detect_media_type, content)
         tags = await self.registry.tags.tags_of(name, digest)
-        detail = Detail(str(digest), media_type, len(content), pretty(content), tags, None)
+        raw = await offload.sized(len(content), pretty, content)
+        detail = Detail(str(digest), media_type, len(content), raw, tags, None)
         try:
-            manifest = parse(content, media_type)
+            manifest = await offload.sized(len(content), parse, content, media_type)
         except InvalidManifest as e:
             detail.problem = e.message
             return detail

@@ -65,16 +65,16 @@ class Pages:
             try:
                 return await handler(request, session)
             except Refused as e:
-                return self.refused(request, session, e)
+                return await self.refused(request, session, e)
             except DatabaseUnavailable as e:
-                return self.ui.render(request, session, "error.html", status=503, title=TITLES[503],
-                                      message=f"{e}: try again shortly.")
+                return await self.ui.render(request, session, "error.html", status=503, title=TITLES[503],
+                                            message=f"{e}: try again shortly.")
 
         return self.ui.view(run)
 
-    def refused(self, request: Request, session: Session, error: Refused) -> Response:
-        return self.ui.render(request, session, "error.html", status=error.status,
-                              title=TITLES.get(error.status, "Error"), message=sentence(error.message))
+    async def refused(self, request: Request, session: Session, error: Refused) -> Response:
+        return await self.ui.render(request, session, "error.html", status=error.status,
+                                    title=TITLES.get(error.status, "Error"), message=sentence(error.message))
 
     def caller(self, request: Request, session: Session) -> Caller:
         """Who asks, from where, with the teams a directory last reported for them."""
@@ -93,9 +93,9 @@ class Pages:
             raise Refused(403, "DENIED", "The form expired or came from another site: reload the page and try again.")
         return fields
 
-    def render(self, request: Request, session: Session, template: str, status: int = 200,
-               **context: Any) -> Response:
-        return self.ui.render(request, session, template, status=status, **context)
+    async def render(self, request: Request, session: Session, template: str, status: int = 200,
+                     **context: Any) -> Response:
+        return await self.ui.render(request, session, template, status=status, **context)
 
     async def changed(self, path: str, **query: str) -> Response:
         """After a change: back to a page (``path`` below the UI's base) that says what was done, drawn

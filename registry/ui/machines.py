@@ -88,7 +88,7 @@ class MachinePages:
                                 + f"offset={offset + PAGE}") if more else None
         title = (f"Robots of {namespace}" if namespace else f"Access tokens of {user}" if user
                  else "Robots and access tokens")
-        return self.ui.render(
+        return await self.ui.render(
             request, session, "machines.html", status=status, title=title, error=error,
             tokens=[token_view(r) | {"robot": r.robot is not None} for r in shown],
             notice=params.get("done"),

@@ -55,7 +55,7 @@ class NamespacePages(Pages):
         last = page_after(request)
         found = await self.management.list_namespaces(caller, last, PAGE + 1)
         following = found[PAGE - 1].record.path if len(found) > PAGE else None
-        return self.render(request, session, "namespaces.html", status=status, title="Namespaces",
+        return await self.render(request, session, "namespaces.html", status=status, title="Namespaces",
                            namespaces=found[:PAGE], following=following, first=bool(last), error=error,
                            entered=entered, may_create=await self.may_create(caller),
                            removed=request.query_params.get("removed"))
@@ -79,7 +79,7 @@ class NamespacePages(Pages):
         snapshot = await self.snapshot()
         over_parent = bool(parent) and snapshot.managed_by(caller.name, parent, caller.teams) == roles.OWNER
         may_remove = admin or (over_parent and ns.personal is None)
-        return self.render(
+        return await self.render(
             request, session, "namespace.html", status=status, title=f"Namespace {ns.path}", ns=ns,
             members=view.members, role=role, admin=admin, error=error, entered=entered,
             done=DONE.get(request.query_params.get("done", "")), retention=retention_fields(ns),

@@ -53,7 +53,7 @@ class SingleSignOn:
         try:
             url, pending = await self.oidc.start(self.redirect_uri(request), target)
         except SourceUnavailable as e:
-            return self.refused(request, session, str(e), 503)
+            return await self.refused(request, session, str(e), 503)
         response = RedirectResponse(url, status_code=302)
         response.set_cookie(COOKIE, self.serializer.dumps(pending.as_dict()), max_age=int(LOGIN_TTL),
                             path=self.path, httponly=True, samesite="lax", secure=self.secure(request))
@@ -70,19 +70,19 @@ class SingleSignOn:
                                    "does not log in through single sign-on.")
         except LoginRefused as e:
             log.info("OIDC login refused: %s", e)
-            response = self.refused(request, session, str(e), 401)
+            response = await self.refused(request, session, str(e), 401)
         except SourceUnavailable as e:
-            response = self.refused(request, session, str(e), 503)
+            response = await self.refused(request, session, str(e), 503)
         else:
             try:
                 await self.ui.registry.login.credentials.arrived(identity)
             except SubjectMismatch as e:
                 log.warning("OIDC login refused: %s", e)
-                return self.finish(self.refused(request, session, f"{str(e).capitalize()}.", 401))
+                return self.finish(await self.refused(request, session, f"{str(e).capitalize()}.", 401))
             self.ui.sessions.log_in(session, identity.name)
             log.info("OIDC login: %s (teams %s)", identity.name, ", ".join(sorted(identity.teams)) or "none")
             assert pending is not None
-            response = self.ui.render(request, session, "continue.html", title="Logged in", target=pending.target)
+            response = await self.ui.render(request, session, "continue.html", title="Logged in", target=pending.target)
         return self.finish(response)
 
     def finish(self, response: Response) -> Response:
@@ -99,9 +99,9 @@ class SingleSignOn:
         except BadSignature:
             return None
 
-    def refused(self, request: Request, session: Session, message: str, status: int) -> Response:
+    async def refused(self, request: Request, session: Session, message: str, status: int) -> Response:
         title = "Single sign-on unavailable" if status == 503 else "Single sign-on failed"
-        return self.ui.render(request, session, "error.html", status=status, title=title, message=message)
+        return await self.ui.render(request, session, "error.html", status=status, title=title, message=message)
 
     def secure(self, request: Request) -> bool:
         return self.ui.origin(request).startswith("https:")

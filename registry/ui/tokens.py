@@ -68,11 +68,12 @@ class TokenPages:
                 except Refused as e:
                     error, status = e.message, e.status
         records = await self.tokens.list(caller)
-        return self.ui.render(request, session, "tokens.html", status=status, title="Access tokens",
-                              admin=self.ui.may_administer(session),
-                              tokens=[token_view(r) for r in records], error=error, form=form,
-                              request_revoked=request.query_params.get("revoked"),
-                              created=(token_view(created.record) | {"secret": created.secret}) if created else None)
+        return await self.ui.render(request, session, "tokens.html", status=status, title="Access tokens",
+                                    admin=self.ui.may_administer(session),
+                                    tokens=[token_view(r) for r in records], error=error, form=form,
+                                    request_revoked=request.query_params.get("revoked"),
+                                    created=(token_view(created.record) | {"secret": created.secret})
+                                    if created else None)
 
     async def revoke(self, request: Request, session: Session) -> Response:
         caller = self.caller(request, session)

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from registry.cli import main
+from tests.auth.conftest import bcrypt_line
 
 from .conftest import make_client, push_blob
 
@@ -49,3 +50,27 @@ def test_usage_needs_catalog_access(tmp_path: Path) -> None:
         r = c.get("/api/v1/usage")
         assert r.status_code == 401 and r.json()["errors"][0]["code"] == "UNAUTHORIZED"
         assert "WWW-Authenticate" in r.headers
+
+
+def test_exclusive_tells_nothing_of_repositories_the_caller_cannot_see(tmp_path: Path) -> None:
+    """Issue 24, item 10: bob pushes a layer he guesses carol holds; his figures must read the same
+    whether or not carol's repository, which he cannot see, holds it."""
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("".join(bcrypt_line(u, f"{u}-pw") + "\n" for u in ("admin", "bob", "carol")))
+    auth = {"htpasswd": {"realm": "test", "path": str(htpasswd)},
+            "access": {"admins": ["admin"], "catalog": ["authenticated"],
+                       "rules": [{"repositories": ["{user}/**"], "who": ["authenticated"], "actions": ["*"]}]}}
+    guess, own = b"g" * 1000, b"o" * 10
+    with make_client(tmp_path / "root", auth=auth) as c:
+        c.auth = ("carol", "carol-pw")
+        push_blob(c, "carol/secret", guess)
+        c.auth = ("bob", "bob-pw")
+        push_blob(c, "bob/probe", guess)
+        push_blob(c, "bob/probe", own)
+        body = c.get("/api/v1/usage").json()
+        assert [r["name"] for r in body["repositories"]] == ["bob/probe"]
+        assert body["repositories"][0]["exclusive"] == 1010  # not 10: that would say carol holds the guess
+        assert body["namespaces"] == [{"name": "bob", "bytes": 1010, "blobs": 2, "exclusive": 1010}]
+        c.auth = ("admin", "admin-pw")
+        admin = c.get("/api/v1/usage").json()
+        assert {r["name"]: r["exclusive"] for r in admin["repositories"]} == {"bob/probe": 10, "carol/secret": 0}
