@@ -11,7 +11,7 @@ import binascii
 import logging
 from collections.abc import Mapping
 
-from auth.base import Access, AuthFailure, Grant, Origin, no_origin
+from auth.base import Access, AuthFailure, Grant, Origin, no_origin, plausible_user
 from auth.brake import TooManyAttempts, retry_after
 from auth.challenge import denied, header, unauthorized
 from auth.credentials import CredentialRefused, Credentials, Identity, Scope, SourceUnavailable
@@ -23,7 +23,8 @@ EMPTY_BASIC = "Basic Og=="  # ":", as containers/image sends it before it has cr
 
 
 def basic_credentials(value: str | None) -> tuple[str, str] | None:
-    """``user, password`` from an ``Authorization: Basic`` value; None when absent or not Basic."""
+    """``user, password`` from an ``Authorization: Basic`` value; None when absent, not Basic, or the user
+    name is empty or implausibly long."""
     if not value:
         return None
     scheme, _, encoded = value.strip().partition(" ")
@@ -34,7 +35,7 @@ def basic_credentials(value: str | None) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     user, sep, password = decoded.partition(":")
-    return (user, password) if sep and user else None
+    return (user, password) if sep and plausible_user(user) else None
 
 
 def unavailable(error: SourceUnavailable) -> AuthFailure:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from auth.base import plausible_user
 from auth.brake import LoginBrake, TooManyAttempts
 from auth.htpasswd import Htpasswd
 from auth.rules import glob_regex
@@ -193,8 +194,8 @@ class Credentials:
     async def verify(self, user: str, password: str, address: str = "") -> Identity | None:
         """The identity ``user:password`` proves, or None. Raises TooManyAttempts (without checking)
         while the brake holds ``user`` at ``address``, and SourceUnavailable (not counted as a failure)."""
-        if not user:
-            return None
+        if not plausible_user(user):
+            return None  # never counted, checked or kept: no user has such a name
         key = user.lower()  # directories match names case-insensitively: so does the brake
         if self.brake is not None:
             wait = self.brake.wait(key, address)

@@ -63,7 +63,7 @@ class Login:
             return Grant()
         scheme = authorization.partition(" ")[0].lower()
         if scheme == "bearer":
-            grant = await self.access.authorize(headers, [])
+            grant = await self.access.authorize(headers, [], address=address)
             return Grant(subject=grant.subject, scope=grant.scope)
         credentials = basic_credentials(authorization)
         if credentials is None:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from auth.base import MAX_USER_NAME, plausible_user
 from auth.basic import EMPTY_BASIC, basic_credentials, scoped
 from auth.brake import TooManyAttempts, retry_after
 from auth.challenge import header
@@ -138,9 +139,9 @@ class TokenServer:
         await self.rules.refresh()
         if grant_type == "password":
             name, password = fields.get("username", ""), fields.get("password", "")
-            identity = await self._check(request, name, password) if name else None
+            identity = await self._check(request, name, password) if plausible_user(name) else None
             if identity is None:
-                log.info("token refused: invalid credentials for user %r", name)
+                log.info("token refused: invalid credentials for user %r", name[:MAX_USER_NAME])
                 tokens_refused.labels("invalid_credentials").inc()
                 return self._oauth_error(401, "invalid_grant", "invalid username or password")
             user = identity.name

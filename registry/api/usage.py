@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from auth.base import Access, AuthFailure
 from registry.errors import auth_failure_response
 from registry.http import offload
-from registry.http.urls import origin
+from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from storage.accounting import UsageIndex
 
@@ -33,7 +33,8 @@ class V1Usage:
         access = self.registry.access
         try:
             grant = await access.authorize(request.headers, CATALOG_ACCESS,
-                                           lambda: origin(request, self.registry.config.http))
+                                           lambda: origin(request, self.registry.config.http),
+                                           client_address(request, self.registry.config.http))
         except AuthFailure as e:
             return auth_failure_response(e)
 

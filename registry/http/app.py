@@ -233,7 +233,8 @@ class RegistryApp:
         """``http.metrics``: /metrics on the main address, for admins or whom ``auth.access.metrics`` names."""
         try:
             await self.registry.access.authorize(request.headers, METRICS_ACCESS,
-                                                 lambda: origin(request, self.config.http))
+                                                 lambda: origin(request, self.config.http),
+                                                 client_address(request, self.config.http))
         except AuthFailure as e:
             return auth_failure_response(e)
         body, content_type = metrics.exposition()

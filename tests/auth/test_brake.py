@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from auth.base import MAX_USER_NAME
 from auth.brake import LoginBrake, TooManyAttempts
 from registry.config import parse
 from registry.http.app import create_app
@@ -153,3 +155,40 @@ def test_search_and_web_ui_logins_are_braked(basic_auth: dict[str, Any], tmp_pat
             assert await login.check("alice", "alice-pw", "192.0.2.11")
 
         asyncio.run(ui_login())
+
+
+def test_failures_on_usage_and_metrics_lock_out_only_their_address(basic_auth: dict[str, Any],
+                                                                    tmp_path: Path) -> None:
+    """Issue 24, item 11: /api/v1/usage and the main-address /metrics counted failures without the
+    client's address, so a guesser locked alice (and the metric scrapers) out from everywhere."""
+    config = parse({"storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}}, "auth": basic_auth,
+                    "http": {"metrics": {"enabled": True}}})
+    for path in ("/api/v1/usage", "/metrics"):
+        app = create_app(config)  # one brake per path: the guesser's count is shared by every path
+        attacker = TestClient(app, base_url="http://registry.test", client=("192.0.2.7", 1))
+        alice = TestClient(app, base_url="http://registry.test", client=("198.51.100.3", 1))
+        statuses = [attacker.get(path, headers=basic("alice", f"guess{i}")).status_code for i in range(12)]
+        assert statuses[:5] == [401] * 5 and 429 in statuses, (path, statuses)
+        assert alice.get(path, headers=basic("alice", "alice-pw")).status_code == 200, path
+        assert alice.get("/v2/", headers=basic("alice", "alice-pw")).status_code == 200, path
+        assert attacker.get("/v2/", headers=basic("alice", "alice-pw")).status_code == 429, path
+
+
+def test_implausibly_long_user_names_are_neither_kept_nor_logged(basic_auth: dict[str, Any], tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 24, item 11: 3,000 failures with 40 KB user names grew the process by 126 MB (the brake's
+    keys) and the log by 23.5 MB."""
+    huge = "u" * 40_000
+    with caplog.at_level(logging.INFO), client_at(basic_auth, tmp_path / "root", "192.0.2.7") as attacker:
+        brake = attacker.app.registry.login.credentials.brake  # type: ignore[attr-defined]
+        for i in range(30):
+            r = attacker.get("/v2/", headers=basic(f"{huge}{i}", "pw"))
+            assert r.status_code == 401 and r.json()["errors"][0]["code"] == "UNAUTHORIZED"
+            form = {"grant_type": "password", "username": f"{huge}{i}", "password": "pw"}
+            assert attacker.post("/ui/login", data=form).status_code in (401, 403)
+        assert len(brake) == 0
+        # a name at the bound is an ordinary (unknown) user: counted and braked like any other
+        longest = "u" * MAX_USER_NAME
+        statuses = [attacker.get("/v2/", headers=basic(longest, f"g{i}")).status_code for i in range(8)]
+        assert statuses[:5] == [401] * 5 and 429 in statuses
+    assert max(len(record.getMessage()) for record in caplog.records) < 2 * MAX_USER_NAME
