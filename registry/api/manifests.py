@@ -8,10 +8,10 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
+from registry import offload
 from registry.api.context import actor_of, publish_pull, registry_of, repository_of
 from registry.api.etags import digest_headers, not_modified
 from registry.errors import RegistryError
-from registry.http import offload
 from registry.http.urls import location
 from registry.mediatypes import INDEX_TYPES, MAX_MANIFEST_SIZE, detect_media_type
 from registry.names import digest_param, is_tag

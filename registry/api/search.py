@@ -20,6 +20,8 @@ from starlette.routing import BaseRoute, Route
 from auth.base import AuthFailure, Grant
 from registry.http.urls import client_address
 from registry.instance import Registry
+from registry.writes.events import EventKind, RepositoryEvent
+from storage.catalog import Catalog
 from storage.database import DatabaseUnavailable
 
 PACE = 64  # names examined between two turns of the event loop (the web UI's search reads each one's tags)
@@ -55,6 +57,19 @@ async def scan(registry: Registry, caller: Grant, match: Match, last: str | None
     if end == len(names):
         return found, None
     return found, names[end - 1] if end > start else last
+
+
+class NewRepositories:
+    """Hears of pushes: a repository this process creates is in the names searches read at once, not
+    only after the catalog's next walk."""
+
+    kinds = frozenset({EventKind.MANIFEST_PUSHED, EventKind.TAG_SET})
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    async def on_event(self, event: RepositoryEvent) -> None:
+        self.catalog.created(event.repository)
 
 
 def name_contains(term: str) -> Match:

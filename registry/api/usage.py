@@ -12,8 +12,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auth.base import Access, AuthFailure
+from registry import offload
 from registry.errors import auth_failure_response
-from registry.http import offload
 from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from storage.accounting import UsageIndex

@@ -19,9 +19,10 @@ from auth.base import Access, AuthFailure
 from auth.factory import token_server_routes
 from auth.policy import MAX_AGE, PolicySnapshot
 from registry import config as config_module
+from registry import offload
 from registry.api import v1
 from registry.api.replication import ReplicationAPI
-from registry.api.search import V1Search
+from registry.api.search import NewRepositories, V1Search
 from registry.api.tokens import TokensAPI
 from registry.api.usage import V1Usage
 from registry.config import Config
@@ -31,7 +32,7 @@ from registry.events.audit import AuditTrail
 from registry.events.lag import watch_lag
 from registry.events.notifications.factory import build_notifier
 from registry.events.observe import Observer
-from registry.http import allocator, offload
+from registry.http import allocator
 from registry.http.framing import IdleBody, malformed, refuse_body
 from registry.http.routes import WRITE_METHODS, match
 from registry.http.urls import client_address, origin
@@ -318,6 +319,7 @@ def create_app(config: Config, registry: Registry | None = None) -> RegistryApp:
     replication = build_replication(registry)
     usage = UsageIndex(registry.driver, offload.run)
     extra += V1Search(registry, inspector.description).routes()
+    registry.events.subscribe(NewRepositories(registry.catalog))
     extra += V1Usage(registry, usage).routes()
     extra += TokensAPI(registry, registry.tokens).routes()
     extra += ReplicationAPI(registry, replication).routes()

@@ -40,11 +40,11 @@ from starlette.staticfiles import StaticFiles
 from auth.base import Access, Grant
 from auth.brake import TooManyAttempts
 from auth.credentials import CredentialRefused, SourceUnavailable
+from registry import offload
 from registry.api.replication import safe_id
 from registry.api.search import scan
 from registry.errors import RegistryError
 from registry.events.observe import request_info
-from registry.http import offload
 from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.names import NAME_RE, TAG_RE

@@ -12,8 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry import offload
 from registry.errors import RegistryError
-from registry.http import offload
 from registry.instance import Registry
 from registry.mediatypes import (
     INDEX_TYPES,

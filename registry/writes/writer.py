@@ -23,9 +23,17 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from registry import offload
 from registry.config import Config
 from registry.errors import RegistryError
-from registry.mediatypes import InvalidManifest, ParsedManifest, detect_media_type, parse, referrer_descriptor
+from registry.mediatypes import (
+    InvalidManifest,
+    ParsedManifest,
+    detect_media_type,
+    parse,
+    parse_stored,
+    referrer_descriptor,
+)
 from registry.names import check_name, check_tag, digest_param
 from registry.writes import references
 from registry.writes.actor import MIRROR, Actor
@@ -117,10 +125,10 @@ class RepositoryWriter:
         """Store a manifest under a tag or its digest (``reference``), plus ``extra_tags`` (OCI's ``?tag=``)."""
         manifest: ParsedManifest | None = None
         if actor.kind == MIRROR:
-            media_type = detect_media_type(content)
+            media_type = await offload.sized(len(content), detect_media_type, content)
         else:
             try:
-                manifest = parse(content, media_type)
+                manifest = await offload.sized(len(content), parse, content, media_type)
             except InvalidManifest as e:
                 raise RegistryError("MANIFEST_INVALID", e.message, detail=e.detail) from None
             media_type = manifest.media_type
@@ -185,8 +193,9 @@ class RepositoryWriter:
 
         await self.blobs.guard.settle(before, [*manifest_directories(name, digest), paths.tag_dir(name, tag)],
                                       still_there)
-        await self.events.publish(RepositoryEvent(EventKind.TAG_SET, name, actor, digest, (tag,),
-                                                  detect_media_type(content), len(content)))
+        media_type = await offload.sized(len(content), detect_media_type, content)
+        await self.events.publish(RepositoryEvent(EventKind.TAG_SET, name, actor, digest, (tag,), media_type,
+                                                  len(content)))
 
     async def delete(self, name: str, reference: str, actor: Actor) -> None:
         """Untag a tag, or delete a manifest by digest with its tags and its referrers-index entry."""
@@ -214,7 +223,7 @@ class RepositoryWriter:
             with contextlib.suppress(TagUnknown):
                 await self.tags.untag(name, tag)
         try:
-            subject = parse(content, detect_media_type(content)).subject
+            subject = (await offload.sized(len(content), parse_stored, content)).subject
         except InvalidManifest:
             subject = None
         if subject is not None:
