@@ -5,12 +5,12 @@ p50 from 2.6 ms to 1.5 s; /v1/search looping, 974 ms)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from tests.callcount import count_calls
 from tests.e2e.trees import write_registry
 
 from .conftest import image_manifest, make_client, put_manifest
@@ -20,17 +20,7 @@ REPOSITORIES = 300
 
 def count_listings(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     driver = client.app.registry.driver  # type: ignore[attr-defined]
-    calls: Counter[str] = Counter()
-
-    def counted(name: str, method: Callable[..., object]) -> Callable[..., object]:
-        def call(*args: object, **kwargs: object) -> object:
-            calls[name] += 1
-            return method(*args, **kwargs)
-        return call
-
-    for name in ("list", "list_nested", "list_keys", "walk"):
-        monkeypatch.setattr(driver, name, counted(name, getattr(driver, name)))
-    return calls
+    return count_calls(driver, ("list", "list_nested", "list_keys", "walk"), monkeypatch)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 
@@ -16,6 +15,7 @@ from storage.blobs import BlobStore
 from storage.digests import digest_bytes
 from storage.driver import PathNotFound, StorageDriver
 from storage.manifests import ManifestStore, TagStore
+from tests.callcount import count_calls, counted
 
 pytestmark = pytest.mark.anyio
 
@@ -54,19 +54,9 @@ async def test_pages_are_complete_and_in_order(driver: StorageDriver, size: int)
         await store.page("team/none", None, 5)
 
 
-def count_calls(driver: StorageDriver, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    calls: Counter[str] = Counter()
-
-    def counted(name: str, method: Callable[..., object]) -> Callable[..., object]:
-        def call(*args: object, **kwargs: object) -> object:
-            calls[name] += 1
-            return method(*args, **kwargs)
-        return call
-
-    for name in ("list", "list_keys", "list_nested", "stat", "get_content"):
-        monkeypatch.setattr(driver, name, counted(name, getattr(driver, name)))
-    real_isfile = os.path.isfile
-    monkeypatch.setattr(os.path, "isfile", counted("isfile", real_isfile))
+def count_reads(driver: StorageDriver, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    calls = count_calls(driver, ("list", "list_keys", "list_nested", "stat", "get_content"), monkeypatch)
+    monkeypatch.setattr(os.path, "isfile", counted(calls, "isfile", os.path.isfile))
     return calls
 
 
@@ -76,7 +66,7 @@ async def test_a_page_costs_the_page_not_every_tag(driver: StorageDriver, monkey
     await tag_all(store, "team/many", tags)
     blobs = BlobStore(driver)
     repository = Repository("team/many", driver, blobs, ManifestStore(driver, blobs), store)
-    calls = count_calls(driver, monkeypatch)
+    calls = count_reads(driver, monkeypatch)
     page = await repository.tag_page("t00123", 7)
     assert (page.tags, page.more) == (tags[124:131], True)
     # disk: one listing (cached while the directory is unchanged) and the page's own 8 tags checked;
