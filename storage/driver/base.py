@@ -81,13 +81,17 @@ class BaseDriver(StorageDriver):
     async def delete_objects(self, groups: Sequence[tuple[str, Sequence[str] | None]]) -> None:
         for directory, files in groups:
             if files is None:
-                try:
-                    await self.delete(directory)
-                except PathNotFound:
-                    pass
+                await self.delete_tree(directory)
             else:
                 for path in files:
                     await self.delete_file(path)
+
+    async def delete_tree(self, path: str) -> None:
+        """``path`` and everything below it; nothing there is no error."""
+        try:
+            await self.delete(path)
+        except PathNotFound:
+            pass
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return None

@@ -437,10 +437,7 @@ class S3Driver(BaseDriver):
             await self._run(self._delete_keys_sync, groups[0][0], keys)
         for directory, files in groups:
             if files is None:
-                try:
-                    await self.delete(directory)
-                except PathNotFound:
-                    pass
+                await self.delete_tree(directory)
 
     # --- the rest ------------------------------------------------------------------------------------
 
