@@ -112,7 +112,7 @@ def detect_media_type(content: bytes) -> str:
     """The Content-Type to serve a stored manifest with."""
     try:
         doc = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # stored by another tool: anything goes
         return "application/octet-stream"
     return guess(doc) if isinstance(doc, dict) else "application/octet-stream"
 

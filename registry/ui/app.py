@@ -32,10 +32,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from auth.base import Access, Grant
 from auth.brake import TooManyAttempts
@@ -192,7 +194,7 @@ class WebUI:
                 *(route for pages in self.pages for route in pages.routes()),
                 Route("/r/{reference:path}", view(WebUI.reference), methods=["GET", "HEAD"]),
                 Route("/delete/{reference:path}", view(WebUI.delete), methods=["GET", "HEAD", "POST"]),
-                Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+                Mount("/static", app=Static(directory=HERE / "static"), name="static"),
             ]),
         ]
 
@@ -479,6 +481,17 @@ class WebUI:
 
     async def exists(self, name: str) -> bool:
         return await repository_exists(self.registry.driver, name)
+
+
+class Static(StaticFiles):
+    """The UI's own files; one that is not there is a plain 404 (Starlette's raises, which outside a
+    Starlette application became a 500 with a traceback in the log)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        try:
+            return await super().get_response(path, scope)
+        except HTTPException as e:
+            return PlainTextResponse(e.detail, status_code=e.status_code, headers=e.headers)
 
 
 def page_size(raw: str | None) -> int:

@@ -24,6 +24,7 @@ from registry.mediatypes import (
     parse_stored,
 )
 from registry.names import digest_param, is_tag
+from registry.ui.image_config import ImageConfig, read_config
 from storage.blobs import BlobUnknown
 from storage.digests import Digest, parse_digest
 from storage.driver import PathNotFound
@@ -115,7 +116,7 @@ class Detail:
     manifest: ParsedManifest | None
     config_descriptor: Layer | None = None
     layers: list[Layer] = field(default_factory=list)
-    config: dict[str, Any] | None = None
+    config: ImageConfig | None = None
     children: list[Child] = field(default_factory=list)
     annotations: dict[str, str] = field(default_factory=dict)
     artifact_type: str | None = None
@@ -222,17 +223,16 @@ class Inspector:
                            problem=problems[0] if problems else None)
         blobs = frozenset((str(b.digest), b.size) for b in manifest.blobs)
         config = await self.image_config(manifest)
-        platform = platform_text(config) if config else ""
-        labels = ((config or {}).get("config") or {}).get("Labels") or {}
         return Summary(
-            manifest.media_type, sum(size for _, size in blobs), blobs, (platform,) if platform else (),
+            manifest.media_type, sum(size for _, size in blobs), blobs,
+            (config.platform,) if config and config.platform else (),
             manifest.artifact_type if not is_image_config(manifest) else None,
-            {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
-            str(config["created"]) if config and config.get("created") else None,
+            dict(config.labels) if config else {}, config.created if config else None,
         )
 
-    async def image_config(self, manifest: ParsedManifest) -> dict[str, Any] | None:
-        """The image config blob as JSON; None for artifacts and unreadable or oversized configs."""
+    async def image_config(self, manifest: ParsedManifest) -> ImageConfig | None:
+        """The image config, read field by field (``image_config.read_config``); None for artifacts and
+        for configs that are missing or too large to read."""
         if not manifest.blobs or not is_image_config(manifest):
             return None
         descriptor = manifest.blobs[0]
@@ -241,10 +241,9 @@ class Inspector:
         try:
             async with self._gate:
                 raw = await self.registry.blobs.get(descriptor.digest)
-            doc = await offload.sized(len(raw), json.loads, raw)
-        except (BlobUnknown, ValueError, UnicodeDecodeError):
+        except BlobUnknown:
             return None
-        return doc if isinstance(doc, dict) else None
+        return await offload.sized(len(raw), config_of, raw)
 
     async def detail(self, name: str, digest: Digest) -> Detail:
         """Raises RegistryError (MANIFEST_UNKNOWN) when the repository has no such manifest."""
@@ -276,8 +275,7 @@ class Inspector:
             detail.config_descriptor = Layer(config.media_type, str(config.digest), config.size, config.urls)
             detail.layers = [Layer(b.media_type, str(b.digest), b.size, b.urls) for b in layers]
             detail.config = await self.image_config(manifest)
-            platform = platform_text(detail.config)
-            detail.platforms = (platform,) if platform else ()
+            detail.platforms = (detail.config.platform,) if detail.config and detail.config.platform else ()
             if is_image_config(manifest):
                 detail.artifact_type = None
         for referrer in await self.registry.referrers.list(name, digest):
@@ -293,10 +291,18 @@ def is_image_config(manifest: ParsedManifest) -> bool:
     return bool(manifest.blobs) and manifest.blobs[0].media_type in IMAGE_CONFIG_TYPES
 
 
+def config_of(raw: bytes) -> ImageConfig:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return ImageConfig(problems=("the config is not valid JSON",))
+    return read_config(doc)
+
+
 def pretty(content: bytes) -> str:
     try:
         return json.dumps(json.loads(content), indent=2)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return content.decode(errors="replace")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tests.api.conftest import OCI_INDEX, OCI_MANIFEST, make_client
+from tests.api.conftest import OCI_INDEX, OCI_MANIFEST, image_manifest, make_client, put_manifest
 from tests.ui.conftest import SCRIPT, csrf, push_image, push_index, push_referrer
 
 
@@ -183,3 +185,39 @@ def test_usage_page_counts_shared_blobs_once(client: TestClient) -> None:
     kib = float(team.removesuffix(" KiB"))
     assert 7.0 < kib < 11.0  # 4 KiB shared once + 1 + 2 KiB, the config and two manifests (twice: over 11)
     assert "/ui/r/solo/c" in page
+
+
+MALFORMED_CONFIGS = {
+    "list-config": {"architecture": "amd64", "os": "linux", "config": ["x"]},
+    "list-labels": {"architecture": "amd64", "os": "linux", "config": {"Labels": ["a=b"], "Env": ["A=1"]}},
+    "odd-types": {"architecture": 7, "os": "linux", "created": {"at": 1},
+                  "config": {"Env": 5, "Entrypoint": {"x": 1}, "Cmd": [1, 2], "ExposedPorts": ["80"],
+                             "Labels": {"ok": "yes", "bad": 3}},
+                  "history": "yesterday"},
+    "bad-history": {"architecture": "arm64", "os": "linux", "history": [1, {"created_by": ["x"]}, {"created": 5}]},
+    "not-an-object": ["just", "a", "list"],
+}
+
+
+def test_malformed_image_configs_are_shown_as_malformed(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 24, item 12: one config of the wrong shape made /ui/, the UI's search and docker search answer
+    500 for everyone who could see it."""
+    for tag, config in MALFORMED_CONFIGS.items():
+        body = image_manifest(client, "odd/app", layers=[tag.encode()], config=json.dumps(config).encode())
+        assert put_manifest(client, "odd/app", tag, body).status_code == 201
+    with caplog.at_level(logging.ERROR):
+        for path in ["/ui/", "/ui/r/odd/app", "/ui/search?q=odd", "/ui/search?q=yes", "/ui/usage"]:
+            assert client.get(path).status_code == 200, path
+        r = client.get("/v1/search", params={"q": "odd"})
+        assert r.status_code == 200 and r.json()["num_results"] == 1
+        for tag in MALFORMED_CONFIGS:
+            page = client.get(f"/ui/r/odd/app:{tag}")
+            assert page.status_code == 200, tag
+            assert 'data-testid="config-problems"' in page.text, tag
+        page = client.get("/ui/r/odd/app:odd-types").text
+        assert "config.Env is not a list of strings" in page and "<th class=\"mono\">ok</th>" in page
+        assert "linux" in page  # what could be read is shown
+        # a static file that is not there is a 404, not a 500 with a traceback
+        assert client.get("/ui/static/missing.css").status_code == 404
+        assert client.get("/ui/static/").status_code == 404
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -24,6 +24,7 @@ from registry.http.ranges import Unsatisfiable, parse_content_range, parse_range
 from registry.mediatypes import MAX_DEPTH, InvalidManifest, nesting_within, parse
 from registry.mediatypes.descriptor import MAX_SIZE
 from registry.names import MAX_NAME_LENGTH, NAME_RE, check_name, check_tag, digest_param, is_tag
+from registry.ui.image_config import read_config
 from storage.digests import HEX_LENGTH, InvalidDigest, parse_digest
 from storage.driver.s3_config import S3Parameters
 
@@ -282,6 +283,59 @@ def json_depth(value: Any) -> int:
 def test_nesting_check_is_exact_on_any_json(doc: Any, limit: int, spaced: bool) -> None:
     text = json.dumps(doc, indent=1 if spaced else None, ensure_ascii=False)
     assert nesting_within(text.encode(), limit) == (json_depth(doc) <= limit)
+
+
+# --- image configs as the web UI reads them -----------------------------------------------------------
+
+CONFIG_KEYS = ["Entrypoint", "Cmd", "Env", "Labels", "WorkingDir", "User", "ExposedPorts"]
+strings = st.text(max_size=12)
+string_lists = st.lists(strings, max_size=4)
+
+
+@st.composite
+def image_configs(draw: st.DrawFn) -> tuple[Any, bool]:
+    """An image config and whether it is well-formed: each field of the right type, or of any type."""
+    well_formed = draw(st.booleans())
+
+    def value(right: st.SearchStrategy[Any]) -> Any:
+        return draw(right if well_formed else st.one_of(right, json_values))
+
+    inner = {key: value({"Entrypoint": string_lists, "Cmd": string_lists, "Env": string_lists,
+                         "Labels": st.dictionaries(strings, strings, max_size=3), "WorkingDir": strings,
+                         "User": strings, "ExposedPorts": st.dictionaries(strings, st.just({}), max_size=3)}[key])
+             for key in draw(st.lists(st.sampled_from(CONFIG_KEYS), unique=True))}
+    history = st.lists(st.fixed_dictionaries({"created": strings, "created_by": strings,
+                                              "empty_layer": st.booleans()}), max_size=3)
+    doc = {"architecture": value(strings), "os": value(strings), "created": value(strings),
+           "config": value(st.just(inner)), "history": value(history)}
+    return (doc if well_formed else draw(st.one_of(st.just(doc), json_values))), well_formed
+
+
+def is_text_tuple(value: Any) -> bool:
+    return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+
+
+@FAST
+@given(image_configs())
+@example((["x"], False))
+@example(({"config": ["x"]}, False))
+@example(({"config": {"Labels": ["a=b"], "Env": 5, "Entrypoint": {"x": 1}}, "history": "no"}, False))
+def test_any_image_config_reads_into_what_the_pages_show(case: tuple[Any, bool]) -> None:
+    doc, well_formed = case
+    config = read_config(doc)
+    assert all(isinstance(v, str) for v in (config.os, config.architecture, config.variant, config.working_dir,
+                                            config.user, config.platform))
+    assert config.created is None or isinstance(config.created, str)
+    assert all(is_text_tuple(v) for v in (config.entrypoint, config.cmd, config.env, config.exposed_ports,
+                                          config.problems))
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in config.labels.items())
+    assert all(isinstance(h.created, str) and isinstance(h.command, str) and isinstance(h.empty_layer, bool)
+               for h in config.history)
+    if well_formed:
+        assert config.problems == ()
+        assert config.os == doc["os"] and config.labels == doc["config"].get("Labels", {})
+        assert config.env == tuple(doc["config"].get("Env", ()))
+        assert [h.command for h in config.history] == [h["created_by"] for h in doc["history"]]
 
 
 # --- token scopes and Basic credentials ---------------------------------------------------------------
