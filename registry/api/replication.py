@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from auth.base import Access, AuthFailure
 from registry.errors import RegistryError, auth_failure_response, error_response
-from registry.http.urls import origin
+from registry.http.urls import client_address, origin
 from registry.instance import Registry
 from registry.replication.executions import Execution
 from registry.replication.rules import Rule
@@ -56,7 +56,8 @@ class ReplicationAPI:
         async def endpoint(request: Request) -> Response:
             try:
                 await self.registry.access.authorize(request.headers, ACCESS,
-                                                     lambda: origin(request, self.registry.config.http))
+                                                     lambda: origin(request, self.registry.config.http),
+                                                     client_address(request, self.registry.config.http))
                 return await handler(request)
             except AuthFailure as e:
                 return auth_failure_response(e)

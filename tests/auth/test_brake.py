@@ -159,12 +159,15 @@ def test_search_and_web_ui_logins_are_braked(basic_auth: dict[str, Any], tmp_pat
 
 def test_failures_on_usage_and_metrics_lock_out_only_their_address(basic_auth: dict[str, Any],
                                                                     tmp_path: Path) -> None:
-    """Issue 24, item 11: /api/v1/usage and the main-address /metrics counted failures without the
-    client's address, so a guesser locked alice (and the metric scrapers) out from everywhere."""
-    config = parse({"storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}}, "auth": basic_auth,
-                    "http": {"metrics": {"enabled": True}}})
-    for path in ("/api/v1/usage", "/metrics"):
-        app = create_app(config)  # one brake per path: the guesser's count is shared by every path
+    """Issue 24, item 11: /api/v1/usage, the main-address /metrics and /api/v1/replication counted
+    failures without the client's address, so a guesser locked alice (and the metric scrapers) out from
+    everywhere."""
+    for path in ("/api/v1/usage", "/metrics", "/api/v1/replication/rules"):
+        # a registry (brake, database) per path: a guesser's count is shared by every path of one
+        root = tmp_path / path.strip("/").replace("/", "-")
+        config = parse({"storage": {"filesystem": {"rootdirectory": str(root)}}, "auth": basic_auth,
+                        "http": {"metrics": {"enabled": True}}})
+        app = create_app(config)
         attacker = TestClient(app, base_url="http://registry.test", client=("192.0.2.7", 1))
         alice = TestClient(app, base_url="http://registry.test", client=("198.51.100.3", 1))
         statuses = [attacker.get(path, headers=basic("alice", f"guess{i}")).status_code for i in range(12)]
