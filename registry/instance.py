@@ -32,6 +32,7 @@ from storage.driver.factory import build_driver
 from storage.driver.instrumented import InstrumentedDriver
 from storage.manifests import ManifestStore, TagStore
 from storage.referrers import ReferrersIndex
+from storage.sessions import SessionStore, session_store
 from storage.uploads import UploadStore
 from storage.usage import UsageLedger
 
@@ -54,6 +55,7 @@ class Registry:
     events: EventBus  # one event per change (and per pull): notifications, audit, metrics subscribe
     writer: RepositoryWriter
     ledger: UsageLedger | None  # what each namespace stores and uploads, with quotas (GC reconciles it)
+    sessions: SessionStore  # web UI sessions, shared by every replica: ``sessions.end_all(user)`` ends a user's
     mirror: UpstreamSource | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
     database: Database | None = None  # opened when first needed; None: S3 storage without database.url
     tokens: AccessTokens | None = None  # personal access tokens and robots (with a database and logins)
@@ -119,6 +121,7 @@ class Registry:
             events=events,
             writer=writer,
             ledger=ledger,
+            sessions=session_store(database, driver),
             mirror=mirror,
             database=database,
             tokens=tokens,

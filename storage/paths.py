@@ -20,6 +20,7 @@ the repository, a directory Distribution's catalog walk skips like every ``_``-p
       _moorage/gc/<token>/condemned/<n>       what a running GC is deleting now (Moorage, storage.sweep)
       _moorage/gc/<token>/relied/<id>         what pushes rely on while it runs (Moorage, storage.sweep)
       blobs/<alg>/<hex[:2]>/<hex>/lastused    written by earlier versions: GC still reads its age
+      _moorage/ui-sessions/<user>/<session>   web UI sessions without a database (Moorage, storage.sessions)
 
 The walks of this tree (every repository, its tags, revisions, links, uploads; every blob) are in
 ``storage.tree``, built on the names below.
@@ -103,6 +104,15 @@ def gc_relied_dir(token: str) -> str:
 
 def gc_relied(token: str, entry: str) -> str:
     return f"{gc_relied_dir(token)}/{entry}"
+
+
+def ui_sessions(user_key: str) -> str:
+    """A user's web UI sessions when there is no database (storage.sessions)."""
+    return f"{MOORAGE}/ui-sessions/{user_key}"
+
+
+def ui_session(user_key: str, session_key: str) -> str:
+    return f"{ui_sessions(user_key)}/{session_key}"
 
 
 def notification_events(endpoint: str) -> str:

@@ -80,4 +80,4 @@ class AccountPages(Pages):
         await self.management.update_user(caller, user, password=new)
         if self.management.cache is not None:
             await self.management.cache.refresh()  # the new stamp, for this session
-        self.ui.sessions.log_in(session, user)
+        await self.ui.sessions.log_in(session, user)

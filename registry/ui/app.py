@@ -152,6 +152,7 @@ class WebUI:
         self.base = f"{self.config.http.prefix}ui"
         self.inspector = inspector
         self.sessions = Sessions(self.config.ui.secret, self.config.ui.sessionttl, registry.login, self.base,
+                                 registry.sessions,
                                  registry.policy.refresh if registry.policy is not None else None)
         self.env = environment(self.base)
         self.token_pages: TokenPages | None = None
@@ -206,11 +207,17 @@ class WebUI:
 
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
-            session = await self.sessions.load(request)
+            try:
+                session = await self.sessions.load(request)
+            except StorageUnavailable as e:  # the session records cannot be read: no page can be trusted
+                response = await self.render(request, Session(None, ""), "error.html", status=503,
+                                             title="Unavailable", message=f"{e}: try again shortly.")
+                response.headers.update(SECURITY_HEADERS)
+                return response
             try:
                 await self.registry.login.refresh()
                 if session.user is not None and await self.registry.login.current(session.user) is None:
-                    self.sessions.log_out(session)  # removed from their directory (or file) since login
+                    await self.sessions.log_out(session)  # removed from their directory (or file) since login
                 response = await handler(self, request, session)
             except RegistryError as e:
                 response = await self.render(request, session, "error.html", status=e.status,
@@ -221,7 +228,7 @@ class WebUI:
                                        message=str(e))
             except (SourceUnavailable, StorageUnavailable) as e:
                 response = await self.render(request, session, "error.html", status=503, title="Unavailable",
-                                       message=f"{e}: try again shortly.")
+                                             message=f"{e}: try again shortly.")
             self.sessions.save(session, response, self.origin(request).startswith("https:"))
             response.headers.update(SECURITY_HEADERS)
             return response
@@ -452,7 +459,7 @@ class WebUI:
                     elif identity.scope is not None:
                         error, status = "Access tokens work with docker and the API: log in with your password.", 401
                     else:
-                        self.sessions.log_in(session, identity.name)
+                        await self.sessions.log_in(session, identity.name)
                         return RedirectResponse(target, status_code=303)
                 except TooManyAttempts as e:
                     error, status = f"Too many failed logins: try again in {math.ceil(e.retry_after)} s.", 429
@@ -467,7 +474,7 @@ class WebUI:
         form = await read_fields(request)
         if not csrf_ok(session, form.get("csrf"), request, self.origin(request)):
             raise Forbidden("the form expired: reload the page and try again")
-        self.sessions.log_out(session)
+        await self.sessions.log_out(session)
         return RedirectResponse(f"{self.base}/", status_code=303)
 
     # --- helpers ---------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class SingleSignOn:
             except SubjectMismatch as e:
                 log.warning("OIDC login refused: %s", e)
                 return self.finish(await self.refused(request, session, f"{str(e).capitalize()}.", 401))
-            self.ui.sessions.log_in(session, identity.name)
+            await self.ui.sessions.log_in(session, identity.name)
             log.info("OIDC login: %s (teams %s)", identity.name, ", ".join(sorted(identity.teams)) or "none")
             assert pending is not None
             response = await self.ui.render(request, session, "continue.html", title="Logged in", target=pending.target)

@@ -23,6 +23,11 @@ The identity and policy store (auth/ decides with it, auth/identity.py manages i
   and the teams its groups map to, as of the user's latest login.
 - ``feed``: one row whose ``version`` every policy change increments in its own transaction: the change
   feed each replica polls to invalidate its caches (storage/database/feed.py).
+
+The web UI's sessions (storage/sessions.py):
+
+- ``ui_sessions``: one row per logged-in session, keyed by the SHA-256 of its id; logging out deletes it
+  (``started``/``expires`` are Unix times).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -164,4 +170,14 @@ external_users = Table(
     Column("subject", String(512)),
     Column("teams", JSON, nullable=False),
     Column("seen", DateTime(timezone=True), nullable=False),
+)
+
+ui_sessions = Table(
+    "ui_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user", String(255), nullable=False),
+    Column("started", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    Index("ix_ui_sessions_user", "user"),
+    Index("ix_ui_sessions_expires", "expires"),
 )

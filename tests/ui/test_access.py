@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from collections.abc import Iterator
@@ -194,3 +195,32 @@ class TestV1Search:
             r = c.get("/v1/search", headers=bearer(c, "alice"))
             assert [x["name"] for x in r.json()["results"]] == ["alice/app", "public/base"]
             assert c.get("/v1/search", headers={"Authorization": "Bearer junk"}).status_code == 401
+
+
+def test_logout_ends_the_session_on_every_replica(tmp_path: Path) -> None:
+    """Issue 24, item 8: a copy of the session cookie kept after logout worked for up to 12 h, CSRF
+    token included.  Logging out through one replica ends it on the server, so on every replica."""
+    auth = {**basic_auth(tmp_path), "access": ACCESS}
+    ui = {"secret": "shared by the replicas"}
+    with make_client(tmp_path / "root", auth=auth, ui=ui) as one, make_client(tmp_path / "root", auth=auth, ui=ui) as two:
+        seed(one)
+        assert login(one, "bob").status_code == 303
+        stolen = one.cookies["moorage_session"]
+        two.cookies.set("moorage_session", stolen)
+        page = two.get("/ui/").text
+        assert "bob/tool" in names(page)  # one session, good on both replicas
+        token = csrf(page)
+        assert one.post("/ui/logout", data={"csrf": csrf(one.get("/ui/").text)}).status_code == 200
+        two.cookies.clear()
+        two.cookies.set("moorage_session", stolen)
+        assert names(two.get("/ui/").text) == ["public/base"]  # anonymous now
+        r = two.post("/ui/delete/bob/tool:1.0", data={"csrf": token}, follow_redirects=False)
+        assert r.status_code in (403, 404) and two.get("/v2/bob/tool/manifests/1.0", headers=basic("bob")).status_code == 200
+        # ending every session of a user (the hook for disabling them) reaches every replica too
+        login(one, "bob")
+        two.cookies.clear()
+        two.cookies.set("moorage_session", one.cookies["moorage_session"])
+        assert "bob/tool" in names(two.get("/ui/").text)
+        asyncio.run(one.app.registry.sessions.end_all("bob"))  # type: ignore[attr-defined]
+        assert names(two.get("/ui/").text) == ["public/base"]
+        assert names(one.get("/ui/").text) == ["public/base"]
