@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ WORKERS = 8  # threads (and at most as many pooled connections in use at once)
 BREAKER_THRESHOLD = 3
 BREAKER_COOLDOWN = 2.0
 MIGRATION_TIMEOUT = 60.0  # a replica waiting for another's migration waits this long
+SQLITE_WAL_PATIENCE = 30.0  # a new connection retries switching a new file to WAL while another holds it
 
 
 def sqlalchemy_url(url: str) -> URL:
@@ -243,9 +245,26 @@ def sqlite_connect(dbapi_connection: Any, record: Any) -> None:
     readers go on while one process writes; foreign keys enforce the cascades."""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    for pragma in ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL"):
+    for pragma in ("foreign_keys=ON", "synchronous=NORMAL"):
         cursor.execute(f"PRAGMA {pragma}")
+    use_wal(cursor, SQLITE_WAL_PATIENCE)
     cursor.close()
+
+
+def use_wal(cursor: Any, patience: float) -> None:
+    """Switch a new database file to WAL (it stays so).  The switch needs the file to itself and, unlike
+    other statements, answers "database is locked" at once instead of waiting the busy timeout: a
+    process that opens the database while another migrates it tries again for ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def sqlite_begin(conn: Connection) -> None:
