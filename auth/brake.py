@@ -8,20 +8,31 @@ is braked its passwords are not even checked (the caller answers 429 with Retry-
 cannot continue behind the refusals, and no bcrypt is spent on it.
 
 The state lives in this process's memory, at most ``entries`` keys (the least recently failed are
-forgotten first): each replica, and each worker process, brakes on its own.
+forgotten first).  When the registry has a database the brake shares its counts there (``share``):
+each failure is also counted in the database, in the background, and the count that answers (every
+replica's and worker's failures of that user from that address) becomes this process's, so a guesser
+spreading guesses over N replicas gains at most one guess per replica, not N times the allowance.  A
+success here clears the shared count too.  While the database is unreachable each process brakes on
+its own, as without one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from auth.settings import BrakeSettings
+from storage.database import Database, DatabaseUnavailable
+from storage.database.login_failures import count_failure, failure_key, forget
+
+log = logging.getLogger("moorage.auth")
 
 
 @dataclass(slots=True)
@@ -41,6 +52,12 @@ class LoginBrake:
         self._clock = clock
         self._lock = threading.Lock()
         self._failures: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
+        self._shared: SharedFailures | None = None
+        self._sharing: set[asyncio.Task[None]] = set()  # writes to the shared count in flight
+
+    def share(self, shared: SharedFailures) -> None:
+        """Count failures in ``shared`` too (the database every replica uses)."""
+        self._shared = shared
 
     def __len__(self) -> int:
         return len(self._failures)
@@ -72,10 +89,70 @@ class LoginBrake:
             self._failures[key] = entry  # most recent last: the oldest go first when full
             while len(self._failures) > self.entries:
                 self._failures.popitem(last=False)
+        if self._shared is not None:
+            self._in_background(self._count_shared(self._shared, user, address))
 
     def succeeded(self, user: str, address: str) -> None:
         with self._lock:
-            self._failures.pop((user, address), None)
+            known = self._failures.pop((user, address), None) is not None
+        if known and self._shared is not None:  # a success with nothing counted here costs no write
+            self._in_background(self._shared.forget(user, address))
+
+    async def settled(self) -> None:
+        """Until the shared writes made so far are done (tests, shutdown)."""
+        while self._sharing:
+            await asyncio.gather(*self._sharing, return_exceptions=True)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(work)
+        except RuntimeError:  # no event loop (a command-line tool): this process's count only
+            work.close()
+            return
+        self._sharing.add(task)
+        task.add_done_callback(self._sharing.discard)
+
+    async def _count_shared(self, shared: SharedFailures, user: str, address: str) -> None:
+        count = await shared.failed(user, address, self.window)
+        if count is None:
+            return
+        with self._lock:
+            entry = self._failures.get((user, address))
+            if entry is not None and count > entry.count:
+                entry.count = count  # the other replicas' failures count here from now on
+
+
+class SharedFailures:
+    """The brake's counts in the database (``login_failures``), bounded like every database call; an
+    unreachable database is logged (once a minute) and leaves each process braking on its own."""
+
+    QUIET = 60.0
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._complained = -self.QUIET
+
+    async def failed(self, user: str, address: str, window: float) -> int | None:
+        """The shared count after this failure; None when the database cannot say now."""
+        key, now = failure_key(user, address), time.time()
+        try:
+            return await self.database.write(lambda conn: count_failure(conn, key, now, window), policy=False)
+        except DatabaseUnavailable as e:
+            self._complain(e)
+            return None
+
+    async def forget(self, user: str, address: str) -> None:
+        key = failure_key(user, address)
+        try:
+            await self.database.write(lambda conn: forget(conn, key), policy=False)
+        except DatabaseUnavailable as e:
+            self._complain(e)
+
+    def _complain(self, error: DatabaseUnavailable) -> None:
+        if time.monotonic() - self._complained >= self.QUIET:
+            self._complained = time.monotonic()
+            log.warning("brake: failed logins are counted per process while the database is unavailable: %s",
+                        error)
 
 
 def build_brake(settings: BrakeSettings | Mapping[str, Any] | None) -> LoginBrake | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from auth.base import AccessController
+from auth.brake import SharedFailures
 from auth.factory import build_access_controller, build_access_tokens, build_credentials
 from auth.login import Login, build_login
 from auth.manage import Management
@@ -80,6 +81,8 @@ class Registry:
             policy = policy_cache(database)
             management = build_management(config, database, policy)
         credentials = build_credentials(config.auth, policy)  # one chain and brake for every login path
+        if database is not None and credentials.brake is not None:
+            credentials.brake.share(SharedFailures(database))  # one count for every replica and worker
         access = build_access_controller(config.auth, credentials, policy)
         login = build_login(config.auth, access, credentials)
         tokens = build_access_tokens(config.auth, database, access, credentials, policy)

@@ -28,6 +28,11 @@ The web UI's sessions (storage/sessions.py):
 
 - ``ui_sessions``: one row per logged-in session, keyed by the SHA-256 of its id; logging out deletes it
   (``started``/``expires`` are Unix times).
+
+The brute-force brake (storage/database/login_failures.py, auth/brake.py):
+
+- ``login_failures``: failed logins per (user, client address), keyed by a hash of both, so that every
+  replica and worker counts the same failures (``last`` is a Unix time).
 """
 
 from __future__ import annotations
@@ -180,4 +185,12 @@ ui_sessions = Table(
     Column("expires", Float, nullable=False),
     Index("ix_ui_sessions_user", "user"),
     Index("ix_ui_sessions_expires", "expires"),
+)
+
+login_failures = Table(
+    "login_failures", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("last", Float, nullable=False),
+    Index("ix_login_failures_last", "last"),
 )

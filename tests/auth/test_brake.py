@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from auth.base import MAX_USER_NAME
-from auth.brake import LoginBrake, TooManyAttempts
+from auth.brake import LoginBrake, SharedFailures, TooManyAttempts
 from registry.config import parse
 from registry.http.app import create_app
+from storage.database import Database
 from tests.auth.conftest import API_RULES
 
 
@@ -195,3 +197,56 @@ def test_implausibly_long_user_names_are_neither_kept_nor_logged(basic_auth: dic
         statuses = [attacker.get("/v2/", headers=basic(longest, f"g{i}")).status_code for i in range(8)]
         assert statuses[:5] == [401] * 5 and 429 in statuses
     assert max(len(record.getMessage()) for record in caplog.records) < 2 * MAX_USER_NAME
+
+
+def test_replicas_brake_on_one_count(basic_auth: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 24, item 11: with several replicas (or workers) each braked on its own, so a guesser spreading
+    guesses over them had N times the allowance.  Sharing a database, they count the same failures."""
+    config = parse({"storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}}, "auth": basic_auth})
+    with TestClient(create_app(config), base_url="http://registry.test", client=("192.0.2.7", 1)) as one, \
+            TestClient(create_app(config), base_url="http://registry.test", client=("192.0.2.7", 1)) as two:
+        for i in range(3):  # 3 + 3 wrong guesses: fewer than 5 on either replica
+            for replica in (one, two):
+                assert replica.get("/v2/", headers=basic("alice", f"guess{i}")).status_code == 401
+                time.sleep(0.2)  # the shared count is written just after the answer
+        assert two.get("/v2/", headers=basic("alice", "alice-pw")).status_code == 429
+        assert one.get("/v2/", headers=basic("alice", "alice-pw")).status_code == 429
+        assert one.get("/v2/", headers=basic("bob", "bob-pw")).status_code == 200  # a colleague is not held
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'moorage.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_the_shared_count_survives_concurrency_and_an_unreachable_database(database_url: str) -> None:
+    async def run() -> None:
+        databases = [Database(database_url) for _ in range(3)]
+        brakes = [LoginBrake(attempts=30, delay=1.0) for _ in databases]
+        for brake, database in zip(brakes, databases, strict=True):
+            brake.share(SharedFailures(database))
+        try:
+            for _ in range(10):  # 30 failures at once over three replicas: none lost
+                for brake in brakes:
+                    brake.failed("alice", "192.0.2.7")
+            for brake in brakes:
+                await brake.settled()
+            brakes[0].failed("alice", "192.0.2.7")
+            await brakes[0].settled()
+            assert brakes[0].wait("alice", "192.0.2.7") > 0  # 31 failures counted
+            assert brakes[1].wait("bob", "192.0.2.7") == 0
+            brakes[0].succeeded("alice", "192.0.2.7")
+            await brakes[0].settled()
+            brakes[2].failed("alice", "192.0.2.8")
+            await brakes[2].settled()
+            await databases[1].close()  # closed: every call refused, as when the database is down
+            brakes[1].failed("carol", "192.0.2.9")
+            await brakes[1].settled()  # counted here only, no error
+            assert len(brakes[1]) >= 1
+        finally:
+            for database in databases:
+                await database.close()
+
+    asyncio.run(run())

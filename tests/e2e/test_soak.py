@@ -3,6 +3,12 @@
 latency per operation and the server's RSS every few seconds (printed, and written as JSON to
 $MOORAGE_SOAK_REPORT when set).  RSS must stay bounded: its last third may not grow past the first
 third's peak by more than RSS_GROWTH_LIMIT.
+
+MOORAGE_SOAK_AUTH chooses who the clients are (issue 24): ``none`` (the default: no auth section),
+``htpasswd`` (HTTP Basic against an htpasswd file on every request) or ``database`` (HTTP Basic against
+the users of the database, ``auth.database``, the user made with ``moorage user add``)::
+
+    MOORAGE_SOAK_SECONDS=600 MOORAGE_SOAK_AUTH=database pytest -s tests/e2e/test_soak.py
 """
 
 from __future__ import annotations
@@ -12,16 +18,22 @@ import hashlib
 import json
 import os
 import random
+import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
+import bcrypt
 import httpx
 import pytest
+import yaml
 
 pytestmark = pytest.mark.e2e
 
 CLIENTS = int(os.environ.get("MOORAGE_SOAK_CLIENTS", "200"))
+AUTH = os.environ.get("MOORAGE_SOAK_AUTH", "none")
+USER, PASSWORD = "soaker", "soak-password"
 SECONDS = float(os.environ.get("MOORAGE_SOAK_SECONDS", "60"))
 RSS_GROWTH_LIMIT = 64 << 20
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -53,13 +65,13 @@ def manifest_for(config: str, config_size: int, layer: str, layer_size: int, not
     }).encode()
 
 
-async def soak(base: str, pid: int) -> dict[str, object]:
+async def soak(base: str, pid: int, auth: tuple[str, str] | None = None) -> dict[str, object]:
     config = b'{"architecture":"amd64","os":"linux"}'
     config_digest = digest_of(config)
     seeded: list[tuple[str, str]] = []  # (repository, tag)
     layers: list[tuple[str, str]] = []  # (repository, digest)
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits, auth=auth) as http:
         for r in range(10):
             name = f"soak/repo{r}"
             (await http.post(f"/v2/{name}/blobs/uploads/", params={"digest": config_digest},
@@ -126,7 +138,7 @@ async def soak(base: str, pid: int) -> dict[str, object]:
         await asyncio.gather(sample(), *(client(n) for n in range(CLIENTS)))
     elapsed = time.monotonic() - started
     return {
-        "clients": CLIENTS, "seconds": round(elapsed, 1), "errors": errors[:20], "error_count": len(errors),
+        "clients": CLIENTS, "auth": AUTH, "seconds": round(elapsed, 1), "errors": errors[:20], "error_count": len(errors),
         "requests": sum(len(v) for v in latencies.values()),
         "throughput_per_s": round(sum(len(v) for v in latencies.values()) / elapsed, 1),
         "latency_ms": {op: {"count": len(v), "p50": round(percentile(v, 0.5) * 1000, 1),
@@ -135,10 +147,33 @@ async def soak(base: str, pid: int) -> dict[str, object]:
     }
 
 
-def test_soak_mixed_clients(start_moorage) -> None:  # type: ignore[no-untyped-def]
-    server = start_moorage({"log": {"accesslog": {"disabled": True}}})
+def with_users(start_moorage, tmp_path: Path) -> tuple[Any, tuple[str, str] | None]:  # type: ignore[no-untyped-def]
+    """The server for MOORAGE_SOAK_AUTH, and the clients' credentials."""
+    config: dict[str, Any] = {"log": {"accesslog": {"disabled": True}}}
+    rules = {"rules": [{"repositories": ["**"], "who": ["authenticated"], "actions": ["*"]}]}
+    if AUTH == "none":
+        return start_moorage(config), None
+    if AUTH == "htpasswd":
+        htpasswd = tmp_path / "htpasswd"
+        htpasswd.write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(10)).decode()}\n")
+        config["auth"] = {"htpasswd": {"realm": "soak", "path": str(htpasswd)}, "access": rules}
+        return start_moorage(config), (USER, PASSWORD)
+    if AUTH != "database":
+        raise pytest.UsageError(f"MOORAGE_SOAK_AUTH must be none, htpasswd or database, not {AUTH!r}")
+    config["auth"] = {"database": {}, "access": rules}
+    server = start_moorage(config, start=False)
+    server.workdir.mkdir(parents=True, exist_ok=True)
+    server.config_path.write_text(yaml.safe_dump(server.config))
+    added = subprocess.run([server.executable, "user", "add", USER, "--admin", "--config", str(server.config_path)],
+                           input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    return server.start(), (USER, PASSWORD)
+
+
+def test_soak_mixed_clients(start_moorage, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server, auth = with_users(start_moorage, tmp_path)
     assert server.proc is not None
-    report = asyncio.run(soak(server.url, server.proc.pid))
+    report = asyncio.run(soak(server.url, server.proc.pid, auth))
     text = json.dumps({k: v for k, v in report.items() if k != "rss_mib"}, indent=1) + "\nrss_mib (s, MiB): " + " ".join(
         f"{t}:{m}" for t, m in report["rss_mib"])  # type: ignore[union-attr]
     print("\nSOAK REPORT\n" + text)
