@@ -158,6 +158,9 @@ class Registry:
                                       if ns.record.retention})
 
     async def close(self) -> None:
+        brake = self.login.credentials.brake
+        if brake is not None:
+            await brake.settled()  # failures still being shared reach the database before it closes
         await self.login.close()
         if self.mirror is not None:
             await self.mirror.close()

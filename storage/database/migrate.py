@@ -9,6 +9,7 @@ replica waits on the lock, then finds the schema at head and does nothing.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -19,6 +20,10 @@ from sqlalchemy import Connection, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LOCK_KEY = 0x6D6F6F72  # "moor": the advisory lock every replica's migration takes
+# Alembic runs a migration through module-level proxies (``alembic.op``): two databases of one process
+# migrating at once (two registries in one test process, a background write racing a command) would
+# clobber each other's ("'NoneType' object has no attribute 'f'")
+IN_PROCESS = threading.Lock()
 
 log = logging.getLogger("moorage.database")
 
@@ -53,5 +58,6 @@ def upgrade(conn: Connection, timeout: float) -> None:
         (head,) = heads()
         if before == head:
             return
-        command.upgrade(alembic_config(conn), "head")
+        with IN_PROCESS:
+            command.upgrade(alembic_config(conn), "head")
         log.info("database schema migrated from %s to %s", before or "nothing", head)
