@@ -60,8 +60,13 @@ class ExternalAccounts:
 
     async def arrived(self, identity: Identity) -> None:
         """After a login: the database user and their teams, written only when something changed. A
-        database that is down does not stop the login (the next one writes it)."""
-        if identity.source not in EXTERNAL or identity.scope is not None:
+        database that is down does not stop the login (the next one writes it). An access token's login:
+        its owner's recorded teams read, as they may have logged in with their password on another
+        replica or worker a moment ago."""
+        if identity.scope is not None:
+            await self.recall(identity.name)
+            return
+        if identity.source not in EXTERNAL:
             return
         try:
             known = (await self.records()).get(identity.name)
@@ -90,6 +95,17 @@ class ExternalAccounts:
         for change in changes:
             for listener in self.listeners:
                 listener(change)
+
+    async def recall(self, name: str) -> None:
+        """The teams recorded for ``name``, current within the cache's bound, and within a quarter second
+        when the user is not known yet (recorded on another replica since this process last read: a token's
+        owner of the htpasswd file is never known, hence the bound); a database that is down leaves the
+        teams as last read."""
+        try:
+            if name not in await self.records():
+                await self.cache.fresh(0.25)
+        except DatabaseUnavailable as e:
+            log.warning("teams of %s not read from the database: %s", name, e)
 
     def _save(self, conn: Connection, identity: Identity) -> list[ChangeRecord]:
         changes = []

@@ -184,7 +184,7 @@ class Credentials:
         self.sources = tuple(sources)
         self.brake = brake
         self.memberships = Memberships()
-        self.arrivals: list[Callable[[Identity], Awaitable[None]]] = []  # told of every password login
+        self.arrivals: list[Callable[[Identity], Awaitable[None]]] = []  # told of every login
 
     @property
     def enabled(self) -> bool:
@@ -211,8 +211,7 @@ class Credentials:
             if isinstance(verdict, Identity):
                 if self.brake is not None:
                     self.brake.succeeded(key, address)
-                if verdict.scope is None:
-                    await self.arrived(verdict)
+                await self.arrived(verdict)
                 return verdict
             if verdict is Verdict.REFUSED:
                 break
@@ -221,9 +220,11 @@ class Credentials:
         return None
 
     async def arrived(self, identity: Identity) -> None:
-        """A login (password, or a single sign-on): its teams recorded, the listeners told (a directory's
-        users get a database user)."""
-        self.memberships.record(identity)
+        """A login (password, single sign-on or access token): a password's or a sign-on's teams recorded,
+        the listeners told (a directory's users get a database user; a token's owner's teams as recorded at
+        their latest login are read, which this process may never have seen)."""
+        if identity.scope is None:
+            self.memberships.record(identity)
         for arrival in self.arrivals:
             await arrival(identity)
 
@@ -249,6 +250,8 @@ class Credentials:
             by_id = getattr(source, "by_id", None)
             if by_id is not None:
                 identity: Identity | None = await by_id(token_id)
+                if identity is not None:
+                    await self.arrived(identity)
                 return identity
         return None
 

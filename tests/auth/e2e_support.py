@@ -82,6 +82,7 @@ def output(p: subprocess.CompletedProcess[str]) -> str:
 
 REFUSAL_WORDS = (
     "denied", "unauthorized", "forbidden", "insufficient_scope", "no basic auth credentials", "invalid username",
+    "http 403 response",  # docker on a 403 to a HEAD (its config blob's check), which has no body to read
 )
 BROKEN_WORDS = ("eof", "connection reset", "broken pipe", " 500 ", "(500", "internal server error")
 

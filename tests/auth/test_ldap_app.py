@@ -119,3 +119,23 @@ def test_team_entries_in_rules_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"auth.access.rules\[0\].who: 'team:Payments Devs': not a team name"):
         AuthSettings.parse({"access": {"rules": [{"repositories": ["**"], "who": ["team:Payments Devs"],
                                                   "actions": ["pull"]}]}})
+
+
+def test_a_directory_users_token_carries_their_teams_to_a_replica_that_never_saw_them(
+        tmp_path: Path, directory: Slapd) -> None:
+    """The teams of a directory user's login are recorded in the database: their access token, used first
+    on another replica (or worker) that never saw their password, is held to the same group grant."""
+    rules = {"rules": [{"repositories": ["payments/**"], "who": ["team:payments-devs"], "actions": ["pull", "push"]},
+                       *RULES["rules"]]}
+    auth = {"ldap": ldap_section(directory), "access": rules}
+    with app_client(tmp_path, auth) as first, app_client(tmp_path, auth) as second:
+        alice = ("alice", "alice-secret")
+        assert push_blob(first, "payments/api", b"by password", auth=alice)[0].status_code == 201
+        made = first.post("/api/v1/tokens", auth=alice,
+                          json={"name": "ci", "scopes": ["pull", "push"], "repositories": ["payments/**"]})
+        assert made.status_code == 201, made.text
+        token = ("alice", made.json()["secret"])
+        r, _ = push_blob(second, "payments/api", b"by token, elsewhere", auth=token)
+        assert r.status_code == 201, r.text
+        r, _ = push_blob(second, "carol/app", b"outside the token's repositories", auth=token)
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED"
