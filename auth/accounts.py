@@ -38,15 +38,13 @@ class ExternalAccounts:
         """``policy``: auth.database's, which knows the users this records (reloaded after a write)."""
         self.db = db
         self.policy = policy
-        self.cache: Cached[dict[str, ExternalRecord]] = Cached(db, machine.all_external, "external users")
+        # followed from the start: once the feed runs (for this or any other cache), every worker has the
+        # recorded teams, also of users it never saw log in
+        self.cache = db.feed.follow(Cached(db, machine.all_external, "external users"))
         self.listeners: list[Listener] = []
-        self._following = False
 
     async def records(self) -> dict[str, ExternalRecord]:
-        if not self._following:
-            self._following = True
-            self.db.feed.follow(self.cache)
-            self.db.feed.start()
+        self.db.feed.start()
         return await self.cache.fresh(1.5)
 
     def teams(self, user: str) -> frozenset[str]:
