@@ -42,6 +42,7 @@ class ExternalAccounts:
         # recorded teams, also of users it never saw log in
         self.cache = db.feed.follow(Cached(db, machine.all_external, "external users"))
         self.listeners: list[Listener] = []
+        self._unknown: dict[str, int | None] = {}  # users not recorded, at the cache's version then
 
     async def records(self) -> dict[str, ExternalRecord]:
         self.db.feed.start()
@@ -95,13 +96,16 @@ class ExternalAccounts:
                 listener(change)
 
     async def recall(self, name: str) -> None:
-        """The teams recorded for ``name``, current within the cache's bound, and within a quarter second
-        when the user is not known yet (recorded on another replica since this process last read: a token's
-        owner of the htpasswd file is never known, hence the bound); a database that is down leaves the
-        teams as last read."""
+        """The teams recorded for ``name``, current within the cache's bound; read from the database when
+        the user is not known yet (recorded a moment ago on another replica or worker), once per version
+        of the cache (a token's owner of the htpasswd file is never known: one counter read per change, not
+        per request). A database that is down leaves the teams as last read."""
         try:
-            if name not in await self.records():
-                await self.cache.fresh(0.25)
+            if name in await self.records() or self._unknown.get(name) == self.cache.version:
+                return
+            await self.cache.refresh()  # reads the counter after this call began: the other's write is in
+            if name not in (self.cache.peek() or {}):
+                self._unknown[name] = self.cache.version
         except DatabaseUnavailable as e:
             log.warning("teams of %s not read from the database: %s", name, e)
 

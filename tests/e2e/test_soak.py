@@ -1,8 +1,8 @@
 """Soak (issue 14): 200 concurrent clients mixing pushes, pulls, manifest and tag reads against a real
 `moorage serve` for MOORAGE_SOAK_SECONDS (60 in CI; 600 by hand), with zero errors.  Reports p50/p99
-latency per operation and the server's RSS every few seconds (printed, and written as JSON to
-$MOORAGE_SOAK_REPORT when set).  RSS must stay bounded: its last third may not grow past the first
-third's peak by more than RSS_GROWTH_LIMIT.
+latency per operation and the server's RSS, its workers' included, every few seconds (printed, and
+written as JSON to $MOORAGE_SOAK_REPORT when set).  RSS must stay bounded: its last third may not grow
+past the first third's peak by more than RSS_GROWTH_LIMIT.
 
 MOORAGE_SOAK_AUTH chooses who the clients are (issue 24): ``none`` (the default: no auth section),
 ``htpasswd`` (HTTP Basic against an htpasswd file on every request) or ``database`` (HTTP Basic against
@@ -45,10 +45,18 @@ def digest_of(data: bytes) -> str:
 
 
 def rss_of(pid: int) -> int:
+    """The resident memory of ``pid`` and of its descendants (the worker processes of ``http.workers``)."""
+    total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+            total = int(line.split()[1]) * 1024
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                total += rss_of(int(child))
+            except FileNotFoundError:  # ended meanwhile
+                pass
+    return total
 
 
 def percentile(values: list[float], fraction: float) -> float:
