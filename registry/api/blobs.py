@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from registry.api.context import actor_of, publish_pull, registry_of, repository_of
 from registry.api.etags import digest_headers, not_modified
 from registry.errors import RegistryError
-from registry.http.blob_response import BlobResponse
+from registry.http.blob_response import BlobResponse, opened
 from registry.http.ranges import Unsatisfiable, parse_range
 from registry.names import digest_param
 from registry.writes.events import EventKind
@@ -52,7 +52,8 @@ async def get_blob(request: Request) -> Response | BlobResponse:
         except FileNotFoundError:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
         return BlobResponse(status, headers, fd=fd, offset=start, length=length)
-    stream = registry.blobs.reader(digest, start, length) if request.method == "GET" else None
+    reading = request.method == "GET" and length
+    stream = await opened(registry.blobs.reader(digest, start, length)) if reading else None
     return BlobResponse(status, headers, stream=stream, offset=start, length=length)
 
 

@@ -78,5 +78,20 @@ class BlobResponse:
             BlobResponse.active_streams -= 1
 
 
+async def opened(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``stream`` with its first chunk read already: a storage that cannot open the blob (an S3 GetObject
+    that fails) fails here, while the handler can still answer 503 in the error format, and not after a
+    200 and its headers went out, which the client sees as a connection cut short."""
+    first = await anext(stream, None)
+
+    async def resumed() -> AsyncIterator[bytes]:
+        if first is not None:
+            yield first
+        async for chunk in stream:
+            yield chunk
+
+    return resumed()
+
+
 def block_size() -> int:
     return LARGE_BLOCK if BlobResponse.active_streams <= LARGE_BLOCK_STREAMS else SMALL_BLOCK

@@ -6,6 +6,7 @@ refused credentials said at start-up and in every 503 (item 5)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -223,3 +224,22 @@ def test_refused_credentials_are_unavailable_naming_the_bucket(code: str) -> Non
         asyncio.run(driver.stat("/x"))  # a HEAD's 403 carries no code: refused all the same
     assert not driver.breaker.is_open  # the endpoint answers: nothing to fail fast on
     asyncio.run(driver.close())
+
+
+def test_a_blob_that_cannot_be_opened_is_a_503_not_a_200_cut_short(
+    moto_server: S3Backend, moto_bucket: str, proxy: FaultProxy
+) -> None:
+    """The blob's descriptor is known (cached from the push) but S3 fails the GetObject: the answer is a 503
+    in the error format, decided before the status goes out (CI saw a 200 and then a cut connection)."""
+    params = {**moto_server.parameters(moto_bucket, rootdirectory=f"/open-fails/{time.time_ns()}"), **FAST,
+              "regionendpoint": proxy.endpoint}
+    config = parse({"storage": {"s3": params, "redirect": {"disable": True}}})
+    data = os.urandom(300_000)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with TestClient(create_app(config), base_url="http://registry.test") as client:
+        assert client.post(f"/v2/team/app/blobs/uploads/?digest={digest}", content=data).status_code == 201
+        assert client.get(f"/v2/team/app/blobs/{digest}").content == data
+        proxy.set("503")
+        r = client.get(f"/v2/team/app/blobs/{digest}")
+        assert r.status_code == 503, r.status_code
+        assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
