@@ -97,14 +97,17 @@ def place(temp: str, full: str) -> None:
 
 def remove_tree(full: str) -> None:
     """``shutil.rmtree`` that another writer may race: what a concurrent delete removed first is gone
-    anyway, and what a concurrent write put in meanwhile (``ENOTEMPTY``) is removed by another pass.
-    Either change may win; neither fails (a tag deleted while it is pushed)."""
+    anyway, and what a concurrent write put in meanwhile (``ENOTEMPTY``, or a directory removed and made
+    again between rmtree's stat and open of it, which rmtree reports as a symbolic link with no errno:
+    this layout has none) is removed by another pass. Either change may win; neither fails (a tag
+    deleted while it is pushed)."""
     for attempt in range(CONCURRENT_CHANGE_ATTEMPTS):
         try:
             shutil.rmtree(full)
             return
         except OSError as e:
-            if not isinstance(e, FileNotFoundError) and e.errno != errno.ENOTEMPTY:
+            replaced = e.errno is None and not isinstance(e, FileNotFoundError)
+            if not isinstance(e, FileNotFoundError) and e.errno != errno.ENOTEMPTY and not replaced:
                 raise
             if not os.path.lexists(full):
                 if attempt == 0 and isinstance(e, FileNotFoundError) and e.filename == full:

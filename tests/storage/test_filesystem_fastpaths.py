@@ -77,3 +77,26 @@ async def test_cached_listing_sees_an_entry_added_in_the_same_clock_tick(
     assert await reader.list("/repositories/team") == ["a", "b", "c"]
     await reader.close()
     await writer.close()
+
+
+def test_removing_a_tree_whose_directory_a_concurrent_write_made_again(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tag's directory removed and made again (a delete and a PUT of the tag) between rmtree's stat and open
+    of it: shutil reports "Cannot call rmtree on a symbolic link" (no errno); another pass removes the tree."""
+    tree = tmp_path / "tags" / "moving"
+    (tree / "current").mkdir(parents=True)
+    (tree / "current" / "link").write_bytes(b"sha256:...")
+    real_open = os.open
+    swapped: list[str] = []
+
+    def racing_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if path == "current" and not swapped:
+            swapped.append(path)
+            (tmp_path / "new").mkdir()  # made before the old one goes: it cannot reuse its inode
+            (tree / "current").rename(tmp_path / "deleted")
+            (tmp_path / "new").rename(tree / "current")  # another directory now, under the same name
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", racing_open)
+    filesystem.remove_tree(str(tree))
+    assert swapped and not tree.exists()
