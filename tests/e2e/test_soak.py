@@ -178,6 +178,7 @@ def with_users(start_moorage, tmp_path: Path) -> tuple[Any, tuple[str, str] | No
     return server.start(), (USER, PASSWORD)
 
 
+@pytest.mark.timeout(SECONDS + 300)  # the suite's 300 s would stop a 10-minute soak halfway
 def test_soak_mixed_clients(start_moorage, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server, auth = with_users(start_moorage, tmp_path)
     assert server.proc is not None
