@@ -105,6 +105,12 @@ class RegistryProcess(Listening):
         return self.workdir / "config.yml"
 
     @property
+    def debug_port(self) -> int | None:
+        """The port of `http.debug.addr`, when the config has one."""
+        addr = (self.config.get("http") or {}).get("debug", {}).get("addr")
+        return int(str(addr).rsplit(":", 1)[1]) if addr else None
+
+    @property
     def log_path(self) -> Path:
         return self.workdir / "server.log"
 
@@ -119,7 +125,8 @@ class RegistryProcess(Listening):
         return [self.executable, "serve", str(self.config_path)]
 
     def start(self, timeout: float = 30) -> RegistryProcess:
-        """Write the config, start the process and wait until `GET /v2/` answers."""
+        """Write the config, start the process and wait until `GET /v2/` answers (and the debug listener
+        listens, when one is configured: worker 0 opens it, possibly after another worker answers)."""
         if self.proc is not None and self.proc.poll() is None:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -159,8 +166,11 @@ class RegistryProcess(Listening):
                 r = httpx.get(self.url + "/v2/", timeout=2, verify=verify)
                 # answered -- by our process, not by another that holds the port we failed to bind
                 if r.status_code in (200, 401) and owns_port(self.proc.pid, self.port):
-                    return
-                last = f"HTTP {r.status_code}"
+                    if self.debug_port is None or owns_port(self.proc.pid, self.debug_port):
+                        return
+                    last = f"debug listener not on port {self.debug_port} yet"
+                else:
+                    last = f"HTTP {r.status_code}"
             except httpx.HTTPError as e:
                 last = repr(e)
             time.sleep(0.1)
