@@ -231,6 +231,29 @@ async def test_a_refresh_asked_after_a_write_does_not_join_an_older_check(url: s
         await b.close()
 
 
+async def test_a_database_slower_than_max_age_still_confirms(url: str) -> None:
+    """Every read takes longer than ``max_age`` (a busy server): a check that began after the call is
+    current for it, so the answer is the value, not 'too slow to confirm' (the 200-client soak's one 503)."""
+    a, b = Database(url), Database(url)
+    cache = Cached(b, team_names, "teams")
+    read = b.read
+
+    async def slow_read(work):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.3)
+        return await read(work)
+
+    try:
+        assert await cache.fresh(60) == []
+        await a.write(add_team("payments"))
+        b.read = slow_read  # type: ignore[method-assign]
+        cache.confirmed -= 61
+        assert await cache.fresh(0.1) == ["payments"]
+        assert await asyncio.gather(*(cache.fresh(0.1) for _ in range(5))) == [["payments"]] * 5
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_a_stale_cache_checks_before_answering(url: str) -> None:
     """Without the poller, ``fresh`` itself confirms: a value older than max_age is never returned."""
     a, b = Database(url), Database(url)
