@@ -106,8 +106,7 @@ def remove_tree(full: str) -> None:
             shutil.rmtree(full)
             return
         except OSError as e:
-            replaced = e.errno is None and not isinstance(e, FileNotFoundError)
-            if not isinstance(e, FileNotFoundError) and e.errno != errno.ENOTEMPTY and not replaced:
+            if not isinstance(e, FileNotFoundError) and e.errno not in (errno.ENOTEMPTY, None):
                 raise
             if not os.path.lexists(full):
                 if attempt == 0 and isinstance(e, FileNotFoundError) and e.filename == full:
