@@ -8,8 +8,9 @@ resubscription protocol, and its bound holds without trusting delivery.
 
 A cache also knows when it was last *confirmed*: the start time of the latest poll that found its version
 current.  ``Cached.fresh(max_age)`` returns the value only if that is recent enough and otherwise checks
-the counter itself (one bounded query, which shares no check that began before the call), so a decision that must not be stale (a push after a revocation)
-never rests on a poll that stopped, and a decision that may (a pull) costs no query while the poller runs.
+the counter itself (one bounded query, sharing no check that began before the call), so a decision that
+must not be stale (a push after a revocation) never rests on a poll that stopped, and a decision that may
+(a pull) costs no query while the poller runs.
 """
 
 from __future__ import annotations
