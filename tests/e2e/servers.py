@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import httpx
 import yaml
 
+from registry.http.server import split_addr
 from tests.loopback import Listening
 
 from .helpers import free_port
@@ -108,7 +109,7 @@ class RegistryProcess(Listening):
     def debug_port(self) -> int | None:
         """The port of `http.debug.addr`, when the config has one."""
         addr = (self.config.get("http") or {}).get("debug", {}).get("addr")
-        return int(str(addr).rsplit(":", 1)[1]) if addr else None
+        return split_addr(str(addr))[1] if addr else None
 
     @property
     def log_path(self) -> Path:
