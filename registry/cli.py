@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
+from typing import NoReturn
 
 from auth import cli as auth_cli
 from auth import token_cli
@@ -41,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
             args.glob = args.config
         args.config = args.config_option
     return int(args.run(args) or 0)
+
+
+def entry() -> NoReturn:
+    """The ``moorage`` command: ``main``, then an exit that spares the collector a walk over every object
+    the command leaves behind (``gc.freeze``: a tenth of a second of a short one such as ``replicate run``)."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def open_database(config: Config) -> Database | None:
@@ -117,4 +127,4 @@ def run_rebuild_index(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

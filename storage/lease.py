@@ -1,8 +1,10 @@
 """An expiring lease stored in the storage itself: one holder at a time across replicas.
 
 The lease is a small JSON object (holder, token, expiry).  A process takes it when it is absent or
-expired, then reads it back after ``settle`` seconds: of several processes that wrote at once, the one
-whose write came last finds its own token and holds the lease; the others back off.  The holder renews
+expired.  On a local filesystem every write of the lease (taking, renewing, releasing) happens under an
+exclusive lock of ``<lease>.lock`` (``flock``), so the process that took it holds it, at once.
+Elsewhere (S3) it reads the lease back after ``settle`` seconds: of several processes that wrote at
+once, the one whose write came last finds its own token and holds the lease; the others back off.  The holder renews
 it while it works; a holder that died stops renewing and the lease expires after ``ttl``.  Released, the
 lease keeps its last holder's token (with no expiry left): readers can tell whether anyone took it since
 they last looked (``storage.gc_watch``).
@@ -11,11 +13,14 @@ they last looked (``storage.gc_watch``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import socket
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from storage import paths
@@ -60,13 +65,37 @@ class Lease:
 
     async def acquire(self) -> bool:
         """Take the lease if nobody else holds it; True when this process holds it now."""
-        found = await self.current()
-        if found is not None and found.get("token") != self.token:
-            return False
-        await self._write()
+        async with self.exclusive() as locked:
+            found = await self.current()
+            if found is not None and found.get("token") != self.token:
+                return False
+            await self._write()
+            if locked:
+                return True
         await asyncio.sleep(self.settle)
         found = await self.current()
         return found is not None and found.get("token") == self.token
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[bool]:
+        """The lease's lock file, held (True) while the body reads and writes the lease; False where the
+        storage is no local filesystem.  Polled without blocking: it is held for one read and one write."""
+        local = self.driver.local_path(self.path + ".lock")
+        if local is None:
+            yield False
+            return
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        fd = os.open(local, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.005)
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
 
     async def hold(self) -> bool:
         """For work a process keeps doing while it may (a queue, a replication rule): whether it holds the
@@ -82,16 +111,18 @@ class Lease:
 
     async def renew(self) -> None:
         """Extend the lease; raises LeaseLost when someone else took it meanwhile."""
-        found = await self.current()
-        if found is None or found.get("token") != self.token:
-            raise LeaseLost(f"lease {self.path} lost")
-        await self._write()
+        async with self.exclusive():
+            found = await self.current()
+            if found is None or found.get("token") != self.token:
+                raise LeaseLost(f"lease {self.path} lost")
+            await self._write()
 
     async def release(self) -> None:
         """Free the lease; its token stays, expired (see the module's doc)."""
-        found = await self.current()
-        if found is not None and found.get("token") == self.token:
-            await self._write(expires=0.0)
+        async with self.exclusive():
+            found = await self.current()
+            if found is not None and found.get("token") == self.token:
+                await self._write(expires=0.0)
 
     async def _write(self, expires: float | None = None) -> None:
         began = time.monotonic()

@@ -115,6 +115,7 @@ class RuleSettings(Section):
     deletes: Bool = False
     overwrite: Bool = True
     referrers: Bool = True
+    recheck: Duration = 21600.0  # 6h; 0: a HEAD of every destination tag on every run
     concurrency: integer(1, 64) = 4
     bandwidth: Size = 0  # bytes per second, e.g. 20MB; 0: unlimited
     chunksize: Size = 0  # 0: each blob in one request
@@ -168,7 +169,7 @@ class RuleSettings(Section):
             exclude_tags=tuple(self.excludetags), artifact_types=frozenset(self.artifacttypes),
             labels=dict(self.labels), strip=self.destination.strip, prefix=self.destination.prefix,
             trigger=self.trigger, interval=self.interval, cron=self.cron, deletes=self.deletes,
-            overwrite=self.overwrite, referrers=self.referrers, concurrency=self.concurrency,
+            overwrite=self.overwrite, referrers=self.referrers, recheck=self.recheck, concurrency=self.concurrency,
             bandwidth=self.bandwidth, chunksize=self.chunksize, requestretries=self.requestretries,
             retry=Retry(self.retry.attempts, self.retry.backoff, self.retry.maxbackoff),
         )

@@ -9,7 +9,8 @@
 * blobs stream from the source to the destination (never whole in memory), ``concurrency`` at a time,
   within the rule's bandwidth; a transfer that broke off is started again ``requestretries`` times;
 * the referrers of the manifest and of an index's children (signatures, SBOMs, attestations) follow
-  their subject; a destination without the referrers API gets the referrers tag schema's index.
+  their subject; a destination without the referrers API gets the referrers tag schema's index;
+* what a destination tag names is asked with a HEAD, unless the rule's ledger may answer (``ledger``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from registry.mediatypes import INDEX_TYPES, InvalidManifest, ParsedManifest, parse
 from registry.replication.items import COPIED, DELETE, DELETED, FAILED, SKIPPED, UNCHANGED, Item, Outcome
+from registry.replication.ledger import Ledger
 from registry.replication.remote import referrers_tag
 from registry.replication.rules import Rule
 from registry.replication.side import ItemFailed, Manifest, RemoteDown, Side, Transient
@@ -64,7 +66,7 @@ class Copier:
     """Copies the items of one execution; shared by all of them (blob flights, mount sources, slots)."""
 
     def __init__(self, rule: Rule, source: Side, destination: Side, throttle: Throttle,
-                 traffic: Traffic | None = None, dry_run: bool = False) -> None:
+                 traffic: Traffic | None = None, dry_run: bool = False, ledger: Ledger | None = None) -> None:
         self.rule = rule
         self.source = source
         self.destination = destination
@@ -78,6 +80,9 @@ class Copier:
         self.subject_locks: dict[tuple[str, Digest], asyncio.Lock] = {}
         self.indexes_referrers: bool | None = None  # whether the destination keeps the referrers API
         self.down_streak = 0  # items in a row that failed for want of an answer
+        self.ledger = ledger  # what the destination's tags name, as far as the rule knows
+        self.listed: dict[str, set[str]] = {}  # destination repository -> its tags, listed once
+        self.listing: dict[str, asyncio.Lock] = {}
 
     # --- items -------------------------------------------------------------------------------------
 
@@ -87,6 +92,7 @@ class Copier:
         try:
             outcome = await (self.delete(item) if item.action == DELETE else self.copy(item, tally))
         except (ItemFailed, Transient) as e:
+            self.forget(item)  # the destination's tag may be anything now
             down = isinstance(e, (RemoteDown, Transient))
             self.down_streak = self.down_streak + 1 if down else 0
             return Outcome(FAILED, tally.bytes, tally.blobs, note=str(e) or type(e).__name__)
@@ -104,7 +110,7 @@ class Copier:
         if reason is not None:
             return Outcome(SKIPPED, digest=str(manifest.digest), note=reason)
         status = COPIED
-        current = await self.destination.manifest_digest(item.destination, item.reference)
+        current = await self.destination_digest(item, manifest.digest)
         if current == manifest.digest:
             status = UNCHANGED
         elif current is not None and not self.rule.overwrite:
@@ -115,6 +121,8 @@ class Copier:
         else:
             await self.tree(item.source, item.destination, manifest, parsed, tally)
             await self.put(item.destination, item.reference, manifest, parsed)
+            if self.ledger is not None and is_tag(item.reference):
+                self.ledger.confirm(item.destination, item.reference, str(manifest.digest))
         if self.rule.referrers and not self.dry_run:
             subjects = [manifest.digest] + [child.digest for child in parsed.children]
             copied = 0
@@ -129,9 +137,39 @@ class Copier:
             return Outcome(SKIPPED, note="on the source again: not deleted")
         if self.dry_run:
             return Outcome(DELETED, note="dry run: would delete")
+        self.forget(item)
         if await self.destination.delete(item.destination, item.reference):
             return Outcome(DELETED)
         return Outcome(UNCHANGED, note="not on the destination")
+
+    async def destination_digest(self, item: Item, digest: Digest) -> Digest | None:
+        """What the destination's tag names: ``digest`` when the ledger says so (and may be trusted) and
+        the destination still lists the tag; else its answer to a HEAD, recorded in the ledger."""
+        ledger = self.ledger
+        if ledger is None or not is_tag(item.reference):
+            return await self.destination.manifest_digest(item.destination, item.reference)
+        if ledger.trusted(item.destination, item.reference, str(digest)):
+            if item.reference in await self.tags(item.destination):
+                return digest
+        current = await self.destination.manifest_digest(item.destination, item.reference)
+        if current is None:
+            ledger.forget(item.destination, item.reference)
+        else:
+            ledger.confirm(item.destination, item.reference, str(current))
+        return current
+
+    async def tags(self, repository: str) -> set[str]:
+        """The destination's tags of ``repository``, listed once per execution (a failed listing is
+        tried again by the next item)."""
+        lock = self.listing.setdefault(repository, asyncio.Lock())
+        async with lock:
+            if repository not in self.listed:
+                self.listed[repository] = set(await self.destination.tags(repository))
+        return self.listed[repository]
+
+    def forget(self, item: Item) -> None:
+        if self.ledger is not None and is_tag(item.reference):
+            self.ledger.forget(item.destination, item.reference)
 
     async def filtered(self, item: Item, manifest: Manifest, parsed: ParsedManifest) -> str | None:
         """Why the rule leaves this manifest alone (artifact types, labels); None when it takes it."""
@@ -328,6 +366,10 @@ class Copier:
         self.holders.move_to_end(digest)
         if len(self.holders) > HOLDERS:
             self.holders.popitem(last=False)
+
+
+def is_tag(reference: str) -> bool:
+    return ":" not in reference  # else a digest
 
 
 def parsed_manifest(manifest: Manifest) -> ParsedManifest:

@@ -76,6 +76,7 @@ class Rule:
     deletes: bool = False
     overwrite: bool = True  # a destination tag that names another manifest is moved
     referrers: bool = True  # signatures, SBOMs and attestations go with their subjects
+    recheck: float = 21600.0  # seconds the ledger's word on a destination tag is taken (registry.replication.ledger)
     concurrency: int = 4  # blobs in flight at once
     bandwidth: int = 0  # bytes per second over all of the rule's transfers; 0: unlimited
     chunksize: int = 0  # upload blobs in PATCHes of this size; 0: one request per blob
@@ -134,6 +135,7 @@ class Rule:
             "excludetags": list(self.exclude_tags), "artifacttypes": sorted(self.artifact_types),
             "labels": dict(self.labels), "destination": {"strip": self.strip, "prefix": self.prefix},
             "trigger": self.trigger, "interval": self.interval, "cron": self.cron, "deletes": self.deletes,
-            "overwrite": self.overwrite, "referrers": self.referrers, "concurrency": self.concurrency,
+            "overwrite": self.overwrite, "referrers": self.referrers, "recheck": self.recheck,
+            "concurrency": self.concurrency,
             "bandwidth": self.bandwidth,
         }

@@ -8,7 +8,8 @@ planned, copies its items that have no outcome yet, several at once, saves the o
 * the remote refused our credentials → the execution stops at once with that one error and is not
   retried (the next trigger tries again);
 * a failed execution is retried ``retry.attempts`` times after a growing delay, as a new execution of
-  the items that did not succeed, and raises an alert through the notifications.
+  the items that did not succeed, and raises an alert through the notifications;
+* what it learnt of the destination's tags goes to the rule's ledger when it ends (``ledger``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from registry.events import metrics
 from registry.instance import Registry
 from registry.replication.copier import Copier, Traffic
 from registry.replication.executions import FAILED_STATE, RUNNING, SUCCEEDED, Execution, ExecutionStore
-from registry.replication.items import Item, Outcome
+from registry.replication.items import COPY, Item, Outcome
+from registry.replication.ledger import Ledger, LedgerStore
 from registry.replication.local import LocalSide
 from registry.replication.plan import plan_all
 from registry.replication.remote import RemoteSide, remote_http
 from registry.replication.rules import PUSH, Rule
 from registry.replication.side import ItemFailed, Refused, RemoteDown, Side, Transient
 from registry.replication.throttle import Throttle
+from storage.driver import StorageUnavailable
 
 log = logging.getLogger("moorage.replication")
 CHECKPOINT = 1.0  # seconds between saves of the outcomes
@@ -91,10 +94,14 @@ class Runner:
         outcomes: dict[int, Outcome] = {}
         items: list[Item] = []
         refused = False
+        ledgers = LedgerStore(self.store.driver, self.rule.name)
+        ledger = await ledgers.open(self.rule.remote.url, self.rule.recheck)
         try:
             await self.sides.remote.ping()
-            items, outcomes = await self.plan(execution)
-            await self.copy(execution, items, outcomes)
+            items, outcomes, full = await self.plan(execution)
+            if full:  # every tag the rule takes: the ledger's other entries are of the past
+                ledger.retain({(i.destination, i.reference) for i in items if i.action == COPY})
+            await self.copy(execution, items, outcomes, ledger)
         except Refused as e:
             execution.error, refused = str(e), True
         except RemoteDown as e:
@@ -103,11 +110,17 @@ class Runner:
             execution.error = str(e)
         finally:
             metrics.replication_running.labels(self.rule.name).dec()
+        try:
+            await ledgers.close(ledger)
+        except (StorageUnavailable, OSError) as e:  # its marker stays: the next execution asks the destination
+            log.warning("replication %s: saving the ledger: %s", self.rule.name, e)
         await self.finish(execution, items, outcomes, retryable=not refused)
         return execution
 
-    async def plan(self, execution: Execution) -> tuple[list[Item], dict[int, Outcome]]:
+    async def plan(self, execution: Execution) -> tuple[list[Item], dict[int, Outcome], bool]:
+        """The items, their outcomes so far, and whether the items were planned now from the source."""
         items = await self.store.items(execution)
+        full = items is None
         if items is None:
             if self.progress is not None:
                 self.progress.phase("listing", None)
@@ -115,11 +128,12 @@ class Runner:
             await self.store.set_items(execution, items)
             await self.store.save(execution)
         outcomes = await self.store.outcomes(execution)
-        return items, outcomes
+        return items, outcomes, full
 
-    async def copy(self, execution: Execution, items: list[Item], outcomes: dict[int, Outcome]) -> None:
+    async def copy(self, execution: Execution, items: list[Item], outcomes: dict[int, Outcome],
+                   ledger: Ledger) -> None:
         traffic = Traffic()
-        copier = Copier(self.rule, self.sides.source, self.sides.destination, self.throttle, traffic)
+        copier = Copier(self.rule, self.sides.source, self.sides.destination, self.throttle, traffic, ledger=ledger)
         pending = [i for i in range(len(items)) if i not in outcomes]
         if self.progress is not None:
             self.progress.phase("copying", len(items))

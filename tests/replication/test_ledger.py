@@ -1,0 +1,141 @@
+"""The rule's ledger (registry.replication.ledger): which destination tags a run may take as unchanged
+without a HEAD, and every way it is not trusted: a tag gone from the destination's list, a source that
+moved, an entry older than ``recheck``, an execution that never ended."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from registry.replication.executions import ExecutionStore
+from registry.replication.ledger import Ledger, LedgerStore
+from registry.replication.rules import Rule
+
+from .conftest import manifest, push_image, registries, run
+
+IMAGE = [b"layer of the ledger tests", b"top"]
+
+
+def heads(regs) -> int:  # type: ignore[no-untyped-def]
+    return regs.recorder.count("HEAD", "/manifests/")
+
+
+def test_a_run_with_nothing_changed_lists_tags_and_sends_no_head(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with registries(tmp_path) as regs:
+            for tag in ("v1", "v2", "v3"):
+                await push_image(regs.client_here, "app", tag, [*IMAGE, tag.encode()])
+            rule = Rule("r", "push", regs.remote(), repositories=("app",))
+            store = ExecutionStore(regs.here.registry.driver)
+            runner = regs.runner(rule)
+            assert (await runner.run(await store.create("r", "manual"))).counts["copied"] == 3
+            regs.recorder.requests.clear()
+            second = await runner.run(await store.create("r", "manual"))
+            assert second.counts["unchanged"] == 3, second
+            assert heads(regs) == 0 and regs.recorder.count("GET", "/v2/app/tags/list") == 1
+
+    run(scenario())
+
+
+def test_a_tag_deleted_on_the_destination_is_copied_again(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with registries(tmp_path) as regs:
+            digest, content = await push_image(regs.client_here, "app", "v1", IMAGE)
+            rule = Rule("r", "push", regs.remote(), repositories=("app",))
+            store = ExecutionStore(regs.here.registry.driver)
+            runner = regs.runner(rule)
+            await runner.run(await store.create("r", "manual"))
+            assert (await regs.client_there.delete("/v2/app/manifests/v1")).status_code == 202
+            assert (await manifest(regs.client_there, "app", "v1"))[0] == 404
+            again = await runner.run(await store.create("r", "manual"))
+            assert again.counts["copied"] == 1, again
+            assert await manifest(regs.client_there, "app", "v1") == (200, digest, content)
+
+    run(scenario())
+
+
+def test_a_tag_moved_on_the_source_is_asked_for_and_copied(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with registries(tmp_path) as regs:
+            await push_image(regs.client_here, "app", "v1", IMAGE)
+            rule = Rule("r", "push", regs.remote(), repositories=("app",))
+            store = ExecutionStore(regs.here.registry.driver)
+            runner = regs.runner(rule)
+            await runner.run(await store.create("r", "manual"))
+            moved = await push_image(regs.client_here, "app", "v1", [*IMAGE, b"new top"])
+            regs.recorder.requests.clear()
+            again = await runner.run(await store.create("r", "manual"))
+            assert again.counts["copied"] == 1 and heads(regs) == 1, again
+            assert await manifest(regs.client_there, "app", "v1") == (200, *moved)
+
+    run(scenario())
+
+
+def test_a_tag_moved_by_a_third_party_is_seen_after_recheck(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with registries(tmp_path) as regs:
+            ours = await push_image(regs.client_here, "app", "v1", IMAGE)
+            store = ExecutionStore(regs.here.registry.driver)
+            trusting = regs.runner(Rule("r", "push", regs.remote(), repositories=("app",)))
+            await trusting.run(await store.create("r", "manual"))
+            theirs = await push_image(regs.client_there, "app", "v1", [b"somebody else's"])
+            # within recheck the ledger's word is taken (documented): the tag stays theirs
+            assert (await trusting.run(await store.create("r", "manual"))).counts["unchanged"] == 1
+            assert (await manifest(regs.client_there, "app", "v1"))[1] == theirs[0]
+            # recheck 0 asks the destination every time: the tag is put back
+            asking = regs.runner(Rule("r", "push", regs.remote(), repositories=("app",), recheck=0))
+            regs.recorder.requests.clear()
+            assert (await asking.run(await store.create("r", "manual"))).counts["copied"] == 1
+            assert heads(regs) == 1 and await manifest(regs.client_there, "app", "v1") == (200, *ours)
+
+    run(scenario())
+
+
+def test_after_an_execution_that_never_ended_nothing_recorded_is_trusted(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with registries(tmp_path) as regs:
+            await push_image(regs.client_here, "app", "v1", IMAGE)
+            rule = Rule("r", "push", regs.remote(), repositories=("app",))
+            store = ExecutionStore(regs.here.registry.driver)
+            runner = regs.runner(rule)
+            await runner.run(await store.create("r", "manual"))
+            ledgers = LedgerStore(regs.here.registry.driver, "r")
+            await ledgers.open(rule.remote.url, rule.recheck)  # an execution that is killed: its marker stays
+            regs.recorder.requests.clear()
+            assert (await runner.run(await store.create("r", "manual"))).counts["unchanged"] == 1
+            assert heads(regs) == 1  # asked, not taken from the ledger
+            regs.recorder.requests.clear()
+            await runner.run(await store.create("r", "manual"))  # that one ended: trusted again
+            assert heads(regs) == 0
+
+    run(scenario())
+
+
+def test_a_ledger_of_another_destination_or_garbled_is_empty(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with registries(tmp_path) as regs:
+            driver = regs.here.registry.driver
+            ledgers = LedgerStore(driver, "r")
+            ledger = await ledgers.open("http://a.test", 60)
+            ledger.confirm("app", "v1", "sha256:" + "a" * 64)
+            await ledgers.close(ledger)
+            assert (await ledgers.open("http://a.test", 60)).trusted("app", "v1", "sha256:" + "a" * 64)
+            await ledgers.close(ledger)
+            assert (await ledgers.open("http://b.test", 60)).entries == {}
+            await ledgers.close(ledger)
+            await driver.put_content(ledgers.path, b"{not json")
+            assert (await ledgers.open("http://a.test", 60)).entries == {}
+
+    run(scenario())
+
+
+def test_trust_ends_with_recheck_and_a_different_digest() -> None:
+    ledger = Ledger("http://a.test", 60)
+    ledger.confirm("app", "v1", "sha256:1")
+    assert ledger.trusted("app", "v1", "sha256:1")
+    assert not ledger.trusted("app", "v1", "sha256:2") and not ledger.trusted("app", "v2", "sha256:1")
+    ledger.entries[("app", "v1")] = ("sha256:1", time.time() - 61)
+    assert not ledger.trusted("app", "v1", "sha256:1")
+    ledger.confirm("app", "v1", "sha256:1")
+    ledger.retain({("app", "v2")})
+    assert ledger.entries == {}
