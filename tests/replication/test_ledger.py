@@ -5,11 +5,14 @@ moved, an entry older than ``recheck``, an execution that never ended."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from registry.replication.executions import ExecutionStore
+from registry.replication.executions import Execution, ExecutionStore
 from registry.replication.ledger import Ledger, LedgerStore
 from registry.replication.rules import Rule
+from registry.replication.runner import Runner
 
 from .conftest import manifest, push_image, registries, run
 
@@ -20,17 +23,32 @@ def heads(regs) -> int:  # type: ignore[no-untyped-def]
     return regs.recorder.count("HEAD", "/manifests/")
 
 
+@dataclass
+class Replicating:
+    """Rule ``r``: push repository ``app`` to "there"; ``run`` runs it once, by hand."""
+
+    rule: Rule
+    runner: Runner
+    store: ExecutionStore
+
+    async def run(self) -> Execution:
+        return await self.runner.run(await self.store.create("r", "manual"))
+
+
+def replicating(regs: Any, **options: Any) -> Replicating:
+    rule = Rule("r", "push", regs.remote(), repositories=("app",), **options)
+    return Replicating(rule, regs.runner(rule), ExecutionStore(regs.here.registry.driver))
+
+
 def test_a_run_with_nothing_changed_lists_tags_and_sends_no_head(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with registries(tmp_path) as regs:
             for tag in ("v1", "v2", "v3"):
                 await push_image(regs.client_here, "app", tag, [*IMAGE, tag.encode()])
-            rule = Rule("r", "push", regs.remote(), repositories=("app",))
-            store = ExecutionStore(regs.here.registry.driver)
-            runner = regs.runner(rule)
-            assert (await runner.run(await store.create("r", "manual"))).counts["copied"] == 3
+            r = replicating(regs)
+            assert (await r.run()).counts["copied"] == 3
             regs.recorder.requests.clear()
-            second = await runner.run(await store.create("r", "manual"))
+            second = await r.run()
             assert second.counts["unchanged"] == 3, second
             assert heads(regs) == 0 and regs.recorder.count("GET", "/v2/app/tags/list") == 1
 
@@ -41,13 +59,11 @@ def test_a_tag_deleted_on_the_destination_is_copied_again(tmp_path: Path) -> Non
     async def scenario() -> None:
         async with registries(tmp_path) as regs:
             digest, content = await push_image(regs.client_here, "app", "v1", IMAGE)
-            rule = Rule("r", "push", regs.remote(), repositories=("app",))
-            store = ExecutionStore(regs.here.registry.driver)
-            runner = regs.runner(rule)
-            await runner.run(await store.create("r", "manual"))
+            r = replicating(regs)
+            await r.run()
             assert (await regs.client_there.delete("/v2/app/manifests/v1")).status_code == 202
             assert (await manifest(regs.client_there, "app", "v1"))[0] == 404
-            again = await runner.run(await store.create("r", "manual"))
+            again = await r.run()
             assert again.counts["copied"] == 1, again
             assert await manifest(regs.client_there, "app", "v1") == (200, digest, content)
 
@@ -58,13 +74,11 @@ def test_a_tag_moved_on_the_source_is_asked_for_and_copied(tmp_path: Path) -> No
     async def scenario() -> None:
         async with registries(tmp_path) as regs:
             await push_image(regs.client_here, "app", "v1", IMAGE)
-            rule = Rule("r", "push", regs.remote(), repositories=("app",))
-            store = ExecutionStore(regs.here.registry.driver)
-            runner = regs.runner(rule)
-            await runner.run(await store.create("r", "manual"))
+            r = replicating(regs)
+            await r.run()
             moved = await push_image(regs.client_here, "app", "v1", [*IMAGE, b"new top"])
             regs.recorder.requests.clear()
-            again = await runner.run(await store.create("r", "manual"))
+            again = await r.run()
             assert again.counts["copied"] == 1 and heads(regs) == 1, again
             assert await manifest(regs.client_there, "app", "v1") == (200, *moved)
 
@@ -75,17 +89,16 @@ def test_a_tag_moved_by_a_third_party_is_seen_after_recheck(tmp_path: Path) -> N
     async def scenario() -> None:
         async with registries(tmp_path) as regs:
             ours = await push_image(regs.client_here, "app", "v1", IMAGE)
-            store = ExecutionStore(regs.here.registry.driver)
-            trusting = regs.runner(Rule("r", "push", regs.remote(), repositories=("app",)))
-            await trusting.run(await store.create("r", "manual"))
+            trusting = replicating(regs)
+            await trusting.run()
             theirs = await push_image(regs.client_there, "app", "v1", [b"somebody else's"])
             # within recheck the ledger's word is taken (documented): the tag stays theirs
-            assert (await trusting.run(await store.create("r", "manual"))).counts["unchanged"] == 1
+            assert (await trusting.run()).counts["unchanged"] == 1
             assert (await manifest(regs.client_there, "app", "v1"))[1] == theirs[0]
             # recheck 0 asks the destination every time: the tag is put back
-            asking = regs.runner(Rule("r", "push", regs.remote(), repositories=("app",), recheck=0))
+            asking = replicating(regs, recheck=0)
             regs.recorder.requests.clear()
-            assert (await asking.run(await store.create("r", "manual"))).counts["copied"] == 1
+            assert (await asking.run()).counts["copied"] == 1
             assert heads(regs) == 1 and await manifest(regs.client_there, "app", "v1") == (200, *ours)
 
     run(scenario())
@@ -95,17 +108,15 @@ def test_after_an_execution_that_never_ended_nothing_recorded_is_trusted(tmp_pat
     async def scenario() -> None:
         async with registries(tmp_path) as regs:
             await push_image(regs.client_here, "app", "v1", IMAGE)
-            rule = Rule("r", "push", regs.remote(), repositories=("app",))
-            store = ExecutionStore(regs.here.registry.driver)
-            runner = regs.runner(rule)
-            await runner.run(await store.create("r", "manual"))
+            r = replicating(regs)
+            await r.run()
             ledgers = LedgerStore(regs.here.registry.driver, "r")
-            await ledgers.open(rule.remote.url, rule.recheck)  # an execution that is killed: its marker stays
+            await ledgers.open(r.rule.remote.url, r.rule.recheck)  # an execution that is killed: its marker stays
             regs.recorder.requests.clear()
-            assert (await runner.run(await store.create("r", "manual"))).counts["unchanged"] == 1
+            assert (await r.run()).counts["unchanged"] == 1
             assert heads(regs) == 1  # asked, not taken from the ledger
             regs.recorder.requests.clear()
-            await runner.run(await store.create("r", "manual"))  # that one ended: trusted again
+            await r.run()  # that one ended: trusted again
             assert heads(regs) == 0
 
     run(scenario())
