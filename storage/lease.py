@@ -4,10 +4,10 @@ The lease is a small JSON object (holder, token, expiry).  A process takes it wh
 expired.  On a local filesystem every write of the lease (taking, renewing, releasing) happens under an
 exclusive lock of ``<lease>.lock`` (``flock``), so the process that took it holds it, at once.
 Elsewhere (S3) it reads the lease back after ``settle`` seconds: of several processes that wrote at
-once, the one whose write came last finds its own token and holds the lease; the others back off.  The holder renews
-it while it works; a holder that died stops renewing and the lease expires after ``ttl``.  Released, the
-lease keeps its last holder's token (with no expiry left): readers can tell whether anyone took it since
-they last looked (``storage.gc_watch``).
+once, the one whose write came last finds its own token and holds the lease; the others back off.
+The holder renews it while it works; a holder that died stops renewing and the lease expires after
+``ttl``.  Released, the lease keeps its last holder's token (with no expiry left): readers can tell
+whether anyone took it since they last looked (``storage.gc_watch``).
 """
 
 from __future__ import annotations

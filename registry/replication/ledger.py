@@ -25,10 +25,10 @@ Key = tuple[str, str]  # (destination repository, tag)
 
 
 class Ledger:
-    def __init__(self, url: str, recheck: float, entries: dict[Key, tuple[str, float]] | None = None) -> None:
+    def __init__(self, url: str, recheck: float) -> None:
         self.url = url
         self.recheck = recheck
-        self.entries = entries or {}
+        self.entries: dict[Key, tuple[str, float]] = {}  # (repository, tag) -> (digest, confirmed at)
 
     def trusted(self, repository: str, tag: str, digest: str) -> bool:
         """Whether the destination's ``tag`` was confirmed to name ``digest`` less than ``recheck`` ago."""

@@ -5,9 +5,10 @@ Events are one object each under ``paths.notification_events(endpoint)`` (in Moo
 which Distribution ignores), named ``<ns-time>-<event id>.json`` so that a listing is in time order.
 
 One replica at a time delivers an endpoint's queue: the one holding the lease ``notifications-<endpoint>``
-(``storage.lease``: written, read back after ``settle`` seconds, renewed while held, released on shutdown,
-expired ``lease`` seconds after a crash). Should two replicas ever both deliver (a write slower than
-``settle``), the receiver gets an event twice under the same id: delivery is at-least-once.
+(``storage.lease``: taken under a file lock on a filesystem, else written and read back after ``settle``
+seconds; renewed while held, released on shutdown, expired ``lease`` seconds after a crash). Should two
+replicas on S3 ever both deliver (a write slower than ``settle``), the receiver gets an event twice under
+the same id: delivery is at-least-once.
 
 With a ``limit``, the queue keeps at most that many events: while the receiver fails, the oldest go first
 (a scanner cares about the latest pushes), counted in ``moorage_notification_events_dropped_total`` and
