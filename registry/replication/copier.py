@@ -81,7 +81,7 @@ class Copier:
         self.indexes_referrers: bool | None = None  # whether the destination keeps the referrers API
         self.down_streak = 0  # items in a row that failed for want of an answer
         self.ledger = ledger  # what the destination's tags name, as far as the rule knows
-        self.listed: dict[str, set[str]] = {}  # destination repository -> its tags, listed once
+        self.listed: dict[str, set[str]] = {}  # destination repository -> its tags, listed once (or by the plan)
         self.listing: dict[str, asyncio.Lock] = {}
 
     # --- items -------------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ from registry.replication.side import Side
 LISTINGS = 8  # repositories whose tags are listed at once
 
 
-async def plan_all(rule: Rule, source: Side, destination: Side) -> list[Item]:
-    """Every tag of every repository the rule takes, in repository then tag order."""
+async def plan_all(rule: Rule, source: Side, destination: Side,
+                   listed: dict[str, set[str]] | None = None) -> list[Item]:
+    """Every tag of every repository the rule takes, in repository then tag order; the destination's
+    tags it lists (to delete those the source lost) go to ``listed``, for the copier."""
     if rule.literal_repositories is not None:
         names = [n for n in rule.literal_repositories if rule.takes_repository(n)]
     else:
@@ -31,7 +33,10 @@ async def plan_all(rule: Rule, source: Side, destination: Side) -> list[Item]:
             items = [Item(COPY, name, tag, target) for tag in tags]
             if rule.deletes:
                 present = set(tags)
-                gone = [t for t in await destination.tags(target) if rule.takes_tag(t) and t not in present]
+                there = await destination.tags(target)
+                if listed is not None:
+                    listed[target] = set(there)
+                gone = [t for t in there if rule.takes_tag(t) and t not in present]
                 items += [Item(DELETE, name, tag, target) for tag in gone]
             return items
 

@@ -136,6 +136,5 @@ class Rule:
             "labels": dict(self.labels), "destination": {"strip": self.strip, "prefix": self.prefix},
             "trigger": self.trigger, "interval": self.interval, "cron": self.cron, "deletes": self.deletes,
             "overwrite": self.overwrite, "referrers": self.referrers, "recheck": self.recheck,
-            "concurrency": self.concurrency,
-            "bandwidth": self.bandwidth,
+            "concurrency": self.concurrency, "bandwidth": self.bandwidth,
         }

@@ -23,10 +23,10 @@ from typing import Any, Protocol
 
 from registry.events import metrics
 from registry.instance import Registry
-from registry.replication.copier import Copier, Traffic
+from registry.replication.copier import Copier
 from registry.replication.executions import FAILED_STATE, RUNNING, SUCCEEDED, Execution, ExecutionStore
 from registry.replication.items import COPY, Item, Outcome
-from registry.replication.ledger import Ledger, LedgerStore
+from registry.replication.ledger import LedgerStore
 from registry.replication.local import LocalSide
 from registry.replication.plan import plan_all
 from registry.replication.remote import RemoteSide, remote_http
@@ -96,12 +96,13 @@ class Runner:
         refused = False
         ledgers = LedgerStore(self.store.driver, self.rule.name)
         ledger = await ledgers.open(self.rule.remote.url, self.rule.recheck)
+        copier = Copier(self.rule, self.sides.source, self.sides.destination, self.throttle, ledger=ledger)
         try:
             await self.sides.remote.ping()
-            items, outcomes, full = await self.plan(execution)
+            items, outcomes, full = await self.plan(execution, copier.listed)
             if full:  # every tag the rule takes: the ledger's other entries are of the past
                 ledger.retain({(i.destination, i.reference) for i in items if i.action == COPY})
-            await self.copy(execution, items, outcomes, ledger)
+            await self.copy(execution, items, outcomes, copier)
         except Refused as e:
             execution.error, refused = str(e), True
         except RemoteDown as e:
@@ -117,23 +118,23 @@ class Runner:
         await self.finish(execution, items, outcomes, retryable=not refused)
         return execution
 
-    async def plan(self, execution: Execution) -> tuple[list[Item], dict[int, Outcome], bool]:
-        """The items, their outcomes so far, and whether the items were planned now from the source."""
+    async def plan(self, execution: Execution,
+                   listed: dict[str, set[str]]) -> tuple[list[Item], dict[int, Outcome], bool]:
+        """The items, their outcomes so far, and whether the items were planned now from the source
+        (the destination's tag lists it read go to ``listed``)."""
         items = await self.store.items(execution)
         full = items is None
         if items is None:
             if self.progress is not None:
                 self.progress.phase("listing", None)
-            items = await plan_all(self.rule, self.sides.source, self.sides.destination)
+            items = await plan_all(self.rule, self.sides.source, self.sides.destination, listed)
             await self.store.set_items(execution, items)
             await self.store.save(execution)
         outcomes = await self.store.outcomes(execution)
         return items, outcomes, full
 
     async def copy(self, execution: Execution, items: list[Item], outcomes: dict[int, Outcome],
-                   ledger: Ledger) -> None:
-        traffic = Traffic()
-        copier = Copier(self.rule, self.sides.source, self.sides.destination, self.throttle, traffic, ledger=ledger)
+                   copier: Copier) -> None:
         pending = [i for i in range(len(items)) if i not in outcomes]
         if self.progress is not None:
             self.progress.phase("copying", len(items))

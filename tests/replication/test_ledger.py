@@ -55,6 +55,20 @@ def test_a_run_with_nothing_changed_lists_tags_and_sends_no_head(tmp_path: Path)
     run(scenario())
 
 
+def test_with_deletes_the_plans_tag_lists_serve_the_copy_too(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with registries(tmp_path) as regs:
+            for tag in ("v1", "v2"):
+                await push_image(regs.client_here, "app", tag, [*IMAGE, tag.encode()])
+            r = replicating(regs, deletes=True)
+            await r.run()
+            regs.recorder.requests.clear()
+            assert (await r.run()).counts["unchanged"] == 2
+            assert heads(regs) == 0 and regs.recorder.count("GET", "/v2/app/tags/list") == 1
+
+    run(scenario())
+
+
 def test_a_tag_deleted_on_the_destination_is_copied_again(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with registries(tmp_path) as regs:
