@@ -17,12 +17,11 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from auth.credentials import Identity
-from auth.manage import Refused, check_name, namespace_view
 from auth.policy import PolicySnapshot
+from auth.terms import Refused, check_name, namespace_view
 from storage.database import Cached, Database, DatabaseUnavailable, machine
 from storage.database import identity as store
-from storage.database.identity import ChangeRecord
-from storage.database.machine import ExternalRecord
+from storage.database.records import ChangeRecord, ExternalRecord
 
 log = logging.getLogger("moorage.auth")
 EXTERNAL = ("ldap", "oidc")  # sources whose users are kept here

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+
     from auth.credentials import Scope
 
 Origin = Callable[[], str]
@@ -24,6 +26,11 @@ MAX_USER_NAME = 256
 def plausible_user(name: str) -> bool:
     """Whether ``name`` can be a user's at all (not empty, not longer than ``MAX_USER_NAME``)."""
     return 0 < len(name) <= MAX_USER_NAME
+
+
+def peer_address(request: Request) -> str:
+    """The connection's peer (the registry passes its own function, which honours trusted proxies)."""
+    return request.client.host if request.client else ""
 
 
 def no_origin() -> str:

@@ -8,7 +8,8 @@ is braked its passwords are not even checked (the caller answers 429 with Retry-
 cannot continue behind the refusals, and no bcrypt is spent on it.
 
 The state lives in this process's memory, at most ``entries`` keys (the least recently failed are
-forgotten first).  When the registry has a database the brake shares its counts there (``share``):
+forgotten first).  When the registry has a database the brake shares its counts there (``share``,
+with ``auth/shared_failures.py``):
 each failure is also counted in the database, in the background, and the count that answers (every
 replica's and worker's failures of that user from that address) becomes this process's, so a guesser
 spreading guesses over N replicas gains at most one guess per replica, not N times the allowance.  A
@@ -26,11 +27,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auth.settings import BrakeSettings
-from storage.database import Database, DatabaseUnavailable
-from storage.database.login_failures import count_failure, failure_key, forget
+
+if TYPE_CHECKING:
+    from auth.shared_failures import SharedFailures
 
 log = logging.getLogger("moorage.auth")
 
@@ -120,39 +122,6 @@ class LoginBrake:
             entry = self._failures.get((user, address))
             if entry is not None and count > entry.count:
                 entry.count = count  # the other replicas' failures count here from now on
-
-
-class SharedFailures:
-    """The brake's counts in the database (``login_failures``), bounded like every database call; an
-    unreachable database is logged (once a minute) and leaves each process braking on its own."""
-
-    QUIET = 60.0
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
-        self._complained = -self.QUIET
-
-    async def failed(self, user: str, address: str, window: float) -> int | None:
-        """The shared count after this failure; None when the database cannot say now."""
-        key, now = failure_key(user, address), time.time()
-        try:
-            return await self.database.write(lambda conn: count_failure(conn, key, now, window), policy=False)
-        except DatabaseUnavailable as e:
-            self._complain(e)
-            return None
-
-    async def forget(self, user: str, address: str) -> None:
-        key = failure_key(user, address)
-        try:
-            await self.database.write(lambda conn: forget(conn, key), policy=False)
-        except DatabaseUnavailable as e:
-            self._complain(e)
-
-    def _complain(self, error: DatabaseUnavailable) -> None:
-        if time.monotonic() - self._complained >= self.QUIET:
-            self._complained = time.monotonic()
-            log.warning("brake: failed logins are counted per process while the database is unavailable: %s",
-                        error)
 
 
 def build_brake(settings: BrakeSettings | Mapping[str, Any] | None) -> LoginBrake | None:

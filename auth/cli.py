@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from auth import htpasswd, keygen, keys, manage_cli
+from auth import htpasswd, manage_cli
 from auth.policy import policy_cache
 
 # Reads a config file into the registry's config (``.auth``, ``.log_level``), exiting with a message on
@@ -67,7 +67,7 @@ def add_commands(sub: Any, load_config: ConfigLoader, management: manage_cli.Man
     auth = sub.add_parser("auth", help="token auth helpers")
     auth_sub = auth.add_subparsers(dest="auth_command", required=True)
     gen = auth_sub.add_parser("keygen", help="write a token signing key and its self-signed certificate")
-    gen.add_argument("--alg", choices=keygen.ALGORITHMS, default="ES256")
+    gen.add_argument("--alg", default="ES256", help="ES256 (the default), RS256 or EdDSA")
     gen.add_argument("--key", type=Path, default=Path("token.key"))
     gen.add_argument("--cert", type=Path, default=Path("token.crt"))
     gen.add_argument("--days", type=int, default=3650)
@@ -179,6 +179,10 @@ def user_disable(args: argparse.Namespace) -> int:
 
 
 def auth_keygen(args: argparse.Namespace) -> int:
+    from auth import keygen, keys  # cryptography and PyJWT only for this command
+
+    if args.alg not in keygen.ALGORITHMS:
+        raise SystemExit(f"moorage auth keygen: --alg {args.alg}: not one of {', '.join(keygen.ALGORITHMS)}")
     try:
         keygen.write_keypair(args.key, args.cert, args.alg, args.cn, args.days, args.force)
     except FileExistsError as e:

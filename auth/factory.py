@@ -7,30 +7,27 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jwt
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
-from auth import keys
-from auth.base import AccessController, AllowAll
+from auth.base import AccessController, AllowAll, peer_address
 from auth.basic import BasicController
-from auth.bearer import BearerController
 from auth.brake import build_brake
 from auth.credentials import Credentials, CredentialSource, HtpasswdSource
-from auth.database_users import DatabaseUsers
 from auth.htpasswd import Htpasswd
-from auth.issuer import TokenIssuer
 from auth.policy import DatabasePolicy, PolicySnapshot
 from auth.rules import DEFAULT_ACCESS, AccessRules
 from auth.settings import AccessSettings, AccessTokenSettings, AuthSettings, TokenSettings
-from auth.tokenserver import TokenServer, peer_address
-from auth.verifier import TokenVerifier
 from configkit import ConfigError, existing_file
 from storage.database import Cached
 
 if TYPE_CHECKING:
+    import jwt
+
     from auth.oidc import OpenIDConnect
     from auth.tokens import AccessTokens
+    from auth.tokenserver import TokenServer
+    from auth.verifier import TokenVerifier
     from storage.database import Database
 
 Auth = AuthSettings | Mapping[str, Any]  # the settings, or the raw section (checked here)
@@ -46,6 +43,8 @@ def build_credentials(auth: Auth, policy: Cached[PolicySnapshot] | None = None) 
     if settings.database is not None:
         if policy is None:
             raise ConfigError("auth.database: needs the registry's database (moorage serve, moorage token-server)")
+        from auth.database_users import DatabaseUsers  # SQLAlchemy only for configs with a database
+
         accounts = DatabaseUsers(policy)  # first: a user disabled here is refused whatever else knows the name
         sources.append(accounts)
     if settings.htpasswd:
@@ -120,6 +119,8 @@ def build_access_controller(auth: Auth, credentials: Credentials | None = None,
         realm = settings.htpasswd.realm if settings.htpasswd else "moorage"
         return BasicController(realm, credentials, access_rules(settings, credentials, policy))
     if settings.token:
+        from auth.bearer import BearerController  # PyJWT and cryptography only for configs with tokens
+
         token = settings.token
         credentials = credentials or build_credentials(settings, policy)
         rules = None
@@ -145,6 +146,10 @@ def token_server_routes(auth: Auth, address: Callable[[Request], str] = peer_add
 def token_server(settings: AuthSettings, address: Callable[[Request], str] = peer_address,
                  credentials: Credentials | None = None,
                  policy: Cached[PolicySnapshot] | None = None) -> TokenServer:
+    from auth import keys
+    from auth.issuer import TokenIssuer
+    from auth.tokenserver import TokenServer
+
     server, token = settings.tokenserver, settings.token
     assert server is not None and token is not None  # AuthSettings: a token server needs auth.token
     key = keys.load_private_key(existing_file(server.key, "auth.tokenserver.key"), "auth.tokenserver.key")
@@ -163,6 +168,9 @@ def token_server(settings: AuthSettings, address: Callable[[Request], str] = pee
 
 
 def verifier(token: TokenSettings) -> TokenVerifier:
+    from auth import keys
+    from auth.verifier import TokenVerifier
+
     roots = []
     if token.rootcertbundle:
         path = existing_file(token.rootcertbundle, "auth.token.rootcertbundle")
@@ -181,6 +189,8 @@ def verifier(token: TokenSettings) -> TokenVerifier:
 
 
 def load_jwks(path: Path, key: str) -> list[jwt.PyJWK]:
+    import jwt
+
     try:
         keyset = jwt.PyJWKSet.from_json(path.read_text())
     except (jwt.PyJWTError, ValueError, OSError) as e:

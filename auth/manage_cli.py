@@ -10,15 +10,18 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auth import htpasswd
-from auth.manage import OPERATOR, Management, Refused
+from auth.terms import OPERATOR, Refused
 from storage.database import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from auth.manage import Management
 
 # The registry's CLI builds the service for a config (auth does not import the registry); it raises
 # SystemExit with a message when the config has no database.
-ManagementFactory = Callable[[Any], Management]
+ManagementFactory = Callable[[Any], "Management"]
 ROLE_HELP = "reader (pull), developer (+push), maintainer (+delete, retention, tag rules), owner (+members)"
 
 

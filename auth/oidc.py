@@ -45,7 +45,7 @@ from joserfc.jwk import KeySet
 from auth.credentials import Identity, SourceUnavailable, Verdict
 from auth.htpasswd import check_user_name
 from auth.settings import OidcSettings
-from storage.database.machine import ExternalRecord
+from storage.database.records import ExternalRecord
 
 log = logging.getLogger("moorage.auth.oidc")
 

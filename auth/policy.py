@@ -25,11 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from auth import roles
 from auth.rules import COMPONENT_RE, AccessRules, valid_repository
-from storage.database import Cached, Database, DatabaseUnavailable
-from storage.database.identity import USER, NamespaceRecord, PolicyData, UserRecord, load_policy
+from storage.database import Cached, DatabaseUnavailable
+from storage.database.records import USER, NamespaceRecord, PolicyData, UserRecord
+
+if TYPE_CHECKING:
+    from storage.database import Database
 
 MAX_AGE = 1.5  # seconds a decision's snapshot may be unconfirmed (the poll runs every 0.5 s)
 STALE = 3.0  # a synchronous caller that could not refresh gets 503 past this
@@ -184,6 +188,8 @@ class PolicySnapshot:
 def policy_cache(db: Database) -> Cached[PolicySnapshot]:
     """The snapshot, following the change feed (one per process: the policy, the users' credentials and
     the management API share it)."""
+    from storage.database.identity import load_policy  # SQLAlchemy only for a registry with auth.database
+
     return db.feed.follow(Cached(db, lambda conn: PolicySnapshot(load_policy(conn)), "access policy"))
 
 

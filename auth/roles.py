@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from auth.settings import REPOSITORY_ACTIONS
-from storage.database.schema import ROLES
+from storage.database.records import ROLES
 
 READER, DEVELOPER, MAINTAINER, OWNER = ROLES
 RANK = {role: rank for rank, role in enumerate(ROLES)}

@@ -16,16 +16,19 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from auth.factory import build_access_controller
-from auth.manage import OPERATOR, Refused
 from auth.settings import AccessTokenSettings, AuthSettings
-from auth.tokens import AccessTokens, token_view
-from storage.database import Database, DatabaseUnavailable
+from auth.terms import OPERATOR, Refused, token_view
+from storage.database import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from auth.tokens import AccessTokens
+    from storage.database import Database
 
 ConfigLoader = Callable[[str | None], Any]
-DatabaseOpener = Callable[[Any], Database | None]  # the registry's config -> its database
+DatabaseOpener = Callable[[Any], "Database | None"]  # the registry's config -> its database
 T = TypeVar("T")
 
 
@@ -67,6 +70,8 @@ def add_commands(sub: Any, load_config: ConfigLoader, open_database: DatabaseOpe
 
 
 def service(args: argparse.Namespace) -> tuple[AccessTokens, Database]:
+    from auth.tokens import AccessTokens  # SQLAlchemy only for the commands that use the database
+
     config = args.load_config(args.config)
     db = args.open_database(config)
     if db is None:

@@ -41,10 +41,13 @@ from sqlalchemy.exc import IntegrityError
 
 from auth import roles
 from auth.credentials import CredentialRefused, Identity, Scope, Verdict
-from auth.manage import (
+from auth.manage import Authority, recorded_write
+from auth.policy import MAX_AGE
+from auth.rules import valid_repository
+from auth.settings import AccessTokenSettings
+from auth.terms import (
     MAX_NAME,
     NAME_PATTERN,
-    Authority,
     Caller,
     Refused,
     check_name,
@@ -52,17 +55,15 @@ from auth.manage import (
     conflict,
     denied,
     invalid,
+    iso,
     not_found,
-    recorded_write,
+    robot_view,
+    token_view,
 )
-from auth.policy import MAX_AGE
-from auth.rules import valid_repository
-from auth.settings import AccessTokenSettings
 from storage.background import stop
 from storage.database import Cached, Database, DatabaseUnavailable, machine
 from storage.database import identity as store
-from storage.database.identity import ChangeRecord
-from storage.database.machine import RobotRecord, TokenRecord, robot_name, split_robot_name
+from storage.database.records import ChangeRecord, RobotRecord, TokenRecord, robot_name, split_robot_name
 
 log = logging.getLogger("moorage.auth")
 
@@ -96,26 +97,6 @@ def digest(token_id: str, secret: str) -> str:
 
 def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def token_view(record: TokenRecord) -> dict[str, Any]:
-    """A token as listings and the change log show it: never its secret or digest."""
-    return {
-        "id": record.id, "name": record.name, "owner": record.owner, "scopes": list(record.scopes),
-        "repositories": list(record.repositories) if record.repositories is not None else None,
-        "created": iso(record.created), "created_by": record.created_by, "expires": iso(record.expires),
-        "last_used": iso(record.last_used), "last_address": record.last_address,
-    }
-
-
-def robot_view(robot: RobotRecord) -> dict[str, Any]:
-    return {"name": robot_name(robot.namespace, robot.name), "namespace": robot.namespace, "robot": robot.name,
-            "actions": list(robot.actions), "description": robot.description, "created": iso(robot.created),
-            "created_by": robot.created_by}
-
-
-def iso(value: datetime.datetime | None) -> str | None:
-    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
 
 
 def check_scopes(scopes: Any) -> tuple[str, ...]:

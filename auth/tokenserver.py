@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,11 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from auth.base import MAX_USER_NAME, plausible_user
+from auth.base import MAX_USER_NAME, peer_address, plausible_user
 from auth.basic import EMPTY_BASIC, basic_credentials, scoped
 from auth.brake import TooManyAttempts, retry_after
 from auth.challenge import header
 from auth.credentials import CredentialRefused, Credentials, Identity, Scope, SourceUnavailable
+from auth.forms import read_form
 from auth.issuer import TokenIssuer
 from auth.metrics import tokens_issued, tokens_refused
 from auth.policy import DatabasePolicy
@@ -35,32 +35,6 @@ log = logging.getLogger("moorage.auth")
 
 MAX_SCOPES = 100
 TOKEN_BINDING = "token:"  # a refresh token's tag when it came from an access token
-MAX_FORM_BYTES = 64 * 1024
-
-
-async def read_form(request: Request) -> dict[str, list[str]] | None:
-    """The urlencoded POST body, every value of each field; None if it is too large or not a form."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-        return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    try:
-        pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=200)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    fields: dict[str, list[str]] = {}
-    for name, value in pairs:
-        fields.setdefault(name, []).append(value)
-    return fields
-
-
-def peer_address(request: Request) -> str:
-    return request.client.host if request.client else ""
-
-
 class TokenServer:
     def __init__(self, issuer: TokenIssuer, credentials: Credentials, rules: AccessRules | DatabasePolicy,
                  address: Callable[[Request], str] = peer_address) -> None:

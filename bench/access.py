@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from auth import htpasswd
-from auth.manage import OPERATOR
+from auth.terms import OPERATOR
 from bench.loadgen import raw_request, run_load
 from bench.manifests import ACCEPT, OCI_MANIFEST
 from bench.servers import HOST, free_port

@@ -6,16 +6,18 @@ import argparse
 import gc
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from auth import cli as auth_cli
 from auth import token_cli
-from auth.manage import Management
 from registry import config as config_module
 from registry.config import Config, ConfigError
 from registry.maintenance import cli as maintenance_cli
 from registry.replication import cli as replication_cli
-from storage.database import Database
+
+if TYPE_CHECKING:
+    from auth.manage import Management
+    from storage.database import Database
 
 
 def main(argv: list[str] | None = None) -> int:

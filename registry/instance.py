@@ -8,13 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from auth.base import AccessController
-from auth.brake import SharedFailures
 from auth.factory import build_access_controller, build_access_tokens, build_credentials
 from auth.login import Login, build_login
-from auth.manage import Management
 from auth.policy import MAX_AGE, DatabasePolicy, PolicySnapshot, policy_cache
 from auth.rules import AccessRules
-from auth.tokens import AccessTokens
 from configkit import ConfigError
 from registry.config import Config
 from registry.maintenance.retention import Retention, check_namespace_retention, with_namespaces
@@ -27,18 +24,21 @@ from registry.writes.quota import QuotaGuard
 from registry.writes.writer import RepositoryWriter
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
-from storage.database import Cached, Database
+from storage.database import Cached
 from storage.driver import StorageDriver
 from storage.driver.factory import build_driver
 from storage.driver.instrumented import InstrumentedDriver
 from storage.manifests import ManifestStore, TagStore
 from storage.referrers import ReferrersIndex
-from storage.sessions import SessionStore, session_store
+from storage.sessions import SessionStore, StorageSessions
 from storage.uploads import UploadStore
 from storage.usage import UsageLedger
 
 if TYPE_CHECKING:
+    from auth.manage import Management
+    from auth.tokens import AccessTokens
     from registry.mirror.source import UpstreamSource
+    from storage.database import Database
 
 
 @dataclass(slots=True)
@@ -58,7 +58,7 @@ class Registry:
     ledger: UsageLedger | None  # what each namespace stores and uploads, with quotas (GC reconciles it)
     sessions: SessionStore  # web UI sessions, shared by every replica: ``sessions.end_all(user)`` ends a user's
     mirror: UpstreamSource | None = None  # pull-through mirror of the ``proxy`` upstreams, when configured
-    database: Database | None = None  # opened when first needed; None: S3 storage without database.url
+    database: Database | None = None  # opened when first needed; None: nobody logs in, or S3 without database.url
     tokens: AccessTokens | None = None  # personal access tokens and robots (with a database and logins)
     policy: Cached[PolicySnapshot] | None = None  # auth.database: the access policy, following the change feed
     management: Management | None = None  # auth.database: users, teams and namespaces (auth/manage.py)
@@ -73,15 +73,19 @@ class Registry:
             )
         if config.metrics_enabled:
             driver = InstrumentedDriver(driver)
-        database = open_database(config)
-        policy = management = None
+        database = policy = management = None
         if config.auth.database is not None:
+            database = open_database(config)
             if database is None:
                 raise ConfigError("database.url: required with s3 storage (auth.database keeps users in it)")
             policy = policy_cache(database)
             management = build_management(config, database, policy)
         credentials = build_credentials(config.auth, policy)  # one chain and brake for every login path
+        if database is None and credentials.enabled:
+            database = open_database(config)  # the logins' tokens, web UI sessions and shared brake counts
         if database is not None and credentials.brake is not None:
+            from auth.shared_failures import SharedFailures  # SQLAlchemy only with a database
+
             credentials.brake.share(SharedFailures(database))  # one count for every replica and worker
         access = build_access_controller(config.auth, credentials, policy)
         login = build_login(config.auth, access, credentials)
@@ -176,11 +180,24 @@ def open_database(config: Config) -> Database | None:
     root = config.storage.filesystem.rootdirectory if config.storage.filesystem is not None else None
     if config.database.url is None and root is None:
         return None
+    from storage.database.engine import Database  # SQLAlchemy only for registries that keep a database
+
     return Database.from_settings(config.database, root)
+
+
+def session_store(database: Database | None, driver: StorageDriver) -> SessionStore:
+    """Web UI sessions in the database's table when the registry has a database, else in the storage."""
+    if database is None:
+        return StorageSessions(driver)
+    from storage.database.ui_sessions import DatabaseSessions  # SQLAlchemy only with a database
+
+    return DatabaseSessions(database)
 
 
 def build_management(config: Config, database: Database, cache: Cached[PolicySnapshot] | None = None) -> Management:
     """The management service (auth/manage.py) with the file's admins and the registry's retention checks."""
+    from auth.manage import Management
+
     rules = AccessRules(config.auth.access) if config.auth.access is not None else None
     return Management(database, cache, file_admin=rules.is_admin if rules is not None else no_admin,
                       check_retention=check_namespace_retention)

@@ -3,10 +3,10 @@
 A signed cookie alone cannot be taken back: a copy kept after logout stayed valid until it expired
 (12 h), CSRF token included.  So logging in writes a record, every request of a logged-in session
 reads it, and logging out deletes it, which ends that session at once on every replica, since they all
-read the same records: in the database when the registry has one (``ui_sessions``), otherwise in the
-storage (``_moorage/ui-sessions/<user>/<session>``, as the GC lease and the notification queue keep
-their small shared state).  ``end_all`` ends every session of a user (an admin disabling them, a
-password change, "log out everywhere").
+read the same records: in the database when the registry has one (``ui_sessions``, in
+storage/database/ui_sessions.py), otherwise in the storage (``_moorage/ui-sessions/<user>/<session>``,
+as the GC lease and the notification queue keep their small shared state).  ``end_all`` ends every
+session of a user (an admin disabling them, a password change, "log out everywhere").
 
 What is stored is the SHA-256 of the session id, never the id itself, so a copy of the database or
 the bucket opens no session.  Expired records go when their user next logs in (and, in the database,
@@ -21,11 +21,7 @@ import secrets
 import time
 from typing import Protocol
 
-from sqlalchemy import Connection, delete, insert, select
-
 from storage import paths
-from storage.database import Database
-from storage.database.schema import ui_sessions
 from storage.driver import PathNotFound, StorageDriver
 
 
@@ -99,45 +95,3 @@ class StorageSessions:
                 expired = True
             if expired:
                 await self.driver.delete_file(path)
-
-
-class DatabaseSessions:
-    """Records in the ``ui_sessions`` table: a primary-key read per request of a logged-in session, off
-    the event loop and bounded by ``database.timeout`` like every database call."""
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
-
-    async def start(self, user: str, ttl: float) -> str:
-        session_id = secrets.token_urlsafe(32)
-        now = time.time()
-
-        def write(conn: Connection) -> None:
-            conn.execute(delete(ui_sessions).where(ui_sessions.c.expires <= now))
-            conn.execute(insert(ui_sessions).values(id=record_key(session_id), user=user, started=now,
-                                                    expires=now + ttl))
-
-        await self.database.write(write, policy=False)
-        return session_id
-
-    async def alive(self, session_id: str, user: str) -> bool:
-        def read(conn: Connection) -> float | None:
-            query = select(ui_sessions.c.expires).where(ui_sessions.c.id == record_key(session_id),
-                                                        ui_sessions.c.user == user)
-            return conn.execute(query).scalar_one_or_none()
-
-        expires = await self.database.read(read)
-        return expires is not None and expires > time.time()
-
-    async def end(self, session_id: str, user: str) -> None:
-        await self.database.write(lambda conn: conn.execute(
-            delete(ui_sessions).where(ui_sessions.c.id == record_key(session_id))), policy=False)
-
-    async def end_all(self, user: str) -> None:
-        await self.database.write(lambda conn: conn.execute(
-            delete(ui_sessions).where(ui_sessions.c.user == user)), policy=False)
-
-
-def session_store(database: Database | None, driver: StorageDriver) -> SessionStore:
-    """The database's table when the registry has a database, else the storage."""
-    return DatabaseSessions(database) if database is not None else StorageSessions(driver)

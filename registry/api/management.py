@@ -10,25 +10,28 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from auth.base import AuthFailure
-from auth.manage import Caller, Management, Refused
+from auth.terms import Caller, Refused
 from registry.api.paging import page_size
 from registry.errors import RegistryError, error_response
 from registry.http.urls import client_address
 from registry.instance import Registry
 from storage.database import DatabaseUnavailable
 
+if TYPE_CHECKING:
+    from auth.manage import Management
+
 MAX_BODY = 1024 * 1024
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
-Handler = Callable[[Request, Caller, Management], Awaitable[Response]]
+Handler = Callable[[Request, Caller, "Management"], Awaitable[Response]]
 
 
 def endpoint(registry: Registry, handler: Handler) -> Callable[[Request], Awaitable[Response]]:

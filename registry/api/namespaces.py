@@ -7,15 +7,18 @@ grammar), so the two never mix: Distribution's ``/v2/_catalog`` is the precedent
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from auth.manage import UNSET, Caller, Management, NamespaceView
+from auth.terms import UNSET, Caller, NamespaceView
 from registry.api.management import body, listing, page, paged, time
 from registry.errors import RegistryError
-from storage.database.identity import ChangeRecord, MemberRecord
+from storage.database.records import ChangeRecord, MemberRecord
+
+if TYPE_CHECKING:
+    from auth.manage import Management
 
 CREATE = {"path": str, "public": bool}
 UPDATE = {"public": bool, "quota": int, "retention": dict, "immutable_tags": list}

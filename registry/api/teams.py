@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from auth.manage import Caller, Management
+from auth.terms import Caller
 from registry.api.management import body, paged, time
 from registry.errors import RegistryError
-from storage.database.identity import TeamRecord
+from storage.database.records import TeamRecord
+
+if TYPE_CHECKING:
+    from auth.manage import Management
 
 CREATE = {"name": str, "members": list}
 

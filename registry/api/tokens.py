@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,12 +27,14 @@ from starlette.routing import BaseRoute, Route
 from auth.base import AuthFailure
 from auth.basic import basic_credentials, verify_basic
 from auth.challenge import unauthorized
-from auth.manage import Caller, Refused
-from auth.tokens import AccessTokens, NewToken, robot_view, token_view
+from auth.terms import Caller, Refused, robot_view, token_view
 from registry.errors import error_body
 from registry.http.urls import client_address
 from registry.instance import Registry
 from storage.database import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from auth.tokens import AccessTokens, NewToken
 
 MAX_BODY = 64 * 1024
 Handler = Callable[[Request, Caller], Awaitable[Response]]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from auth.manage import UNSET, Caller, Management
 from auth.policy import namespaces_of
+from auth.terms import UNSET, Caller
 from registry.api.management import body, paged, time
-from storage.database.identity import UserRecord
+from storage.database.records import UserRecord
+
+if TYPE_CHECKING:
+    from auth.manage import Management
 
 CREATE = {"name": str, "password": str, "email": str, "admin": bool}
 UPDATE = {"password": str, "email": str, "admin": bool, "disabled": bool}

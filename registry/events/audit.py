@@ -22,7 +22,7 @@ from registry.events import metrics
 from registry.events.observe import Exchange
 from registry.writes.actor import MIRROR
 from registry.writes.events import CHANGES, RepositoryEvent
-from storage.database.identity import ChangeRecord
+from storage.database.records import ChangeRecord
 
 log = logging.getLogger("moorage.audit")
 

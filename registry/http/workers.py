@@ -15,6 +15,12 @@ worker that has not exited ``KILL_GRACE`` seconds after that is killed. A worker
 replaced; one that dies before it listens (the port is taken, the app did not start) stops the whole
 server with its exit status. Should the supervisor itself be killed, the kernel sends its workers SIGTERM
 (``PR_SET_PDEATHSIG``): none is left serving on its own.
+
+Once every worker listens, the supervisor gives back the read-only pages of the files it mapped
+(``page_out_files``): the code and constants of the interpreter, the extension modules and the libraries
+that importing and building the app touched. No worker needs most of them, yet they counted in the
+supervisor's memory (10 MiB of its 28 MiB PSS with the default config); the kernel keeps the pages a
+worker maps, and reads any other one back from its file should the supervisor touch it again.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ log = logging.getLogger("moorage")
 SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STOP = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 PR_SET_PDEATHSIG = 1  # prctl(2)
+MADV_PAGEOUT = 21  # madvise(2), Linux 5.4: reclaim these pages now (those another process maps stay)
 KILL_GRACE = 10.0  # after the drain time: lifespan shutdown (closing storage clients) gets this long
 RESTART_DELAY = 1.0  # a worker that keeps dying is not forked in a tight loop
 STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
@@ -77,6 +84,26 @@ def die_with(supervisor: int) -> None:
         raise SystemExit(0)
 
 
+def page_out_files() -> int:
+    """Ask the kernel to reclaim this process's pages of read-only file mappings (see the module's
+    docstring); returns how many mappings it accepted the advice for (0 before Linux 5.4, or off Linux)."""
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        with open("/proc/self/maps") as maps:
+            lines = maps.read().splitlines()
+    except (OSError, AttributeError):
+        return 0
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    accepted = 0
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or not fields[5].startswith("/") or "w" in fields[1]:
+            continue  # anonymous memory, or writable: only pages the file holds as they are
+        start, end = (int(address, 16) for address in fields[0].split("-"))
+        accepted += madvise(start, end - start, MADV_PAGEOUT) == 0
+    return accepted
+
+
 @dataclass
 class Worker:
     index: int
@@ -95,6 +122,7 @@ class Supervisor:
     workers: dict[int, Worker] = field(default_factory=dict)  # by pid
     _ready_r: int = -1
     _ready_w: int = -1
+    _paged_out: bool = False
 
     def run(self) -> int:
         """Returns the exit status: 0 after a signal, a worker's status when one could not start."""
@@ -174,6 +202,9 @@ class Supervisor:
         for worker in self.workers.values():
             if worker.index in indexes:
                 worker.ready = True
+        if not self._paged_out and len(self.workers) == self.count and all(w.ready for w in self.workers.values()):
+            self._paged_out = True  # every worker listens: what only starting needed can go
+            log.debug("supervisor: reclaiming the pages of %d file mappings", page_out_files())
 
     def _reap(self, restart: bool) -> int | None:
         """Collect exited workers; replace them, or return the status of one that never listened."""

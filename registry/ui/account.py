@@ -15,8 +15,8 @@ from starlette.routing import BaseRoute, Route
 from auth import roles
 from auth.brake import TooManyAttempts
 from auth.credentials import SourceUnavailable
-from auth.manage import Caller, Refused, invalid
 from auth.policy import namespaces_of
+from auth.terms import Caller, Refused, invalid
 from registry.ui.forms import Pages, sentence
 from registry.ui.session import Session
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from auth.manage import Refused, invalid
+from auth.terms import Refused, invalid
 from registry.ui.forms import PAGE, Pages, confirming, page_after, sentence
 from registry.ui.session import Session
 

@@ -16,11 +16,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auth import roles
-from auth.manage import invalid
 from auth.policy import namespaces_of
+from auth.terms import invalid
 from registry.ui.forms import PAGE, Pages
 from registry.ui.session import Session
-from storage.database.identity import ChangeRecord
+from storage.database.records import ChangeRecord
 
 
 @dataclass(frozen=True, slots=True)

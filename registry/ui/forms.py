@@ -17,13 +17,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute
 
-from auth.manage import Caller, Management, Refused, invalid
 from auth.policy import PolicySnapshot
+from auth.terms import Caller, Refused, invalid
 from registry.http.urls import client_address
 from registry.ui.session import Session, csrf_ok
 from storage.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
+    from auth.manage import Management
     from registry.ui.app import WebUI
 
 MAX_FORM = 64 * 1024  # bytes of a urlencoded form (a hundred tag patterns fit many times over)

@@ -21,12 +21,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from auth.manage import Caller, Refused
-from auth.tokens import AccessTokens, NewToken, robot_view, token_view
+from auth.terms import Caller, Refused, robot_view, token_view
 from registry.ui.session import Forbidden, Session, csrf_ok, read_fields
 from registry.ui.tokens import SCOPE_CHOICES, expiry
 
 if TYPE_CHECKING:
+    from auth.tokens import AccessTokens, NewToken
     from registry.ui.tokens import TokenPages
 
 PAGE = 100

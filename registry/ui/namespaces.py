@@ -16,12 +16,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auth import roles
-from auth.manage import Caller, Refused, invalid
 from auth.policy import namespaces_of
+from auth.terms import Caller, Refused, invalid
 from registry.maintenance.quotas import to_size
 from registry.ui.forms import PAGE, Pages, confirming, page_after, sentence, split_list
 from registry.ui.session import Session
-from storage.database.identity import NamespaceRecord
+from storage.database.records import NamespaceRecord
 
 DONE = {
     "created": "Namespace created.", "member": "Member saved.", "unmember": "Member removed.",

@@ -22,8 +22,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
+from auth.forms import read_form
 from auth.login import Login
-from auth.tokenserver import read_form
 from storage.driver import StorageUnavailable
 from storage.sessions import SessionStore
 

@@ -10,12 +10,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from auth.manage import Caller, Refused
-from auth.tokens import AccessTokens, token_view
+from auth.terms import Caller, Refused, token_view
 from registry.http.urls import client_address
 from registry.ui.session import Forbidden, Session, csrf_ok, read_fields
 
 if TYPE_CHECKING:
+    from auth.tokens import AccessTokens
     from registry.ui.app import WebUI
 
 SCOPE_CHOICES = {"pull": ["pull"], "pull,push": ["pull", "push"], "pull,push,delete": ["pull", "push", "delete"]}

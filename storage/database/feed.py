@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from sqlalchemy import Connection
-
 from storage.background import stop
 from storage.database.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from storage.database.engine import Database
 
 log = logging.getLogger("moorage.database")

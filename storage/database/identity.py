@@ -7,94 +7,24 @@ the last name seen), so a page costs the same at any depth.
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from storage.database.records import (
+    TEAM,
+    USER,
+    ChangeRecord,
+    MemberRecord,
+    NamespaceRecord,
+    PolicyData,
+    TeamRecord,
+    UserRecord,
+    now,
+    utc,
+)
 from storage.database.schema import changes, namespace_members, namespaces, team_members, teams, users
-
-USER = "user"
-TEAM = "team"
-
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def utc(value: datetime.datetime | None) -> datetime.datetime | None:
-    """SQLite hands back naive datetimes: they were stored as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=datetime.UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    id: int
-    name: str
-    email: str | None
-    password: str | None  # bcrypt hash; None: no local password
-    admin: bool
-    disabled: bool
-    created: datetime.datetime
-    last_login: datetime.datetime | None
-    credentials_changed: datetime.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TeamRecord:
-    id: int
-    name: str
-    created: datetime.datetime
-    members: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class NamespaceRecord:
-    id: int
-    path: str
-    public: bool
-    personal: str | None  # the user whose own namespace this is
-    quota: int | None
-    retention: dict[str, Any] | None
-    immutable_tags: tuple[str, ...]
-    created: datetime.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRecord:
-    namespace: str
-    kind: str  # USER or TEAM
-    name: str
-    role: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeRecord:
-    id: int
-    at: datetime.datetime
-    actor: str | None
-    address: str | None
-    action: str
-    target: str
-    namespace: str | None
-    before: Any
-    after: Any
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyData:
-    """Everything authorization decides by, read in one transaction (auth/policy.py builds on it)."""
-
-    users: tuple[UserRecord, ...]
-    team_members: Mapping[str, frozenset[str]]  # team -> user names
-    namespaces: tuple[NamespaceRecord, ...]
-    members: tuple[MemberRecord, ...]
-    teams: frozenset[str] = field(default_factory=frozenset)
-
 
 # --- users ---------------------------------------------------------------------------------------------
 

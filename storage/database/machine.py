@@ -7,66 +7,12 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from storage.database.identity import now, utc
+from storage.database.records import ExternalRecord, RobotRecord, TokenRecord, now, robot_name, utc
 from storage.database.schema import external_users, namespaces, robots, tokens, users
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalRecord:
-    """A user of a directory or a single sign-on, as of their latest login."""
-
-    name: str
-    source: str
-    subject: str | None
-    teams: frozenset[str]
-    email: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RobotRecord:
-    id: int
-    namespace: str
-    name: str  # the short name: ``ci`` of ``robot+payments+ci``
-    actions: tuple[str, ...]
-    description: str | None
-    created: datetime.datetime
-    created_by: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
-    id: str
-    owner: str  # the user's name, or the robot's full name
-    robot: RobotRecord | None
-    name: str
-    digest: str
-    scopes: tuple[str, ...]
-    repositories: tuple[str, ...] | None
-    created: datetime.datetime
-    created_by: str | None
-    expires: datetime.datetime | None
-    last_used: datetime.datetime | None
-    last_address: str | None
-    owner_disabled: bool = False
-
-
-def robot_name(namespace: str, name: str) -> str:
-    """``robot+payments+ci``: no user or namespace name has a ``+``, so it cannot collide with either."""
-    return f"robot+{namespace}+{name}"
-
-
-def split_robot_name(full: str) -> tuple[str, str] | None:
-    """``(namespace, name)`` of a robot's full name; None for anything else."""
-    if not full.startswith("robot+"):
-        return None
-    namespace, plus, name = full[len("robot+"):].rpartition("+")
-    return (namespace, name) if plus and namespace and name else None
-
 
 # --- robots ---------------------------------------------------------------------------------------------
 

@@ -54,6 +54,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from storage.database.records import ROLES
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -61,7 +63,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-ROLES = ("reader", "developer", "maintainer", "owner")
 
 metadata = MetaData(naming_convention=NAMING)
 

@@ -16,7 +16,7 @@ import yaml
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
-from auth.manage import OPERATOR
+from auth.terms import OPERATOR
 from registry.cli import main
 from registry.config import parse
 from registry.http.app import create_app

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from auth.manage import OPERATOR
+from auth.terms import OPERATOR
 from registry.cli import main
 from registry.config import ConfigError, parse
 from storage import paths

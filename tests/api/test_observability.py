@@ -105,7 +105,11 @@ def test_a_thousand_repositories_make_no_new_label_values(tmp_path: Path) -> Non
                       "/api/v1/namespaces/{path:path}/robots", "/api/v1/robots/{name}",
                       "/api/v1/robots/{name}/tokens", "/api/v1/usage", "/v1/search", "/", "/ui",
                       # fixed routes the test directories run before this one (tests/auth) call
-                      "/api/v1/users", "/api/v1/teams", "/api/v1/namespaces", "/api/v1/account"}
+                      "/api/v1/users", "/api/v1/teams", "/api/v1/namespaces", "/api/v1/account",
+                      "/api/v1/replication/rules", "/api/v1/replication/rules/{rule}",
+                      "/api/v1/replication/rules/{rule}/executions",
+                      "/api/v1/replication/rules/{rule}/executions/{execution}",
+                      "/api/v1/replication/rules/{rule}/executions/{execution}/items"}
     assert MANIFEST_ROUTE in routes and "/v2/{name}/tags/list" in routes
     assert series < 1500  # every moorage series of the whole test run, not one per repository
 

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 from starlette.testclient import TestClient
 
-from auth.manage import OPERATOR, Management
+from auth.manage import Management
 from auth.policy import policy_cache
+from auth.terms import OPERATOR
 from registry.config import parse
 from registry.http.app import create_app
 

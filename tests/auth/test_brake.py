@@ -15,7 +15,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from auth.base import MAX_USER_NAME
-from auth.brake import LoginBrake, SharedFailures, TooManyAttempts
+from auth.brake import LoginBrake, TooManyAttempts
+from auth.shared_failures import SharedFailures
 from registry.config import parse
 from registry.http.app import create_app
 from storage.database import Database

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from auth.manage import OPERATOR, Caller, Management, Refused
+from auth.manage import Management
 from auth.policy import DatabasePolicy, Holders, policy_cache
 from auth.rules import AccessRules
+from auth.terms import OPERATOR, Caller, Refused
 from storage.database import Database
 
 pytestmark = pytest.mark.anyio

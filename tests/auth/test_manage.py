@@ -10,9 +10,10 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from auth.manage import OPERATOR, Caller, Management, Refused
+from auth.manage import Management
 from auth.policy import DatabasePolicy, PolicySnapshot, policy_cache
 from auth.rules import AccessRules
+from auth.terms import OPERATOR, Caller, Refused
 from registry.maintenance.retention import check_namespace_retention
 from storage.database import Database
 from storage.database.identity import load_policy

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from auth.manage import OPERATOR, Management
+from auth.manage import Management
+from auth.terms import OPERATOR
 from registry.cli import main
 from registry.config import load
 from registry.http.app import create_app

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from auth.credentials import CredentialRefused, Identity, Verdict
-from auth.manage import OPERATOR, Caller, Management, Refused
+from auth.manage import Management
 from auth.policy import DatabasePolicy, policy_cache
 from auth.rules import AccessRules
 from auth.settings import AccessTokenSettings
+from auth.terms import OPERATOR, Caller, Refused
 from auth.tokens import PAT_PREFIX, ROBOT_PREFIX, AccessTokens, digest, secret_id
 from storage.database import Database
 from storage.database import identity as store

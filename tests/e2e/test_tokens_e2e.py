@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from auth import htpasswd
-from auth.manage import OPERATOR, Management
+from auth.manage import Management
+from auth.terms import OPERATOR
 from storage.database import Database
 from tests.auth.e2e_support import assert_refused, auth_port, login, output, write_auth_files
 

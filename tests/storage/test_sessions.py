@@ -12,8 +12,9 @@ import pytest
 
 from storage import paths
 from storage.database import Database
+from storage.database.ui_sessions import DatabaseSessions
 from storage.driver.filesystem import FilesystemDriver
-from storage.sessions import DatabaseSessions, SessionStore, StorageSessions, record_key
+from storage.sessions import SessionStore, StorageSessions, record_key
 from tests.storage.conftest import DriverFactory
 
 pytestmark = pytest.mark.anyio

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from auth.manage import OPERATOR, Caller, Management
+from auth.manage import Management
+from auth.terms import OPERATOR, Caller
 from tests.api.conftest import make_client
 from tests.ui.conftest import csrf, push_image
 

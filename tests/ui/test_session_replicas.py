@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from auth.manage import OPERATOR
+from auth.terms import OPERATOR
 from registry.config import parse
 from registry.http.app import create_app
 from tests.ui.conftest import csrf
