@@ -7,6 +7,7 @@ import errno
 import logging
 import math
 import os
+import random
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -53,6 +54,7 @@ log = logging.getLogger("moorage")
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 STORAGE_CHECK_TIMEOUT = 5.0
 SHUTDOWN_WAIT = 10.0  # seconds the background tasks (GC, purging, checks) get to stop
+PURGE_FIRST_WITHIN = 3600.0  # seconds: the first upload purge starts at a random moment within them
 FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 FILESYSTEM_RETRY_AFTER = 10.0
 
@@ -158,7 +160,11 @@ class RegistryApp:
                       "answers", error)
 
     async def purge_periodically(self) -> None:
+        """Distribution's upload purging, and as Distribution does, first after a random delay of up to
+        an hour: uploads abandoned for days are not urgent, replicas restarted together then do not all
+        walk the storage at once, and a start does not pay for a walk of every repository."""
         storage = self.config.storage
+        await asyncio.sleep(random.uniform(0, min(PURGE_FIRST_WITHIN, storage.upload_purge_interval)))
         while True:
             try:
                 await self.registry.writer.purge_uploads(storage.upload_purge_age, storage.upload_purge_dryrun)

@@ -276,3 +276,39 @@ def test_purge_removes_only_abandoned_uploads(tmp_path) -> None:
     with make_client(tmp_path) as c:
         assert c.get(old).status_code == 404
         assert c.get(fresh).status_code == 204
+
+
+def test_the_first_upload_purge_starts_at_a_random_moment_within_an_hour(tmp_path, monkeypatch) -> None:
+    """As Distribution's: a start walks no repository, and replicas started together purge at different
+    moments; a shorter ``interval`` bounds the delay too."""
+    import asyncio
+
+    from registry.config import parse
+    from registry.http import app as app_module
+    from registry.writes.writer import RepositoryWriter
+
+    drawn: list[tuple[float, float]] = []
+    monkeypatch.setattr(app_module.random, "uniform", lambda low, high: drawn.append((low, high)) or 0.3)
+    rounds: list[float] = []
+
+    async def purge(self: RepositoryWriter, older_than: float, dry_run: bool = False) -> list[str]:
+        rounds.append(older_than)
+        return []
+
+    monkeypatch.setattr(RepositoryWriter, "purge_uploads", purge)
+
+    async def scenario(interval: str) -> tuple[int, int]:
+        app = app_module.create_app(parse({"storage": {"filesystem": {"rootdirectory": str(tmp_path)},
+                                                       "maintenance": {"uploadpurging": {"interval": interval}}}}))
+        rounds.clear()
+        task = asyncio.create_task(app.purge_periodically())
+        await asyncio.sleep(0.1)
+        at_start = len(rounds)
+        await asyncio.sleep(0.4)
+        task.cancel()
+        return at_start, len(rounds)
+
+    assert asyncio.run(scenario("24h")) == (0, 1)
+    assert drawn == [(0, 3600.0)]
+    asyncio.run(scenario("10m"))
+    assert drawn[-1] == (0, 600.0)
