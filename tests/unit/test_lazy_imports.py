@@ -25,7 +25,7 @@ create_app(cfg)
 with_app = sorted(m for m in sys.modules if m.split(".")[0] in {targets})
 print(json.dumps({{"before_app": before_app, "with_app": with_app}}))
 """
-TARGETS = {"prometheus_client", "httpx", "boto3", "botocore", "jinja2"}
+TARGETS = {"prometheus_client", "httpx", "boto3", "botocore", "jinja2", "sqlalchemy", "jwt", "cryptography"}
 
 
 def imported(tmp_path: Path, settings: dict) -> tuple[set[str], set[str]]:
@@ -43,6 +43,25 @@ def test_defaults_import_neither_s3_nor_http_clients(tmp_path: Path) -> None:
     before, with_app = imported(tmp_path, {})
     assert not before & {"httpx", "boto3", "botocore", "jinja2"}
     assert with_app == {"prometheus_client", "jinja2"}  # the UI is on by default
+
+
+def test_logins_bring_the_database_and_tokens_bring_pyjwt(tmp_path: Path) -> None:
+    """SQLAlchemy (~30 MiB) only where someone can log in (their tokens, UI sessions and shared brake
+    counts live in the database); PyJWT and cryptography only with token auth.  Both are imported while
+    the app is built, before the workers fork, so the workers share them."""
+    from auth.htpasswd import set_password
+
+    set_password(tmp_path / "htpasswd", "alice", "a password", 4)
+    before, with_app = imported(tmp_path, {"auth": {"htpasswd": {"realm": "r", "path": str(tmp_path / "htpasswd")}}})
+    assert not before & {"sqlalchemy", "jwt", "cryptography"}
+    assert with_app == {"prometheus_client", "jinja2", "sqlalchemy"}
+    from auth.keygen import write_keypair
+
+    write_keypair(tmp_path / "token.key", tmp_path / "token.crt", "ES256", "signer", 30, False)
+    token = {"realm": "https://auth.test/token", "service": "registry.test", "issuer": "auth.test",
+             "rootcertbundle": str(tmp_path / "token.crt")}
+    _, with_app = imported(tmp_path, {"auth": {"token": token}})
+    assert {"jwt", "cryptography"} <= with_app and "sqlalchemy" not in with_app
 
 
 def test_without_the_ui_no_jinja2(tmp_path: Path) -> None:
