@@ -63,7 +63,7 @@ from auth.terms import (
 from storage.background import stop
 from storage.database import Cached, Database, DatabaseUnavailable, machine
 from storage.database import identity as store
-from storage.database.records import ChangeRecord, RobotRecord, TokenRecord, robot_name, split_robot_name
+from storage.database.records import ChangeRecord, RobotRecord, TokenRecord, now, robot_name, split_robot_name
 
 log = logging.getLogger("moorage.auth")
 
@@ -93,10 +93,6 @@ def secret_id(secret: str) -> str | None:
 
 def digest(token_id: str, secret: str) -> str:
     return hmac.new(token_id.encode(), secret.encode(), hashlib.sha256).hexdigest()
-
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def check_scopes(scopes: Any) -> tuple[str, ...]:
